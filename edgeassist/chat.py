@@ -1,0 +1,220 @@
+"""`Conversation`: the history, system prompt, trimming and saving around one engine.
+
+Every front end (ask, the TUI, voice) talks through a Conversation, so prompting,
+streaming and history are written once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from edgeassist.engine.base import (
+    ChatEngine,
+    Done,
+    Event,
+    GenerationOptions,
+    Message,
+    Notice,
+    Stats,
+    Text,
+    Thinking,
+)
+from edgeassist.errors import ContextOverflowError, UsageError
+from edgeassist.store import ChatRecord, Store
+
+
+@dataclass
+class Turn:
+    """One message of the conversation as front ends show it."""
+
+    role: Literal["user", "assistant"]
+    """Who said it."""
+    content: str
+    """The text (a reply's answer, without thinking)."""
+    thinking: str = ""
+    """The reply's thinking, if any."""
+    status: Literal["complete", "cancelled", "error"] = "complete"
+    """Whether a reply finished or was stopped."""
+    stats: Stats | None = None
+    """Timing figures of a reply made in this session."""
+    record_id: int | None = field(default=None, repr=False)
+    """Row id in the store, when saved."""
+
+
+class Conversation:
+    """A chat with one engine: sends messages, streams replies, trims to the context, saves to the store."""
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        *,
+        system_prompt: str | None = None,
+        options: GenerationOptions | None = None,
+        store: Store | None = None,
+        chat: ChatRecord | None = None,
+    ) -> None:
+        """Start a conversation; with `store` and `chat`, continue that saved chat."""
+        self.engine = engine
+        self.options = options or GenerationOptions()
+        self.store = store
+        self.chat = chat
+        self.system_prompt = system_prompt
+        self.turns: list[Turn] = []
+        self._dropped = 0  # leading turns left out of the context; only grows, so the prefix stays stable
+        self._told_trim = False
+        if store is not None and chat is not None:
+            if chat.system_prompt:
+                self.system_prompt = chat.system_prompt
+            for m in store.messages(chat.id):
+                if m.role in ("user", "assistant"):
+                    self.turns.append(Turn(m.role, m.content, m.thinking, m.status, None, m.id))
+
+    @classmethod
+    def open(
+        cls,
+        engine: ChatEngine,
+        store: Store,
+        name: str,
+        *,
+        system_prompt: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Conversation:
+        """Continue the saved chat called `name`, creating it when it does not exist."""
+        chat = store.find_chat(name) or store.create_chat(name, system_prompt=None, model=engine.name)
+        return cls(engine, system_prompt=system_prompt, options=options, store=store, chat=chat)
+
+    # -- context -------------------------------------------------------------------------------
+
+    def context(self) -> list[Message]:
+        """The messages sent to the model: system prompt, then the turns not trimmed away."""
+        msgs: list[Message] = []
+        if self.system_prompt:
+            msgs.append({"role": "system", "content": self.system_prompt})
+        for t in self.turns[self._dropped :]:
+            msgs.append({"role": t.role, "content": t.content})
+        return msgs
+
+    def _fit(self, options: GenerationOptions) -> Notice | None:
+        """Drop the oldest turns until the prompt leaves room for the reply; tell the user once."""
+        n_ctx = self.engine.n_ctx
+        reserve = min(options.max_tokens, n_ctx // 4)
+        budget = n_ctx - reserve
+        need = self.engine.count_tokens(self.context(), options)
+        if need <= budget:
+            return None
+        before = self._dropped
+        # Trim down to 3/4 of the budget at once, so several later turns share the same prefix.
+        while need > budget * 3 // 4 and self._dropped < len(self.turns) - 1:
+            self._dropped += 1
+            # Never start the context with a reply: drop whole user+assistant pairs.
+            while self._dropped < len(self.turns) - 1 and self.turns[self._dropped].role != "user":
+                self._dropped += 1
+            need = self.engine.count_tokens(self.context(), options)
+        if need > budget:
+            raise ContextOverflowError(
+                f"the message is too long: {need} tokens, but the context window is {n_ctx} "
+                f"with {reserve} kept for the reply; shorten it or raise model.n_ctx"
+            )
+        if self._dropped > before and not self._told_trim:
+            self._told_trim = True
+            return Notice(
+                f"the conversation outgrew the {n_ctx}-token context: the oldest messages are no longer "
+                "seen by the model (they stay in the history)"
+            )
+        return None
+
+    # -- turns ---------------------------------------------------------------------------------
+
+    def send(
+        self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
+    ) -> Iterator[Event]:
+        """Add a user message and stream the reply (events from the engine, plus Notices)."""
+        if not text.strip():
+            raise UsageError("the message is empty: type a question")
+        turn = Turn("user", text)
+        self.turns.append(turn)
+        if self.store is not None and self.chat is not None:
+            turn.record_id = self.store.add_message(self.chat.id, "user", text).id
+        yield from self._reply(cancel, options or self.options)
+
+    def regenerate(
+        self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
+    ) -> Iterator[Event]:
+        """Replace the last reply with a new one for the same message."""
+        if self.turns and self.turns[-1].role == "assistant":
+            self._forget(self.turns.pop())
+        if not self.turns:
+            raise UsageError("there is no message to answer again")
+        yield from self._reply(cancel, options or self.options)
+
+    def edit_last(
+        self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
+    ) -> Iterator[Event]:
+        """Replace the last user message (and its reply) with `text` and stream a new reply."""
+        if self.turns and self.turns[-1].role == "assistant":
+            self._forget(self.turns.pop())
+        if self.turns and self.turns[-1].role == "user":
+            self._forget(self.turns.pop())
+        yield from self.send(text, cancel, options)
+
+    def last_user_text(self) -> str | None:
+        """The last message the user sent, if any."""
+        for t in reversed(self.turns):
+            if t.role == "user":
+                return t.content
+        return None
+
+    def _forget(self, turn: Turn) -> None:
+        if self.store is not None and turn.record_id is not None:
+            self.store.delete_message(turn.record_id)
+        self._dropped = min(self._dropped, max(0, len(self.turns) - 1))
+
+    def _reply(self, cancel: threading.Event | None, options: GenerationOptions) -> Iterator[Event]:
+        notice = self._fit(options)
+        if notice is not None:
+            yield notice
+        reply = Turn("assistant", "", status="cancelled")
+        answer: list[str] = []
+        thinking: list[str] = []
+        saved = False
+        try:
+            for event in self.engine.stream(self.context(), options, cancel):
+                if isinstance(event, Text):
+                    answer.append(event.text)
+                elif isinstance(event, Thinking):
+                    thinking.append(event.text)
+                elif isinstance(event, Done):
+                    reply.stats = replace(event.stats, trimmed_messages=self._dropped)
+                    reply.status = "cancelled" if event.stats.finish_reason == "cancelled" else "complete"
+                    self._save(reply, answer, thinking)
+                    saved = True
+                    yield Done(reply.stats)
+                    continue
+                yield event
+        finally:
+            # Ctrl+C, a closed stream or an engine error: keep what arrived, marked as stopped.
+            if not saved:
+                reply.status = "cancelled"
+                self._save(reply, answer, thinking)
+
+    def _save(self, reply: Turn, answer: list[str], thinking: list[str]) -> None:
+        reply.content = "".join(answer).strip()
+        reply.thinking = "".join(thinking).strip()
+        if not reply.content and not reply.thinking and reply.status == "cancelled":
+            return  # stopped before a single token: nothing worth keeping
+        self.turns.append(reply)
+        if self.store is not None and self.chat is not None:
+            stats = reply.stats.to_dict() if reply.stats is not None else None
+            rec = self.store.add_message(
+                self.chat.id,
+                "assistant",
+                reply.content,
+                thinking=reply.thinking,
+                status=reply.status,
+                stats=stats,
+            )
+            reply.record_id = rec.id
+            self.store.set_model(self.chat.id, self.engine.name)

@@ -1,0 +1,107 @@
+"""`edgeassist ask`: one question from the shell, the answer streamed to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from edgeassist.config import Settings
+from edgeassist.errors import UsageError
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Add the `ask` subcommand."""
+    p = sub.add_parser(
+        "ask",
+        parents=[common],
+        help="ask one question; the answer streams to stdout",
+        description="Ask one question. The answer streams to stdout; thinking (with --show-thinking) "
+        "and notes go to stderr.",
+    )
+    p.add_argument("prompt", help="the question, or - to read it from stdin")
+    p.add_argument(
+        "--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first"
+    )
+    p.add_argument("--show-thinking", action="store_true", help="print the thinking to stderr")
+    p.add_argument("--system", help="system prompt for this question")
+    p.add_argument("--max-tokens", type=int, help="most tokens to generate")
+    p.add_argument("--temperature", type=float, help="sampling temperature (0: greedy)")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--json", action="store_true", help="print the answer and its stats as one JSON object")
+    p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
+    p.set_defaults(handler=run)
+
+
+def read_prompt(arg: str) -> str:
+    """The prompt from the argument, or from stdin for `-`; empty is an error."""
+    text = sys.stdin.read() if arg == "-" else arg
+    if not text.strip():
+        raise UsageError("the prompt is empty: pass a question, or pipe one in with `-`")
+    return text.strip()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Answer the question, streaming."""
+    from edgeassist.chat import Conversation
+    from edgeassist.engine import Done, Notice, Text, Thinking
+    from edgeassist.engine.factory import generation_options, open_engine
+    from edgeassist.store import Store
+
+    prompt = read_prompt(args.prompt)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    opened = open_engine(settings, explicit=hasattr(args, "model"))
+    if opened.resolved.note:
+        print(f"edgeassist: {opened.resolved.note}", file=sys.stderr)
+    engine = opened.engine
+    engine.load()
+    options = generation_options(
+        settings, think=args.think, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
+    )
+    if options.think and not engine.supports_thinking:
+        print(f"edgeassist: {engine.name} has no thinking mode; answering directly", file=sys.stderr)
+    system = args.system if args.system is not None else settings.generation.system_prompt
+    if args.chat:
+        store = Store(settings.store_path())
+        convo = Conversation.open(engine, store, args.chat, system_prompt=system, options=options)
+    else:
+        convo = Conversation(engine, system_prompt=system, options=options)
+
+    answer: list[str] = []
+    thinking: list[str] = []
+    stats: dict[str, Any] = {}
+    out = sys.stdout
+    for event in convo.send(prompt):
+        if isinstance(event, Text):
+            answer.append(event.text)
+            if not args.json:
+                out.write(event.text)
+                out.flush()
+        elif isinstance(event, Thinking):
+            thinking.append(event.text)
+            if args.show_thinking and not args.json:
+                sys.stderr.write(event.text)
+                sys.stderr.flush()
+        elif isinstance(event, Notice):
+            print(f"edgeassist: {event.text}", file=sys.stderr)
+        elif isinstance(event, Done):
+            stats = event.stats.to_dict()
+    if args.json:
+        json.dump(
+            {
+                "model": engine.name,
+                "starter": opened.resolved.is_starter,
+                "answer": "".join(answer).strip(),
+                "thinking": "".join(thinking).strip(),
+                "stats": stats,
+            },
+            out,
+        )
+        out.write("\n")
+    elif answer:
+        out.write("\n")
+    return 0

@@ -1,0 +1,172 @@
+"""The engine protocol and the events every front end consumes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+
+class Message(TypedDict):
+    """One chat message as the chat template sees it."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Per-request options; `None` sampling values take the Qwen 3.5 model-card default for the mode."""
+
+    think: bool = False
+    """Ask the model to think first (`enable_thinking` in the template)."""
+    max_tokens: int = 1024
+    """Most tokens to generate, thinking included."""
+    temperature: float | None = None
+    """Sampling temperature."""
+    top_p: float | None = None
+    """Nucleus sampling threshold."""
+    top_k: int | None = None
+    """Top-k cut."""
+    min_p: float | None = None
+    """Min-p cut."""
+    presence_penalty: float | None = None
+    """Penalty for tokens already present."""
+    repeat_penalty: float | None = None
+    """Multiplicative repetition penalty."""
+    seed: int | None = None
+    """Sampling seed; None is random."""
+
+    def sampling(self) -> dict[str, float]:
+        """The effective sampling values: explicit ones, else the Qwen 3.5 model card's for the mode."""
+        return {
+            "temperature": _pick(self.temperature, 1.0 if self.think else 0.7),
+            "top_p": _pick(self.top_p, 0.95 if self.think else 0.8),
+            "top_k": _pick(self.top_k, 20),
+            "min_p": _pick(self.min_p, 0.0),
+            "presence_penalty": _pick(self.presence_penalty, 1.5),
+            "repeat_penalty": _pick(self.repeat_penalty, 1.0),
+        }
+
+
+def _pick(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+@dataclass
+class Stats:
+    """Timings and counts of one reply; times are seconds from the request's start (perf_counter)."""
+
+    model: str = ""
+    """Model name shown to people."""
+    backend: str = "cpu"
+    """Where llama.cpp ran: cpu, metal, cuda."""
+    load_s: float = 0.0
+    """Model load time (0 when it was already loaded)."""
+    prompt_tokens: int = 0
+    """Tokens in the whole rendered prompt."""
+    reused_tokens: int = 0
+    """Prompt tokens whose state came from the previous turn and were not evaluated again."""
+    evaluated_tokens: int = 0
+    """Prompt tokens actually evaluated for this request."""
+    prompt_eval_s: float = 0.0
+    """Time spent evaluating the prompt."""
+    ttft_s: float | None = None
+    """Time to the first generated token (thinking or text)."""
+    token_times: list[float] = field(default_factory=list)
+    """When each generated token was ready, seconds from the request's start."""
+    generated_tokens: int = 0
+    """Tokens generated."""
+    finish_reason: Literal["stop", "length", "cancelled", "error"] = "stop"
+    """Why generation ended."""
+    n_ctx: int = 0
+    """The context window."""
+    context_used: int = 0
+    """Tokens in the context when the reply ended."""
+    trimmed_messages: int = 0
+    """Old messages dropped to fit the context window."""
+
+    def decode_ms_per_token(self) -> float | None:
+        """Median milliseconds between generated tokens (decode only, prefill excluded)."""
+        gaps = sorted(b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False))
+        if not gaps:
+            return None
+        mid = len(gaps) // 2
+        median = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+        return median * 1000.0
+
+    def tokens_per_s(self) -> float | None:
+        """Decode rate over the whole reply after the first token."""
+        if len(self.token_times) < 2:
+            return None
+        span = self.token_times[-1] - self.token_times[0]
+        return (len(self.token_times) - 1) / span if span > 0 else None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view, with the derived figures added."""
+        d = dict(self.__dict__)
+        d["decode_ms_per_token"] = self.decode_ms_per_token()
+        d["tokens_per_s"] = self.tokens_per_s()
+        return d
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """A piece of the model's thinking; never shown as the answer, never spoken."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A one-line message for the user from the pipeline (old turns trimmed, starter model in use)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The reply has ended (finished, hit the limit, or was cancelled)."""
+
+    stats: Stats
+
+
+Event = Thinking | Text | Notice | Done
+
+
+@runtime_checkable
+class ChatEngine(Protocol):
+    """A backend that streams a reply to a list of messages."""
+
+    name: str
+    """Model name shown to people."""
+    backend: str
+    """cpu, metal, cuda, or remote."""
+    supports_thinking: bool
+    """Whether the model's template can switch thinking on and off."""
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Yield Thinking/Text events, then exactly one Done; stop within one token of `cancel`."""
+        ...
+
+    def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
+        """Tokens the rendered prompt for `messages` takes."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        ...

@@ -1,0 +1,465 @@
+"""`LlamaEngine`: the ChatEngine over llama.cpp, through llama-cpp-python's C API.
+
+The decode loop is written against the C API (not `Llama.create_chat_completion`) for two
+reasons: per-token Python work stays tiny (sampling runs in C on the last logits, nothing
+is copied to numpy), and the model state can be checkpointed. Qwen 3.5 is a hybrid model
+whose recurrent state cannot be rolled back to an earlier position, and its template renders
+a finished reply differently from the prompt it was generated under (the think block is
+dropped), so a plain prefix match re-evaluates the whole history every turn. Instead the
+state is saved where the assistant's reply starts; the next turn restores it and evaluates
+only the previous reply (as history renders it) and the new message.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats
+from edgeassist.engine.template import ChatTemplate
+from edgeassist.engine.thinking import ThinkSplitter
+from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_tail: deque[str] = deque(maxlen=20)
+
+
+def _init_backend() -> None:
+    """Initialise llama.cpp once per process and route its log into a buffer (never the terminal)."""
+    global _backend_ready, _log_cb
+    with _backend_lock:
+        if _backend_ready:
+            return
+        import llama_cpp
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            if level in (2, 3):  # warnings and errors explain load failures
+                _log_tail.append(text.decode("utf-8", "replace").strip())
+
+        _log_cb = _log  # keep a reference: ctypes would free the callback
+        llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+_log_cb: object = None
+
+
+def llama_backend_name() -> str:
+    """The accelerator llama.cpp was built with: cuda, metal, vulkan, or cpu."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return "cpu"
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").upper()
+    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
+        if name in info:
+            return name.lower()
+    return "gpu"
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early, with a message a person can act on, when `path` is not a readable GGUF."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelLoadError(f"cannot read model file {path}: {e.strerror}") from None
+    if magic != b"GGUF":
+        raise ModelLoadError(
+            f"{path} is not a GGUF model file; delete it and re-run `edgeassist pull` for the model"
+        )
+
+
+@dataclass
+class _Checkpoint:
+    tokens: list[int]
+    data: ctypes.Array[ctypes.c_uint8]
+
+
+class LlamaEngine:
+    """A chat engine over one GGUF file; loads lazily, once, and serves one reply at a time."""
+
+    supports_streaming = True
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int | None = None,
+        n_batch: int = 512,
+    ) -> None:
+        """Remember how to load `path`; nothing is read until the first use (or `load()`)."""
+        from edgeassist.system import physical_cores
+
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self._n_ctx = n_ctx
+        self.n_threads = n_threads or physical_cores()
+        self._n_gpu_layers = n_gpu_layers
+        self.n_batch = n_batch
+        self.backend = "cpu"
+        self.load_s = 0.0
+        self.supports_thinking = False
+        self.recurrent = False
+        self._lock = threading.RLock()
+        self._model: object = None
+        self._ctx: object = None
+        self._vocab: object = None
+        self._template: ChatTemplate | None = None
+        self._tokens: list[int] = []  # what the context holds now, in order
+        self._checkpoint: _Checkpoint | None = None
+        self._add_bos = False
+        self._bos_text = ""
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._ctx is not None
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        return self._n_ctx
+
+    def load(self) -> float:
+        """Load the model and create the context (once); return the load time in seconds."""
+        with self._lock:
+            if self._ctx is not None:
+                return self.load_s
+            check_gguf(self.path)
+            _init_backend()
+            import llama_cpp
+
+            t0 = time.perf_counter()
+            gpu = llama_cpp.llama_supports_gpu_offload()
+            mparams = llama_cpp.llama_model_default_params()
+            layers = self._n_gpu_layers if self._n_gpu_layers is not None else (-1 if gpu else 0)
+            mparams.n_gpu_layers = layers if gpu else 0
+            _log_tail.clear()
+            model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
+            if not model:
+                reason = _log_tail[-1] if _log_tail else "unknown error"
+                raise ModelLoadError(
+                    f"cannot load {self.path.name}: the file is truncated, corrupt or of an unsupported "
+                    f"architecture ({reason}); delete it and re-run `edgeassist pull`"
+                )
+            n_train = llama_cpp.llama_model_n_ctx_train(model)
+            if n_train > 0:
+                self._n_ctx = min(self._n_ctx, n_train)
+            cparams = llama_cpp.llama_context_default_params()
+            cparams.n_ctx = self._n_ctx
+            cparams.n_batch = min(self.n_batch, self._n_ctx)
+            cparams.n_ubatch = cparams.n_batch
+            cparams.n_threads = self.n_threads
+            cparams.n_threads_batch = self.n_threads
+            cparams.no_perf = True
+            ctx = llama_cpp.llama_init_from_model(model, cparams)
+            if not ctx:
+                llama_cpp.llama_model_free(model)
+                reason = _log_tail[-1] if _log_tail else "out of memory?"
+                raise ModelLoadError(
+                    f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}"
+                )
+            self._model, self._ctx = model, ctx
+            self._vocab = llama_cpp.llama_model_get_vocab(model)
+            self.recurrent = bool(
+                llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
+            )
+            self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+            bos = llama_cpp.llama_vocab_bos(self._vocab)
+            eos = llama_cpp.llama_vocab_eos(self._vocab)
+            self._bos_text = self._piece(bos) if bos >= 0 else ""
+            tmpl = llama_cpp.llama_model_chat_template(model, None)
+            self._template = ChatTemplate(
+                tmpl.decode("utf-8") if tmpl else None,
+                bos_token=self._bos_text,
+                eos_token=self._piece(eos) if eos >= 0 else "",
+            )
+            self.supports_thinking = self._template.supports_thinking
+            self.backend = llama_backend_name() if layers != 0 else "cpu"
+            self.load_s = time.perf_counter() - t0
+            return self.load_s
+
+    def close(self) -> None:
+        """Free the context and the model."""
+        with self._lock:
+            if self._ctx is None:
+                return
+            import llama_cpp
+
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
+            self._ctx = self._model = self._vocab = None
+            self._tokens, self._checkpoint = [], None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown may have unloaded llama_cpp
+            pass
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens for `text`, special tokens parsed, BOS added when the model wants one."""
+        import llama_cpp
+
+        raw = text.encode("utf-8")
+        add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
+        n_max = len(raw) + 8
+        buf = (llama_cpp.llama_token * n_max)()
+        n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, True)
+        if n < 0:
+            n_max = -n
+            buf = (llama_cpp.llama_token * n_max)()
+            n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, True)
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> str:
+        return self._piece_bytes(token).decode("utf-8", "replace")
+
+    def _piece_bytes(self, token: int) -> bytes:
+        import llama_cpp
+
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, True)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, True)
+        return buf.raw[:n]
+
+    def render(self, messages: Sequence[Message], think: bool) -> str:
+        """The prompt text for `messages` under the model's own chat template."""
+        self.load()
+        assert self._template is not None
+        return self._template.render(messages, think=think and self.supports_thinking)
+
+    def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
+        """Tokens the rendered prompt for `messages` takes."""
+        return len(self.tokenize(self.render(messages, options.think)))
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _decode(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> bool:
+        """Evaluate `tokens` after what the context holds, in batches; False if cancelled."""
+        import llama_cpp
+
+        for i in range(0, len(tokens), self.n_batch):
+            if cancel is not None and cancel.is_set():
+                return False
+            chunk = tokens[i : i + self.n_batch]
+            arr = (llama_cpp.llama_token * len(chunk))(*chunk)
+            rc = llama_cpp.llama_decode(self._ctx, llama_cpp.llama_batch_get_one(arr, len(chunk)))
+            if rc != 0:
+                self._reset()
+                raise EdgeAssistError(f"llama.cpp failed to evaluate the prompt (code {rc})")
+            self._tokens.extend(chunk)
+        return True
+
+    def _reset(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._tokens = []
+
+    def _save_checkpoint(self) -> None:
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        llama_cpp.llama_state_seq_get_data(self._ctx, data, size, 0)
+        self._checkpoint = _Checkpoint(list(self._tokens), data)
+
+    def _restore_checkpoint(self, cp: _Checkpoint) -> bool:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), 0, -1, -1)
+        n = llama_cpp.llama_state_seq_set_data(self._ctx, cp.data, len(cp.data), 0)
+        if n == 0:
+            self._reset()
+            return False
+        self._tokens = list(cp.tokens)
+        return True
+
+    def _prepare(self, prompt: list[int], split: int) -> int:
+        """Make the context hold `prompt[:start]` for the largest reusable start; return start."""
+        import llama_cpp
+
+        common = 0
+        for a, b in zip(self._tokens, prompt, strict=False):
+            if a != b:
+                break
+            common += 1
+        last = len(prompt) - 1  # at least one token must be evaluated to get logits
+        if common == len(self._tokens) and common <= last:
+            return common
+        if not self.recurrent:
+            start = min(common, last)
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), 0, start, -1)
+            del self._tokens[start:]
+            return start
+        cp = self._checkpoint
+        if cp is not None and len(cp.tokens) <= min(common, last) and self._restore_checkpoint(cp):
+            return len(cp.tokens)
+        self._reset()
+        return 0
+
+    def _split_point(self, messages: Sequence[Message], think: bool, prompt: list[int]) -> int:
+        """Token index where this turn's reply starts, as the next turn's history will render it."""
+        assert self._template is not None
+        head = self._template.render(messages, think=think)[
+            : self._template.reply_start(messages, think=think)
+        ]
+        head_tokens = self.tokenize(head)
+        n = 0
+        for a, b in zip(head_tokens, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _sampler(self, options: GenerationOptions) -> object:
+        import llama_cpp
+
+        s = options.sampling()
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        if s["repeat_penalty"] != 1.0 or s["presence_penalty"] != 0.0:
+            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            penalties = llama_cpp.llama_sampler_init_penalties(
+                n_vocab, 64, s["repeat_penalty"], 0.0, s["presence_penalty"]
+            )
+            add(chain, penalties)
+        if s["temperature"] <= 0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if s["top_k"] > 0:
+            add(chain, llama_cpp.llama_sampler_init_top_k(int(s["top_k"])))
+        add(chain, llama_cpp.llama_sampler_init_top_p(s["top_p"], 1))
+        if s["min_p"] > 0:
+            add(chain, llama_cpp.llama_sampler_init_min_p(s["min_p"], 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(s["temperature"]))
+        seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(4), "little")
+        add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    # -- the stream --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Yield Thinking/Text events as tokens arrive, then one Done with the stats."""
+        with self._lock:
+            self.load()
+            try:
+                yield from self._stream(messages, options, cancel)
+            except (GeneratorExit, EdgeAssistError):
+                raise
+            except BaseException:
+                # Ctrl+C can land between a decode and its bookkeeping: start clean next time.
+                self._reset()
+                raise
+
+    def _stream(
+        self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None
+    ) -> Iterator[Event]:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        think = options.think and self.supports_thinking
+        text = self.render(messages, think)
+        prompt = self.tokenize(text)
+        stats = Stats(
+            model=self.name,
+            backend=self.backend,
+            load_s=self.load_s,
+            prompt_tokens=len(prompt),
+            n_ctx=self._n_ctx,
+        )
+        if len(prompt) >= self._n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt)} tokens but the context window is {self._n_ctx}: "
+                "shorten it or raise model.n_ctx"
+            )
+        split = self._split_point(messages, think, prompt)
+        start = self._prepare(prompt, split)
+        stats.reused_tokens = start
+        stats.evaluated_tokens = len(prompt) - start
+        ok = True
+        if start < split:
+            ok = self._decode(prompt[start:split], cancel)
+            if ok and self.recurrent:
+                self._save_checkpoint()
+        if ok:
+            ok = self._decode(prompt[max(start, split) :], cancel)
+        stats.prompt_eval_s = time.perf_counter() - t0
+        if not ok:
+            stats.finish_reason = "cancelled"
+            stats.context_used = len(self._tokens)
+            yield Done(stats)
+            return
+
+        # Start inside a think block when the prompt opened one (Qwen 3.5 ends it with `<think>\n`).
+        tail = text[-40:]
+        splitter = ThinkSplitter(thinking=tail.rfind("<think>") > tail.rfind("</think>"))
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sampler = self._sampler(options)
+        vocab, ctx = self._vocab, self._ctx
+        is_eog = llama_cpp.llama_vocab_is_eog
+        sample = llama_cpp.llama_sampler_sample
+        one = (llama_cpp.llama_token * 1)()
+        batch = llama_cpp.llama_batch_get_one(one, 1)
+        stats.finish_reason = "length"
+        try:
+            for _ in range(options.max_tokens):
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+                if len(self._tokens) >= self._n_ctx:
+                    break
+                token = sample(sampler, ctx, -1)
+                now = time.perf_counter() - t0
+                if is_eog(vocab, token):
+                    stats.finish_reason = "stop"
+                    break
+                stats.token_times.append(now)
+                if stats.ttft_s is None:
+                    stats.ttft_s = now
+                piece = utf8.decode(self._piece_bytes(token))
+                if piece:
+                    yield from splitter.feed(piece)
+                one[0] = token
+                rc = llama_cpp.llama_decode(ctx, batch)
+                if rc != 0:
+                    self._reset()
+                    raise EdgeAssistError(f"llama.cpp failed while generating (code {rc})")
+                self._tokens.append(token)
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+        yield from splitter.feed(utf8.decode(b"", final=True))
+        yield from splitter.flush()
+        stats.generated_tokens = len(stats.token_times)
+        stats.context_used = len(self._tokens)
+        yield Done(stats)

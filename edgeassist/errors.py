@@ -1,0 +1,63 @@
+"""The error family that reaches people: each message says what to do next."""
+
+from __future__ import annotations
+
+
+class EdgeAssistError(Exception):
+    """An error a user can act on; the CLI prints it as one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(EdgeAssistError):
+    """A bad setting: names the key and the source it came from."""
+
+    exit_code = 2
+
+
+class UsageError(EdgeAssistError):
+    """A bad command-line argument or an empty prompt."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(EdgeAssistError):
+    """No model file matches the name or path given."""
+
+    exit_code = 3
+
+
+class ModelLoadError(EdgeAssistError):
+    """The model file exists but llama.cpp cannot load it (truncated, not a GGUF, unknown arch)."""
+
+    exit_code = 3
+
+
+class DownloadError(EdgeAssistError):
+    """A pull failed: network, size or checksum; nothing partial is left where resolve looks."""
+
+    exit_code = 4
+
+
+class ContextOverflowError(EdgeAssistError):
+    """The prompt does not fit in the context window even after trimming old turns."""
+
+    exit_code = 5
+
+
+class AudioUnavailableError(EdgeAssistError):
+    """No audio device, no PortAudio, or the speech extra is not installed."""
+
+    exit_code = 6
+
+
+class StoreError(EdgeAssistError):
+    """The chat history database cannot be read or written."""
+
+    exit_code = 7
+
+
+class Cancelled(EdgeAssistError):
+    """The user stopped the operation (Ctrl+C); exit code follows the shell convention."""
+
+    exit_code = 130
