@@ -134,11 +134,19 @@ class Conversation:
         """Add a user message and stream the reply (events from the engine, plus Notices)."""
         if not text.strip():
             raise UsageError("the message is empty: type a question")
+        options = options or self.options
         turn = Turn("user", text)
         self.turns.append(turn)
+        try:
+            notice = self._fit(options)
+        except ContextOverflowError:
+            self.turns.pop()  # a message that cannot be answered is not kept
+            raise
         if self.store is not None and self.chat is not None:
             turn.record_id = self.store.add_message(self.chat.id, "user", text).id
-        yield from self._reply(cancel, options or self.options)
+        if notice is not None:
+            yield notice
+        yield from self._stream_reply(cancel, options)
 
     def regenerate(
         self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
@@ -176,6 +184,9 @@ class Conversation:
         notice = self._fit(options)
         if notice is not None:
             yield notice
+        yield from self._stream_reply(cancel, options)
+
+    def _stream_reply(self, cancel: threading.Event | None, options: GenerationOptions) -> Iterator[Event]:
         reply = Turn("assistant", "", status="cancelled")
         answer: list[str] = []
         thinking: list[str] = []
