@@ -32,6 +32,10 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
         fallback=settings.model.starter_fallback and not explicit,
     )
     m = settings.model
+    if ":" in resolved.name and not resolved.is_starter:  # a catalog model: name the exact pull
+        hint = f"delete it and re-run `edgeassist pull {resolved.name}`"
+    else:
+        hint = "check the file, or pull a model with `edgeassist pull qwen3.5-0.8b`"
     engine = LlamaEngine(
         resolved.path,
         name=resolved.name,
@@ -39,6 +43,7 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
         n_threads=m.n_threads,
         n_gpu_layers=m.n_gpu_layers,
         n_batch=m.n_batch,
+        fix_hint=hint,
     )
     return OpenedModel(engine, resolved)
 

@@ -67,7 +67,7 @@ def llama_backend_name() -> str:
     return "gpu"
 
 
-def check_gguf(path: Path) -> None:
+def check_gguf(path: Path, fix_hint: str = "delete it and re-run `edgeassist pull`") -> None:
     """Fail early, with a message a person can act on, when `path` is not a readable GGUF."""
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
@@ -77,9 +77,7 @@ def check_gguf(path: Path) -> None:
     except OSError as e:
         raise ModelLoadError(f"cannot read model file {path}: {e.strerror}") from None
     if magic != b"GGUF":
-        raise ModelLoadError(
-            f"{path} is not a GGUF model file; delete it and re-run `edgeassist pull` for the model"
-        )
+        raise ModelLoadError(f"{path} is not a GGUF model file; {fix_hint}")
 
 
 @dataclass
@@ -102,8 +100,12 @@ class LlamaEngine:
         n_threads: int | None = None,
         n_gpu_layers: int | None = None,
         n_batch: int = 512,
+        fix_hint: str = "delete it and re-run `edgeassist pull`",
     ) -> None:
-        """Remember how to load `path`; nothing is read until the first use (or `load()`)."""
+        """Remember how to load `path`; nothing is read until the first use (or `load()`).
+
+        `fix_hint` ends the message of a load failure: what the user should do about the file.
+        """
         from edgeassist.system import physical_cores
 
         self.path = Path(path)
@@ -112,6 +114,7 @@ class LlamaEngine:
         self.n_threads = n_threads or physical_cores()
         self._n_gpu_layers = n_gpu_layers
         self.n_batch = n_batch
+        self.fix_hint = fix_hint
         self.backend = "cpu"
         self.load_s = 0.0
         self.supports_thinking = False
@@ -143,7 +146,7 @@ class LlamaEngine:
         with self._lock:
             if self._ctx is not None:
                 return self.load_s
-            check_gguf(self.path)
+            check_gguf(self.path, self.fix_hint)
             _init_backend()
             import llama_cpp
 
@@ -158,7 +161,7 @@ class LlamaEngine:
                 reason = _log_tail[-1] if _log_tail else "unknown error"
                 raise ModelLoadError(
                     f"cannot load {self.path.name}: the file is truncated, corrupt or of an unsupported "
-                    f"architecture ({reason}); delete it and re-run `edgeassist pull`"
+                    f"architecture ({reason}); {self.fix_hint}"
                 )
             n_train = llama_cpp.llama_model_n_ctx_train(model)
             if n_train > 0:
