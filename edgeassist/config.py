@@ -278,7 +278,7 @@ def load_settings(config_path: Path | None = None, flags: dict[str, Any] | None 
     if REPO_CONFIG.is_file():
         files.append((REPO_CONFIG, _read_toml(REPO_CONFIG)))
 
-    cls = type("Settings", (Settings,), {"_toml_files": tuple(p for p, _ in files)})
+    cls: type[Settings] = type("Settings", (Settings,), {"_toml_files": tuple(p for p, _ in files)})
     try:
         return cls(**flags)
     except ValidationError as e:
