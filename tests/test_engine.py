@@ -204,3 +204,9 @@ def test_sampling_defaults_follow_the_qwen35_model_card() -> None:
     off = GenerationOptions(think=False).sampling()
     assert (off["temperature"], off["top_p"], off["top_k"], off["presence_penalty"]) == (0.7, 0.8, 20, 1.5)
     assert GenerationOptions(think=False, temperature=0.1, top_k=5).sampling()["temperature"] == 0.1
+    # Other models (the starter) get general defaults: no presence penalty.
+    assert GenerationOptions().sampling("other")["presence_penalty"] == 0.0
+
+
+def test_model_family_picks_the_sampling_defaults(smol: LlamaEngine, qwen: LlamaEngine) -> None:
+    assert (smol.family, qwen.family) == ("other", "qwen3.5")

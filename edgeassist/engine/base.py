@@ -38,15 +38,38 @@ class GenerationOptions:
     seed: int | None = None
     """Sampling seed; None is random."""
 
-    def sampling(self) -> dict[str, float]:
-        """The effective sampling values: explicit ones, else the Qwen 3.5 model card's for the mode."""
+    def sampling(self, family: str = "qwen3.5") -> dict[str, float]:
+        """The effective sampling values: explicit ones, else the defaults of the model's family.
+
+        Qwen 3.5 models follow their model card for the mode (thinking or not). Other models
+        (the SmolLM2 starter, any GGUF the user brings) get conservative general defaults: Qwen's
+        presence penalty of 1.5 derails a 135M model.
+        """
+        if family == "qwen3.5":
+            defaults = {
+                "temperature": 1.0 if self.think else 0.7,
+                "top_p": 0.95 if self.think else 0.8,
+                "top_k": 20,
+                "min_p": 0.0,
+                "presence_penalty": 1.5,
+                "repeat_penalty": 1.0,
+            }
+        else:
+            defaults = {
+                "temperature": 0.2,
+                "top_p": 0.9,
+                "top_k": 40,
+                "min_p": 0.05,
+                "presence_penalty": 0.0,
+                "repeat_penalty": 1.1,
+            }
         return {
-            "temperature": _pick(self.temperature, 1.0 if self.think else 0.7),
-            "top_p": _pick(self.top_p, 0.95 if self.think else 0.8),
-            "top_k": _pick(self.top_k, 20),
-            "min_p": _pick(self.min_p, 0.0),
-            "presence_penalty": _pick(self.presence_penalty, 1.5),
-            "repeat_penalty": _pick(self.repeat_penalty, 1.0),
+            "temperature": _pick(self.temperature, defaults["temperature"]),
+            "top_p": _pick(self.top_p, defaults["top_p"]),
+            "top_k": _pick(self.top_k, defaults["top_k"]),
+            "min_p": _pick(self.min_p, defaults["min_p"]),
+            "presence_penalty": _pick(self.presence_penalty, defaults["presence_penalty"]),
+            "repeat_penalty": _pick(self.repeat_penalty, defaults["repeat_penalty"]),
         }
 
 

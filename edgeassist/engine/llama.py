@@ -119,6 +119,7 @@ class LlamaEngine:
         self.load_s = 0.0
         self.supports_thinking = False
         self.recurrent = False
+        self.family = "other"
         self._lock = threading.RLock()
         self._model: object = None
         self._ctx: object = None
@@ -196,9 +197,18 @@ class LlamaEngine:
                 eos_token=self._piece(eos) if eos >= 0 else "",
             )
             self.supports_thinking = self._template.supports_thinking
+            arch = self._meta("general.architecture")
+            self.family = "qwen3.5" if arch.startswith("qwen35") else "other"
             self.backend = llama_backend_name() if layers != 0 else "cpu"
             self.load_s = time.perf_counter() - t0
             return self.load_s
+
+    def _meta(self, key: str) -> str:
+        import llama_cpp
+
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, 256)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
     def close(self) -> None:
         """Free the context and the model."""
@@ -343,7 +353,7 @@ class LlamaEngine:
     def _sampler(self, options: GenerationOptions) -> object:
         import llama_cpp
 
-        s = options.sampling()
+        s = options.sampling(self.family)
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
         if s["repeat_penalty"] != 1.0 or s["presence_penalty"] != 0.0:
