@@ -148,6 +148,8 @@ class BenchSettings(Section):
     """Prompt length for the time-to-first-token measurement."""
     gen_tokens: int = Field(64, ge=1)
     """Tokens generated per decode measurement."""
+    warmup: int = Field(1, ge=0)
+    """Untimed warm-up repetitions before the measured ones (per model and thread count)."""
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,214 @@
+"""From raw samples to conclusions: run summaries, the target verdict and the model recommendation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from edgeassist.bench.results import (
+    BenchResult,
+    Breakdown,
+    Candidate,
+    ModelRun,
+    Recommendation,
+    RunSummary,
+    Verdict,
+)
+from edgeassist.bench.stats import Percentiles, Spread, gaps, median
+from edgeassist.hub import CATALOG, CatalogEntry
+
+RAM_HEADROOM = 0.8
+"""Share of the machine's RAM a model may plan to use; the rest is left to the system and the speech models."""
+
+
+SMALL_BASIS_BYTES = 200_000_000
+"""Below this file size a model's decode time is dominated by fixed per-token costs, not by reading weights."""
+
+
+def _int_median(values: Sequence[int]) -> int | None:
+    return round(median(values)) if values else None
+
+
+def _rate(tokens: int, seconds: float | None) -> float | None:
+    return tokens / seconds if seconds and seconds > 0 and tokens > 0 else None
+
+
+def _tps(times: Sequence[float]) -> float | None:
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def verdict(p50_ms: float | None, p90_ms: float | None, target_ms: float) -> Verdict:
+    """Whether decode p50 and p90 meet `target_ms`."""
+    meets_p50 = p50_ms is not None and p50_ms <= target_ms
+    meets_p90 = p90_ms is not None and p90_ms <= target_ms
+    if p50_ms is None:
+        status = "unknown"
+    elif meets_p50 and meets_p90:
+        status = "meets"
+    elif meets_p50:
+        status = "p50-only"
+    else:
+        status = "misses"
+    return Verdict(target_ms, p50_ms, p90_ms, meets_p50, meets_p90, status)  # type: ignore[arg-type]
+
+
+def summarize(run: ModelRun, target_ms: float) -> RunSummary:
+    """The derived figures of one run, from its raw samples only."""
+    reps = run.repetitions
+    firsts = [r.first for r in reps]
+    follows = [r.followup for r in reps if r.followup is not None]
+    raws = [r.raw for r in reps if r.raw is not None]
+
+    app_gaps = [g for t in firsts for g in gaps(t.token_times)]
+    raw_gaps = [g for r in raws for g in gaps(r.token_times)]
+    decode = Percentiles.of(app_gaps)
+    raw_decode = Percentiles.of(raw_gaps)
+    decode_ms = decode.scaled(1000) if decode else None
+    raw_ms = raw_decode.scaled(1000) if raw_decode else None
+
+    ttft = Spread.of([t.ttft_s for t in firsts if t.ttft_s is not None])
+    raw_ttft = Spread.of([r.prompt_eval_s for r in raws])
+    ratio = decode.p50 / raw_decode.p50 if decode and raw_decode and raw_decode.p50 > 0 else None
+    ratio_p10 = decode.p10 / raw_decode.p10 if decode and raw_decode and raw_decode.p10 > 0 else None
+    ttft_ratio = ttft.median / raw_ttft.median if ttft and raw_ttft and raw_ttft.median > 0 else None
+
+    breakdown = None
+    if decode_ms and raw_ms and run.overheads is not None:
+        sample_ms = median(run.overheads.sample_s) * 1000 if run.overheads.sample_s else 0.0
+        detok_ms = median(run.overheads.detokenize_s) * 1000 if run.overheads.detokenize_s else 0.0
+        excess = decode_ms.p50 - raw_ms.p50
+        breakdown = Breakdown(excess, sample_ms, detok_ms, excess - sample_ms - detok_ms)
+
+    peaks = [r.peak_rss_bytes for r in reps if r.peak_rss_bytes is not None]
+    if run.load_peak_rss_bytes is not None:
+        peaks.append(run.load_peak_rss_bytes)
+    peak = max(peaks) if peaks else None
+    model_rss = peak - run.rss_before_bytes if peak is not None and run.rss_before_bytes is not None else None
+    bandwidth = run.file_bytes / (decode.p50 * 1e9) if decode and decode.p50 > 0 else None
+
+    return RunSummary(
+        load_s=Spread.of(run.load_s),
+        prompt_tokens=_int_median([t.prompt_tokens for t in firsts]),
+        ttft_s=ttft,
+        first_event_s=Spread.of([t.first_event_s for t in firsts if t.first_event_s is not None]),
+        prefill_tps=Spread.of(
+            [r for t in firsts if (r := _rate(t.evaluated_tokens, t.ttft_s or t.prompt_eval_s)) is not None]
+        ),
+        decode_ms=decode_ms,
+        decode_tps=Spread.of([v for t in firsts if (v := _tps(t.token_times)) is not None]),
+        followup_ttft_s=Spread.of([t.ttft_s for t in follows if t.ttft_s is not None]),
+        followup_prompt_tokens=_int_median([t.prompt_tokens for t in follows]),
+        followup_evaluated_tokens=_int_median([t.evaluated_tokens for t in follows]),
+        raw_ttft_s=raw_ttft,
+        raw_prefill_tps=Spread.of([v for r in raws if (v := _rate(r.prompt_tokens, r.prompt_eval_s)) is not None]),
+        raw_decode_ms=raw_ms,
+        raw_decode_tps=Spread.of([v for r in raws if (v := _tps(r.token_times)) is not None]),
+        ratio=ratio,
+        ratio_p10=ratio_p10,
+        ttft_ratio=ttft_ratio,
+        breakdown=breakdown,
+        peak_rss_bytes=peak,
+        model_rss_bytes=model_rss,
+        rss_anon_bytes=_int_median([r.rss_anon_bytes for r in reps if r.rss_anon_bytes is not None]),
+        rss_file_bytes=_int_median([r.rss_file_bytes for r in reps if r.rss_file_bytes is not None]),
+        bandwidth_gbs=bandwidth,
+        verdict=verdict(decode_ms.p50 if decode_ms else None, decode_ms.p90 if decode_ms else None, target_ms),
+    )
+
+
+def basis_run(runs: Sequence[ModelRun]) -> ModelRun | None:
+    """The run a recommendation scales from: the largest model measured, at its fastest thread count.
+
+    The largest file is the most bandwidth-bound, so the least distorted by fixed per-token costs.
+    """
+    usable = [r for r in runs if r.summary is not None and r.summary.decode_ms is not None]
+    if not usable:
+        return None
+
+    def key(r: ModelRun) -> tuple[int, float]:
+        assert r.summary is not None and r.summary.decode_ms is not None
+        return (r.file_bytes, -r.summary.decode_ms.p50)
+
+    return max(usable, key=key)
+
+
+def recommend(
+    runs: Sequence[ModelRun],
+    target_ms: float,
+    ram_total_bytes: int | None,
+    n_ctx: int,
+    catalog: Mapping[str, CatalogEntry] = CATALOG,
+) -> Recommendation | None:
+    """The largest catalog model and quant expected to meet `target_ms` at p90 here, and every candidate's estimate.
+
+    Decoding reads every weight once per token, so time per token scales with the file size at
+    the bandwidth measured on the basis run; the p90 keeps the measured p90/p50 ratio. Memory
+    comes from the catalog's estimate against `RAM_HEADROOM` of the RAM. An estimate, not a measurement.
+    """
+    base = basis_run(runs)
+    if base is None:
+        return None
+    assert base.summary is not None and base.summary.decode_ms is not None
+    dec = base.summary.decode_ms
+    bandwidth = base.file_bytes / (dec.p50 / 1000)  # bytes per second
+    tail = dec.p90 / dec.p50 if dec.p50 > 0 else 1.0
+    candidates: list[Candidate] = []
+    for entry in catalog.values():
+        for key, qf in entry.quants.items():
+            p50 = qf.approx_bytes / bandwidth * 1000
+            ram = entry.ram_gb(key, n_ctx)
+            fits = ram_total_bytes is None or ram * 1e9 <= ram_total_bytes * RAM_HEADROOM
+            candidates.append(
+                Candidate(
+                    model=f"{entry.name}:{key}",
+                    file_bytes=qf.approx_bytes,
+                    ram_gb=ram,
+                    predicted_p50_ms=p50,
+                    predicted_p90_ms=p50 * tail,
+                    fits_ram=fits,
+                    meets_target=fits and p50 * tail <= target_ms,
+                )
+            )
+    candidates.sort(key=lambda c: c.file_bytes)
+    good = [c for c in candidates if c.meets_target]
+    best = good[-1].model if good else None
+    typical = [c for c in candidates if c.fits_ram and c.predicted_p50_ms <= target_ms]
+    best_p50 = typical[-1].model if typical else None
+    basis = f"{base.model} at {base.threads} thread{'s' if base.threads != 1 else ''}"
+    if base.file_bytes < SMALL_BASIS_BYTES:
+        basis += " (a small model: fixed per-token costs weigh more in it, so larger ones may do better than this)"
+    if best is None:
+        note = f"estimate scaled from {basis}: no catalog model is expected to meet {target_ms:g} ms/token at p90 here"
+        if candidates:
+            note += f"; the smallest, {candidates[0].model}, should take about {candidates[0].predicted_p90_ms:.0f} ms"
+    else:
+        note = (
+            f"estimate scaled from {basis} by file size (decoding reads every weight once per token); "
+            "measure it with `edgeassist bench -m " + best + "` to be sure"
+        )
+    return Recommendation(
+        model=best,
+        model_p50=best_p50,
+        basis_model=base.model,
+        basis_threads=base.threads,
+        bandwidth_gbs=bandwidth / 1e9,
+        p90_over_p50=tail,
+        ram_total_bytes=ram_total_bytes,
+        target_ms=target_ms,
+        candidates=candidates,
+        note=note,
+    )
+
+
+def conclude(result: BenchResult) -> BenchResult:
+    """Recompute every summary and the recommendation from the raw samples (after a bench, or on a loaded file)."""
+    for run in result.runs:
+        run.summary = summarize(run, result.config.target_ms)
+    result.recommendation = recommend(
+        result.runs,
+        result.config.target_ms,
+        result.system.ram_total_bytes,
+        max((r.n_ctx for r in result.runs), default=4096),
+    )
+    return result

@@ -1,0 +1,341 @@
+"""Running the bench: each model at each thread count, through the same Conversation and engine as the front ends.
+
+One run (a model at a thread count) goes:
+
+1. load the model once to warm the page cache, then `repetitions` timed loads;
+2. `warmup` untimed repetitions (short), then `repetitions` measured ones, each:
+   a new `Conversation` (the configured system prompt) whose first message makes a prompt of
+   about `prompt_tokens` tokens and gets `gen_tokens` tokens back; a short follow-up message in
+   the same conversation (the prompt-reuse path); then the raw llama.cpp loop on the same
+   prompt tokens in a second context on the same model, interleaved so that drift in the
+   machine's speed hits both sides alike;
+3. sampling and detokenizing timed alone, to show where edgeassist's extra time per token goes.
+
+Every figure of the edgeassist side comes from the engine's `Done` stats, the same the TUI shows.
+Ctrl+C (KeyboardInterrupt, also from a progress callback) or the `cancel` event stops the bench
+between tokens; what was measured so far is returned, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from edgeassist import __version__
+from edgeassist.bench.analysis import conclude, summarize
+from edgeassist.bench.raw import Stopped, raw_context, raw_decode, suppress_eog, time_overheads
+from edgeassist.bench.results import (
+    SCHEMA,
+    BenchConfig,
+    BenchResult,
+    ModelRun,
+    Repetition,
+    TurnSample,
+)
+from edgeassist.bench.voice import VoiceHook, run_voice_hook
+from edgeassist.chat import Conversation
+from edgeassist.config import Settings
+from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
+from edgeassist.engine.factory import generation_options, open_engine
+from edgeassist.engine.llama import LlamaEngine
+from edgeassist.errors import EdgeAssistError
+from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
+
+FOLLOWUP_TEXT = "Thank you. Now say that again in one short sentence."
+"""The follow-up message of every repetition."""
+FOLLOWUP_TOKENS = 8
+"""Tokens generated for the follow-up (its time to first token is what is measured)."""
+WARMUP_TOKENS = 16
+"""Most tokens generated in a warm-up repetition."""
+HAS_IGNORE_EOS = "ignore_eos" in {f.name for f in dataclasses.fields(GenerationOptions)}
+"""Whether the engine can generate past end-of-generation itself; else the bench's logit-bias hook does it."""
+_FILLER = (
+    "Please read these notes from the field trip and keep them in mind for my next question. "
+    "The river was high after the spring rain, the old bridge was closed for repairs, and the "
+    "group walked two extra miles along the northern bank to reach the station. Lunch was bread, "
+    "cheese and apples under the oak trees near the mill, where a heron stood in the shallows. "
+).split()
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """A model to bench, found on disk before anything is measured."""
+
+    name: str
+    """Name to show."""
+    path: Path
+    """The GGUF file."""
+    quant: str | None = None
+    """Quantization (lowercase), when known."""
+    synthetic: str | None = None
+    """Synthetic shape name, for a random-weight Qwen 3.5."""
+    starter: bool = False
+    """Whether this is the offline starter model."""
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to run: models, thread counts and the measurement sizes."""
+
+    targets: list[BenchTarget]
+    """Models, in order."""
+    threads: list[int]
+    """Thread counts; every model runs at each."""
+    repetitions: int
+    """Measured repetitions per run."""
+    prompt_tokens: int
+    """Prompt length of the first turn."""
+    gen_tokens: int
+    """Tokens generated in the first turn."""
+    target_ms: float
+    """Per-token decode target."""
+    warmup: int = 1
+    """Untimed warm-up repetitions per run."""
+    raw_baseline: bool = True
+    """Run the raw llama.cpp loop alongside."""
+    command: str = "edgeassist bench"
+    """The command line, recorded in the result."""
+    voice: VoiceHook | None = None
+    """Voice pipeline hook (`--voice`), run after the models."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the bench is, for a progress line."""
+
+    run: int
+    """Current run, from 1."""
+    runs: int
+    """Number of runs."""
+    model: str
+    """Model of the current run."""
+    threads: int
+    """Threads of the current run."""
+    step: str
+    """What is being done now."""
+    fraction: float
+    """Share of the whole bench done, 0 to 1 (by steps, not time)."""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def fit_prompt(engine: LlamaEngine, system: str | None, n_tokens: int, options: GenerationOptions) -> str:
+    """A user message that makes the rendered prompt (system prompt and template included) at most `n_tokens` long.
+
+    The longest such message of the filler text, found by bisection on its word count; when even
+    one word overflows, the one word.
+    """
+
+    def message(words: int) -> str:
+        return " ".join(_FILLER[i % len(_FILLER)] for i in range(max(1, words)))
+
+    def count(words: int) -> int:
+        msgs: list[Message] = []
+        if system:
+            msgs.append({"role": "system", "content": system})
+        msgs.append({"role": "user", "content": message(words)})
+        return engine.count_tokens(msgs, options)
+
+    lo, hi = 1, max(2, n_tokens)
+    if count(lo) >= n_tokens:
+        return message(lo)
+    while hi - lo > 1:  # count(lo) < n_tokens <= count(hi) or hi is the cap
+        mid = (lo + hi) // 2
+        if count(mid) <= n_tokens:
+            lo = mid
+        else:
+            hi = mid
+    return message(hi if count(hi) <= n_tokens else lo)
+
+
+def _turn(convo: Conversation, text: str, options: GenerationOptions, cancel: threading.Event | None) -> TurnSample:
+    """Send `text` and drain the reply as a front end would; the sample from its Done stats."""
+    t0 = time.perf_counter()
+    first: float | None = None
+    done: Done | None = None
+    for event in convo.send(text, cancel, options):
+        if first is None and isinstance(event, Text | Thinking):
+            first = time.perf_counter() - t0
+        elif isinstance(event, Done):
+            done = event
+    if done is None:  # pragma: no cover - the engine always ends with Done
+        raise EdgeAssistError("the engine ended a reply without its stats")
+    sample = TurnSample.from_stats(done.stats, first)
+    if done.stats.finish_reason == "cancelled":
+        raise Stopped(sample)
+    return sample
+
+
+class _Runner:
+    """One bench invocation's state: the plan, the result being filled, progress."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        plan: BenchPlan,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.progress = progress
+        self.cancel = cancel
+        self.pairs = [(t, n) for t in plan.targets for n in plan.threads]
+        self.steps_per_run = 1 + plan.warmup + plan.repetitions + 1
+        self.base_options = generation_options(settings)
+
+    def say(self, index: int, target: BenchTarget, threads: int, step: int, what: str) -> None:
+        if self.progress is not None:
+            done = (index + step / self.steps_per_run) / max(1, len(self.pairs))
+            self.progress(Progress(index + 1, len(self.pairs), target.name, threads, what, min(1.0, done)))
+        if self.cancel is not None and self.cancel.is_set():
+            raise Stopped
+
+    def options(self, max_tokens: int) -> GenerationOptions:
+        if HAS_IGNORE_EOS:
+            return replace(self.base_options, max_tokens=max_tokens, ignore_eos=True)  # type: ignore[call-arg]
+        return replace(self.base_options, max_tokens=max_tokens)
+
+    def config(self) -> BenchConfig:
+        opts = self.base_options
+        return BenchConfig(
+            target_ms=self.plan.target_ms,
+            repetitions=self.plan.repetitions,
+            warmup=self.plan.warmup,
+            prompt_tokens=self.plan.prompt_tokens,
+            gen_tokens=self.plan.gen_tokens,
+            followup_tokens=FOLLOWUP_TOKENS,
+            followup_text=FOLLOWUP_TEXT,
+            think=opts.think,
+            sampling=opts.sampling(),
+            raw_baseline=self.plan.raw_baseline,
+            ignore_eos="option" if HAS_IGNORE_EOS else "logit-bias",
+        )
+
+    def open(self, target: BenchTarget, threads: int) -> LlamaEngine:
+        """The engine exactly as the front ends open it, for this file and thread count."""
+        model = self.settings.model.model_copy(
+            update={"name": str(target.path), "n_threads": threads, "starter_fallback": False}
+        )
+        return open_engine(self.settings.model_copy(update={"model": model}), explicit=True).engine
+
+    def measure(self, index: int, target: BenchTarget, threads: int, run: ModelRun) -> None:
+        """Fill `run` with samples; stops (Stopped, KeyboardInterrupt) leave what was measured in it."""
+        plan = self.plan
+        say = self.say
+        peak_ok = reset_peak_rss()
+        run.rss_before_bytes = rss_bytes()
+        engine = self.open(target, threads)
+        try:
+            say(index, target, threads, 0, "loading the model")
+            engine.load()
+            run.n_ctx, run.backend, run.recurrent = engine.n_ctx, engine.backend, engine.recurrent
+            run.n_batch = min(engine.n_batch, engine.n_ctx)
+            for i in range(plan.repetitions):
+                say(index, target, threads, 0, f"load {i + 1}/{plan.repetitions}")
+                engine.close()
+                run.load_s.append(engine.load())
+            run.load_peak_rss_bytes = load_peak = peak_rss_bytes()
+            run.peak_rss_source = "run" if peak_ok else ("process" if load_peak is not None else "unavailable")
+            if not HAS_IGNORE_EOS:
+                suppress_eog(engine)
+            system = self.settings.generation.system_prompt
+            for w in range(plan.warmup):
+                say(index, target, threads, 1 + w, f"warm-up {w + 1}/{plan.warmup}")
+                self.repetition(engine, system, f"Warm-up {w + 1}.", min(plan.gen_tokens, WARMUP_TOKENS), None)
+            for r in range(plan.repetitions):
+                say(index, target, threads, 1 + plan.warmup + r, f"repetition {r + 1}/{plan.repetitions}")
+                self.repetition(engine, system, f"Run {r + 1}.", plan.gen_tokens, run)
+            if plan.raw_baseline:
+                say(index, target, threads, self.steps_per_run - 1, "timing sampling and detokenizing")
+                with raw_context(engine) as ctx:
+                    # Any prompt gives logits to sample from; the sampler's cost does not depend on them much.
+                    prompt = engine.tokenize(engine.render([{"role": "user", "content": FOLLOWUP_TEXT}], False))
+                    raw_decode(engine, ctx, prompt, 1, self.cancel)
+                    run.overheads = time_overheads(engine, ctx, self.options(plan.gen_tokens), plan.gen_tokens)
+            run.complete = True
+        finally:
+            engine.close()
+
+    def repetition(self, engine: LlamaEngine, system: str, nonce: str, gen_tokens: int, run: ModelRun | None) -> None:
+        """One first turn, its follow-up, and the raw loop on the same prompt; kept in `run` unless warming up."""
+        plan = self.plan
+        # The nonce opens the system prompt, so no state from the previous repetition can be reused.
+        sys_prompt = f"{nonce} {system}".strip()
+        options = self.options(gen_tokens)
+        user = fit_prompt(engine, sys_prompt, plan.prompt_tokens, options)
+        messages: list[Message] = [{"role": "system", "content": sys_prompt}] if sys_prompt else []
+        messages.append({"role": "user", "content": user})
+        convo = Conversation(engine, system_prompt=sys_prompt, options=options)
+        reset_peak_rss()
+        first = _turn(convo, user, options, self.cancel)
+        rep = Repetition(first=first, followup=None, raw=None, peak_rss_bytes=None)
+        if run is not None:
+            run.repetitions.append(rep)
+        rep.followup = _turn(convo, FOLLOWUP_TEXT, self.options(min(FOLLOWUP_TOKENS, gen_tokens)), self.cancel)
+        rep.peak_rss_bytes = peak_rss_bytes()
+        rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
+        if plan.raw_baseline:
+            prompt = engine.tokenize(engine.render(messages, options.think))  # the first turn's prompt tokens
+            with raw_context(engine) as ctx:
+                rep.raw = raw_decode(engine, ctx, prompt, gen_tokens, self.cancel)
+
+    def run(self, voice: VoiceHook | None) -> BenchResult:
+        result = BenchResult(
+            schema=SCHEMA,
+            edgeassist_version=__version__,
+            created=datetime.now().astimezone().isoformat(timespec="seconds"),
+            command=self.plan.command,
+            complete=False,
+            interrupted=False,
+            config=self.config(),
+            system=system_report(),
+        )
+        failed = False
+        try:
+            for index, (target, threads) in enumerate(self.pairs):
+                run = ModelRun(
+                    model=target.name,
+                    path=str(target.path),
+                    file_bytes=target.path.stat().st_size,
+                    quant=target.quant,
+                    synthetic=target.synthetic,
+                    starter=target.starter,
+                    threads=threads,
+                    n_ctx=self.settings.model.n_ctx,
+                    n_batch=self.settings.model.n_batch,
+                    backend="cpu",
+                    recurrent=False,
+                )
+                result.runs.append(run)
+                try:
+                    self.measure(index, target, threads, run)
+                except EdgeAssistError as e:
+                    run.error, failed = str(e), True
+                finally:
+                    run.summary = summarize(run, self.plan.target_ms)
+            if voice is not None:
+                result.voice = run_voice_hook(voice, self.settings)
+            result.complete = not failed
+        except (KeyboardInterrupt, Stopped):
+            result.interrupted = True
+        finally:
+            conclude(result)
+        return result
+
+
+def run_bench(
+    settings: Settings,
+    plan: BenchPlan,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> BenchResult:
+    """Run `plan` and return every sample with the derived figures; interrupted runs return what was measured."""
+    return _Runner(settings, plan, progress, cancel).run(plan.voice)

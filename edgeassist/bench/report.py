@@ -1,0 +1,515 @@
+"""Rendering bench results: the terminal report with its latency histogram, markdown, and a side-by-side comparison.
+
+Plain text only (no Textual, no colours), so the same output can be piped, pasted or logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edgeassist.bench.results import BenchResult, ModelRun, RunSummary
+from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
+from edgeassist.system import SystemReport
+
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+# -- number formatting --------------------------------------------------------------------------------
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.0f} MB"
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _spread_s(s: Spread | None) -> tuple[str, str]:
+    if s is None:
+        return "–", ""
+    return _secs(s.median), f"{_secs(s.min)}–{_secs(s.max)}" if s.n > 1 else ""
+
+
+def _ratio_mark(ratio: float | None, limit: float = 1.05) -> str:
+    if ratio is None:
+        return "–"
+    return f"{ratio:.3f} {'ok' if ratio <= limit else 'over'} (target ≤ {limit:.2f})"
+
+
+def threads_text(n: int) -> str:
+    """`1 thread`, `4 threads`."""
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
+RATIO_TARGET = 1.05
+"""edgeassist's ms/token over the raw loop's should stay at or under this."""
+
+
+# -- the system ---------------------------------------------------------------------------------------
+
+
+def system_lines(s: SystemReport) -> list[tuple[str, str]]:
+    """The system report as (label, value) rows."""
+    rows = [
+        (
+            "CPU",
+            f"{s.cpu_model} · {s.physical_cores} physical / {s.logical_cores} logical cores"
+            f" · threads to try: {s.recommended_threads}",
+        )
+    ]
+    if s.clusters:
+        parts = []
+        for c in s.clusters:
+            mhz = f" @ {c.max_mhz:.0f} MHz" if c.max_mhz else ""
+            cpus = f"cpus {c.cpus[0]}-{c.cpus[-1]}" if len(c.cpus) > 1 else f"cpu {c.cpus[0]}"
+            parts.append(f"{len(c.cpus)}x {c.core or 'core'}{mhz} ({cpus})")
+        rows.append(("clusters", " + ".join(parts)))
+    rows.append(("SIMD", " ".join(s.simd) or "–"))
+    avail = f" ({_bytes(s.ram_available_bytes)} available)" if s.ram_available_bytes else ""
+    rows.append(("RAM", _bytes(s.ram_total_bytes) + avail))
+    if s.board:
+        rows.append(("board", s.board))
+    rows.append(("OS", f"{s.os} · kernel {s.kernel} · {s.arch} · {s.python}"))
+    if s.llama is not None:
+        lb = s.llama
+        ggml = f" · ggml {lb.ggml_version}" if lb.ggml_version else ""
+        devices = f" · {', '.join(lb.devices)}" if lb.devices else ""
+        rows.append(
+            (
+                "llama.cpp",
+                f"llama-cpp-python {lb.llama_cpp_python} · llama.cpp {lb.llama_version}{ggml}"
+                f" · backend {lb.backend}{devices}",
+            )
+        )
+    note = s.thread_note()
+    if note:
+        rows.append(("note", note))
+    return rows
+
+
+# -- one run --------------------------------------------------------------------------------------------
+
+
+def run_title(run: ModelRun) -> str:
+    """`model (quant, size, kind) · N threads · backend`."""
+    bits = [run.quant.upper() if run.quant else None, _bytes(run.file_bytes)]
+    if run.synthetic:
+        bits.append("random weights")
+    if run.starter:
+        bits.append("starter")
+    if run.recurrent:
+        bits.append("hybrid")
+    details = ", ".join(b for b in bits if b)
+    state = "" if run.complete else (" · FAILED: " + run.error if run.error else " · incomplete")
+    return f"{run.model} ({details}) · {threads_text(run.threads)} · {run.backend} · n_ctx {run.n_ctx}{state}"
+
+
+def _decode_line(p: Percentiles | None, tps: Spread | None) -> str:
+    if p is None:
+        return "–"
+    rate = f" · {tps.median:.1f} tok/s" if tps else ""
+    return f"p50 {p.p50:.1f} · p90 {p.p90:.1f} · p99 {p.p99:.1f} ms/token{rate}"
+
+
+def run_lines(run: ModelRun, target_ms: float) -> list[str]:
+    """The figures of one run as aligned text lines."""
+    s = run.summary
+    if s is None:
+        return ["  (nothing measured)"]
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, spread: Spread | None, note: str = "") -> None:
+        med, rng = _spread_s(spread)
+        rows.append((label, med, rng, note))
+
+    add("load", s.load_s)
+    prefill = f"{s.prompt_tokens}-token prompt" if s.prompt_tokens else ""
+    if s.prefill_tps:
+        prefill += f" · prefill {s.prefill_tps.median:.0f} tok/s"
+    add("time to first token", s.ttft_s, prefill)
+    if s.first_event_s:
+        add("  first event at the front end", s.first_event_s)
+    fu = ""
+    if s.followup_evaluated_tokens is not None and s.followup_prompt_tokens:
+        fu = f"evaluated {s.followup_evaluated_tokens} of {s.followup_prompt_tokens} tokens"
+        if s.followup_ttft_s and s.ttft_s and s.ttft_s.median > 0:
+            fu += f" · {s.followup_ttft_s.median / s.ttft_s.median:.2f}x the first"
+    add("follow-up time to first token", s.followup_ttft_s, fu)
+    rows.append(("decode (edgeassist)", _decode_line(s.decode_ms, s.decode_tps), "", ""))
+    if s.raw_decode_ms is not None:
+        raw = _decode_line(s.raw_decode_ms, s.raw_decode_tps)
+        if s.raw_prefill_tps:
+            raw += f" · prefill {s.raw_prefill_tps.median:.0f} tok/s"
+        rows.append(("decode (raw llama.cpp)", raw, "", ""))
+        ratio = _ratio_mark(s.ratio, RATIO_TARGET)
+        if s.ratio_p10 is not None:
+            ratio += f"; at p10 {s.ratio_p10:.3f}"
+        if s.ratio is not None and s.ratio < 0.97:
+            ratio += " (below 1 is noise: the machine was busier during the raw loop)"
+        rows.append(("edgeassist / raw", ratio, "", ""))
+        if s.breakdown is not None:
+            b = s.breakdown
+            rows.append(
+                (
+                    "  excess per token",
+                    f"{b.excess_ms:+.2f} ms = sampling {b.sample_ms:.2f} + detokenize {b.detokenize_ms:.3f}"
+                    f" + dispatch and the rest {b.dispatch_ms:+.2f}",
+                    "",
+                    "",
+                )
+            )
+        if s.ttft_ratio is not None:
+            rows.append(("  time to first token / raw", f"{s.ttft_ratio:.2f}", "", ""))
+    mem = _bytes(s.peak_rss_bytes)
+    if s.model_rss_bytes is not None:
+        mem += f" (model and context: +{_bytes(s.model_rss_bytes)})"
+    if s.rss_anon_bytes is not None and s.rss_file_bytes is not None:
+        mem += f"; after the turns {_bytes(s.rss_anon_bytes)} allocated + {_bytes(s.rss_file_bytes)} mapped file"
+    if run.peak_rss_source == "process":
+        mem += " (the process's lifetime peak)"
+    rows.append(("peak memory", mem, "", ""))
+    if s.verdict is not None:
+        rows.append(("verdict", verdict_text(s), "", ""))
+    width = max(len(r[0]) for r in rows)
+    out = []
+    for label, value, spread, note in rows:
+        line = f"  {label:<{width}}  {value}"
+        if spread or note:
+            line = f"  {label:<{width}}  {value:<9} {spread:<17} {note}".rstrip()
+        out.append(line)
+    return out
+
+
+def verdict_text(s: RunSummary) -> str:
+    """One line: does decoding meet the target at p50 and p90."""
+    v = s.verdict
+    if v is None or v.status == "unknown":
+        return "no decode samples"
+    mark = {"meets": "MEETS", "p50-only": "MEETS AT p50 ONLY", "misses": "MISSES"}[v.status]
+    return f"{mark} the {v.target_ms:g} ms/token target (p50 {_num(v.p50_ms)} ms, p90 {_num(v.p90_ms)} ms)"
+
+
+def histogram_lines(run: ModelRun, target_ms: float, *, bins: int = 12, width: int = 40) -> list[str]:
+    """The per-token latency histogram of a run (edgeassist's decode gaps, all repetitions)."""
+    samples = [g * 1000 for rep in run.repetitions for g in gaps(rep.first.token_times)]
+    if not samples:
+        return []
+    # Up to 3x the median (or 1.5x the target): the shape around typical tokens; stalls are counted below.
+    upper = max(3 * percentile(samples, 50), 1.5 * target_ms)
+    bars, above = histogram(samples, bins, upper=upper)
+    if not bars:
+        return []
+    top = max(b.count for b in bars) or 1
+    out = [f"  per-token latency, ms ({len(samples)} tokens; target {target_ms:g} ms)"]
+    marked = False
+    for b in bars:
+        cells = b.count / top * width
+        full = int(cells)
+        bar = "█" * full + (_BLOCKS[int((cells - full) * 8)] if full < width else "")
+        mark = ""
+        if not marked and b.lo <= target_ms < b.hi:
+            mark, marked = "  ◂ target", True
+        out.append(f"  {b.lo:7.1f}–{b.hi:<7.1f}│{bar:<{width}} {b.count}{mark}")
+    if above:
+        out.append(f"  {'slower':>15}│ {above} more, up to {max(samples):.1f} ms")
+    if not marked:
+        side = "under" if bars[-1].hi <= target_ms else "over"
+        out.append(f"  {'':>15}  target {target_ms:g} ms: {'all' if side == 'under' else 'most'} tokens {side} it")
+    return out
+
+
+# -- the whole result -----------------------------------------------------------------------------------
+
+
+def settings_line(result: BenchResult) -> str:
+    """How the bench was run, in one line."""
+    c = result.config
+    samp = c.sampling
+    sampling = (
+        f"temperature {samp.get('temperature', 0):g}, top-p {samp.get('top_p', 0):g}, top-k {samp.get('top_k', 0):g}"
+    )
+    raw = "" if c.raw_baseline else "; no raw baseline"
+    return (
+        f"{c.prompt_tokens}-token prompt, {c.gen_tokens} tokens generated, {c.followup_tokens}-token follow-up; "
+        f"{c.repetitions} repetition{'s' if c.repetitions != 1 else ''} after {c.warmup} warm-up; "
+        f"target {c.target_ms:g} ms/token; {sampling}{raw}"
+    )
+
+
+def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
+    """One row per run (header first): the headline figures, for sweeps over models and threads."""
+    rows = [
+        [
+            "model",
+            "threads",
+            "load",
+            "TTFT",
+            "prefill t/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "tok/s",
+            "raw p50",
+            "ea/raw",
+            "follow-up",
+            "peak mem",
+            "verdict",
+        ]
+    ]
+    for run in runs:
+        s = run.summary
+        if s is None:
+            continue
+        d, r = s.decode_ms, s.raw_decode_ms
+        rows.append(
+            [
+                run.model,
+                str(run.threads),
+                _secs(s.load_s.median) if s.load_s else "–",
+                _secs(s.ttft_s.median) if s.ttft_s else "–",
+                _num(s.prefill_tps.median if s.prefill_tps else None, 0),
+                _num(d.p50 if d else None),
+                _num(d.p90 if d else None),
+                _num(d.p99 if d else None),
+                _num(s.decode_tps.median if s.decode_tps else None),
+                _num(r.p50 if r else None),
+                _num(s.ratio, 3),
+                _secs(s.followup_ttft_s.median) if s.followup_ttft_s else "–",
+                _bytes(s.peak_rss_bytes),
+                s.verdict.status if s.verdict else "–",
+            ]
+        )
+    return rows
+
+
+def _text_table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        out.append(indent + "  ".join(cells).rstrip())
+        if n == 0:
+            out.append(indent + "  ".join("-" * w for w in widths))
+    return out
+
+
+def recommendation_lines(result: BenchResult) -> list[str]:
+    """The recommendation and each catalog candidate's estimate."""
+    rec = result.recommendation
+    if rec is None:
+        return []
+    head = rec.model or "none of the catalog models"
+    if rec.model is None and rec.model_p50 is not None:
+        head += f" at p90; {rec.model_p50} at p50 (typical tokens)"
+    elif rec.model_p50 is not None and rec.model_p50 != rec.model:
+        head += f" (at p50 alone: {rec.model_p50})"
+    out = [
+        f"Recommendation (an estimate): {head}",
+        f"  scaled from {rec.basis_model} at {threads_text(rec.basis_threads)}: {rec.bandwidth_gbs:.1f} GB/s "
+        f"of weights read per second of decoding, p90/p50 {rec.p90_over_p50:.2f}; RAM {_bytes(rec.ram_total_bytes)}",
+    ]
+    rows = [["model", "size", "RAM est.", "p50 ms", "p90 ms", "fits RAM", "meets target"]]
+    for c in rec.candidates:
+        rows.append(
+            [
+                c.model,
+                _bytes(c.file_bytes),
+                f"{c.ram_gb:.1f} GB",
+                f"{c.predicted_p50_ms:.0f}",
+                f"{c.predicted_p90_ms:.0f}",
+                "yes" if c.fits_ram else "no",
+                "yes" if c.meets_target else "no",
+            ]
+        )
+    out += _text_table(rows)
+    out.append(f"  {rec.note}")
+    return out
+
+
+def voice_lines(result: BenchResult) -> list[str]:
+    """The speech stages, when measured."""
+    v = result.voice
+    if v is None:
+        return []
+    if v.error:
+        return [f"Voice: not measured ({v.error})"]
+    rows = [["stage", "median", "min–max", "n"]]
+    for st in v.stages:
+        med, rng = _spread_s(st.summary)
+        rows.append([st.name, med, rng, str(len(st.samples_s))])
+    return ["Voice pipeline", *_text_table(rows)]
+
+
+def render_text(result: BenchResult, *, show_histogram: bool = True) -> str:
+    """The full terminal report."""
+    out = [f"edgeassist bench · {result.created} · edgeassist {result.edgeassist_version}"]
+    if result.interrupted:
+        out.append("INTERRUPTED: partial results (what was measured before Ctrl+C)")
+    out += ["", "System"]
+    rows = system_lines(result.system)
+    width = max(len(k) for k, _ in rows)
+    out += [f"  {k:<{width}}  {v}" for k, v in rows]
+    out += ["", "Settings: " + settings_line(result)]
+    for run in result.runs:
+        out += ["", run_title(run)]
+        out += run_lines(run, result.config.target_ms)
+        if show_histogram:
+            hist = histogram_lines(run, result.config.target_ms)
+            if hist:
+                out += ["", *hist]
+    if len(result.runs) > 1:
+        out += ["", "Summary", *_text_table(sweep_table(result.runs))]
+    for block in (recommendation_lines(result), voice_lines(result)):
+        if block:
+            out += ["", *block]
+    return "\n".join(out) + "\n"
+
+
+# -- markdown -------------------------------------------------------------------------------------------
+
+
+def _md_table(rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return out
+
+
+def render_markdown(result: BenchResult) -> str:
+    """The result as markdown, for an issue or a pull request."""
+    s = result.system
+    out = [
+        f"### edgeassist bench: {s.board or s.cpu_model}",
+        "",
+        f"`{result.command}` · edgeassist {result.edgeassist_version} · {result.created}"
+        + (" · **interrupted: partial results**" if result.interrupted else ""),
+        "",
+        settings_line(result),
+        "",
+    ]
+    out += _md_table(sweep_table(result.runs))
+    out.append("")
+    for run in result.runs:
+        sm = run.summary
+        if sm is not None and sm.breakdown is not None:
+            b = sm.breakdown
+            out.append(
+                f"- {run.model} @ {threads_text(run.threads)}: edgeassist/raw {_num(sm.ratio, 3)} at p50, "
+                f"{_num(sm.ratio_p10, 3)} at p10; excess "
+                f"{b.excess_ms:+.2f} ms/token = sampling {b.sample_ms:.2f} + detokenize {b.detokenize_ms:.3f}"
+                f" + dispatch {b.dispatch_ms:+.2f}; {verdict_text(sm)}"
+            )
+    rec = recommendation_lines(result)
+    if rec:
+        out += ["", f"**{rec[0]}**", "", "```", *rec[1:], "```"]
+    voice = voice_lines(result)
+    if voice:
+        out += ["", "```", *voice, "```"]
+    out += ["", "<details><summary>System</summary>", ""]
+    out += [f"- **{k}**: {v}" for k, v in system_lines(s)]
+    out += ["", "</details>", ""]
+    return "\n".join(out)
+
+
+# -- comparison -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Metric:
+    label: str
+    get: Callable[[RunSummary], float | None]
+    fmt: Callable[[float], str]
+    lower_is_better: bool = True
+
+
+def _p(attr: str, field: str) -> Callable[[RunSummary], float | None]:
+    def get(s: RunSummary) -> float | None:
+        v = getattr(s, attr)
+        return None if v is None else float(getattr(v, field))
+
+    return get
+
+
+_METRICS = [
+    _Metric("load", _p("load_s", "median"), _secs),
+    _Metric("time to first token", _p("ttft_s", "median"), _secs),
+    _Metric("prefill tok/s", _p("prefill_tps", "median"), lambda x: f"{x:.0f}", lower_is_better=False),
+    _Metric("decode p50 ms", _p("decode_ms", "p50"), lambda x: f"{x:.1f}"),
+    _Metric("decode p90 ms", _p("decode_ms", "p90"), lambda x: f"{x:.1f}"),
+    _Metric("decode p99 ms", _p("decode_ms", "p99"), lambda x: f"{x:.1f}"),
+    _Metric("decode tok/s", _p("decode_tps", "median"), lambda x: f"{x:.1f}", lower_is_better=False),
+    _Metric("raw decode p50 ms", _p("raw_decode_ms", "p50"), lambda x: f"{x:.1f}"),
+    _Metric("edgeassist/raw", lambda s: s.ratio, lambda x: f"{x:.3f}"),
+    _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), _secs),
+    _Metric(
+        "peak memory",
+        lambda s: float(s.peak_rss_bytes) if s.peak_rss_bytes is not None else None,
+        lambda x: _bytes(int(x)),
+    ),
+]
+
+
+def _match(a: Sequence[ModelRun], b: Sequence[ModelRun]) -> list[tuple[ModelRun | None, ModelRun | None]]:
+    """Pair runs by (model, threads), then by file size and threads (same model under another name)."""
+    pairs: list[tuple[ModelRun | None, ModelRun | None]] = []
+    left = list(b)
+    for ra in a:
+        hit = next((rb for rb in left if (rb.model, rb.threads) == (ra.model, ra.threads)), None)
+        if hit is None:
+            hit = next((rb for rb in left if (rb.file_bytes, rb.threads) == (ra.file_bytes, ra.threads)), None)
+        if hit is not None:
+            left.remove(hit)
+        pairs.append((ra, hit))
+    pairs += [(None, rb) for rb in left]
+    return pairs
+
+
+def render_compare(a: BenchResult, b: BenchResult, sources: tuple[str, str] = ("", "")) -> str:
+    """Two results side by side, run by run, with the ratio B/A for every figure (`sources`: their file names)."""
+    na, nb = "A", "B"
+    out = []
+    for name, res, src in ((na, a, sources[0]), (nb, b, sources[1])):
+        where = f"{src}: " if src else ""
+        out.append(f"{name} = {where}{res.created} · {res.system.board or res.system.cpu_model} · {res.command}")
+    for label, res in ((na, a), (nb, b)):
+        if res.interrupted or not res.complete:
+            out.append(f"note: {label} is incomplete (interrupted or a run failed)")
+    if settings_line(a) != settings_line(b):
+        out += [f"settings differ: {na}: {settings_line(a)}", f"                {nb}: {settings_line(b)}"]
+    for ra, rb in _match(a.runs, b.runs):
+        title = ra or rb
+        assert title is not None
+        head = f"{title.model} @ {threads_text(title.threads)}"
+        if ra is not None and rb is not None and ra.model != rb.model:
+            head = f"{ra.model} ({na}) vs {rb.model} ({nb}) @ {threads_text(title.threads)}"
+        out += ["", head]
+        if ra is None or rb is None or ra.summary is None or rb.summary is None:
+            out.append(f"  only in {na if rb is None else nb}")
+            continue
+        rows = [["figure", na, nb, f"{nb}/{na}", ""]]
+        for m in _METRICS:
+            va, vb = m.get(ra.summary), m.get(rb.summary)
+            ratio, better = "–", ""
+            if va is not None and vb is not None and va > 0:
+                ratio = f"{vb / va:.2f}x"
+                if abs(vb / va - 1) >= 0.02:
+                    better = nb if (vb < va) == m.lower_is_better else na
+                    better = f"{better} better"
+            rows.append(
+                [m.label, m.fmt(va) if va is not None else "–", m.fmt(vb) if vb is not None else "–", ratio, better]
+            )
+        va_, vb_ = ra.summary.verdict, rb.summary.verdict
+        rows.append(["verdict", va_.status if va_ else "–", vb_.status if vb_ else "–", "", ""])
+        out += _text_table(rows)
+    return "\n".join(out) + "\n"

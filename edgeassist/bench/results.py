@@ -1,0 +1,464 @@
+"""What a bench run records: typed dataclasses, written to and read from JSON without loss.
+
+Raw samples (every token time of every repetition) are the record; the `summary` of each run,
+the verdicts and the recommendation are derived from them (`edgeassist.bench.analysis`) and
+stored alongside so that a JSON file can be read without this code. The JSON schema in
+`docs/bench-schema.json` is generated from these classes (`edgeassist.bench.schema`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeassist.bench.stats import Percentiles, Spread
+from edgeassist.engine.base import Stats
+from edgeassist.errors import UsageError
+from edgeassist.system import SystemReport
+
+SCHEMA = "edgeassist-bench/1"
+"""Schema name and version written into every result; bumped when a field changes meaning."""
+
+
+@dataclass
+class TurnSample:
+    """One reply through `Conversation` and the engine: the figures the engine's `Done` stats carry."""
+
+    prompt_tokens: int
+    """Tokens in the rendered prompt."""
+    reused_tokens: int
+    """Prompt tokens whose state was reused from the previous turn."""
+    evaluated_tokens: int
+    """Prompt tokens evaluated for this reply."""
+    prompt_eval_s: float
+    """Seconds the engine spent on the prompt (rendering, tokenizing, evaluating, checkpointing)."""
+    ttft_s: float | None
+    """Engine time to the first generated token, from the engine's request start."""
+    first_event_s: float | None
+    """Wall time from `Conversation.send` to the first Text/Thinking event the front end receives."""
+    token_times: list[float]
+    """When each generated token was ready, seconds from the engine's request start (the engine's Stats)."""
+    generated_tokens: int
+    """Tokens generated."""
+    finish_reason: str
+    """stop, length, cancelled or error."""
+
+    @classmethod
+    def from_stats(cls, stats: Stats, first_event_s: float | None) -> TurnSample:
+        """The sample for one reply's engine stats."""
+        return cls(
+            prompt_tokens=stats.prompt_tokens,
+            reused_tokens=stats.reused_tokens,
+            evaluated_tokens=stats.evaluated_tokens,
+            prompt_eval_s=stats.prompt_eval_s,
+            ttft_s=stats.ttft_s,
+            first_event_s=first_event_s,
+            token_times=list(stats.token_times),
+            generated_tokens=stats.generated_tokens,
+            finish_reason=stats.finish_reason,
+        )
+
+
+@dataclass
+class RawSample:
+    """The baseline: llama.cpp's decode loop alone on the same model, context parameters and threads."""
+
+    prompt_tokens: int
+    """Tokens evaluated as the prompt (the same tokens as the edgeassist turn's prompt)."""
+    prompt_eval_s: float
+    """Seconds to evaluate the prompt (the raw time to first logits)."""
+    token_times: list[float]
+    """Seconds from the start: the first is the prompt's end, then one per single-token `llama_decode`."""
+
+
+@dataclass
+class Repetition:
+    """One measured repetition: a first turn, its follow-up, and the raw baseline on the same prompt."""
+
+    first: TurnSample
+    """A new conversation's first turn: a prompt of about `prompt_tokens`, `gen_tokens` generated."""
+    followup: TurnSample | None
+    """A short second message in the same conversation (the prompt-reuse path)."""
+    raw: RawSample | None
+    """The raw llama.cpp decode loop on the first turn's prompt tokens."""
+    peak_rss_bytes: int | None
+    """Peak resident memory of the process during this repetition's edgeassist turns."""
+    rss_anon_bytes: int | None = None
+    """Resident anonymous memory after the turns: allocations (repacked weights, context, buffers)."""
+    rss_file_bytes: int | None = None
+    """Resident file-backed memory after the turns: mapped model pages (the kernel can drop them under pressure)."""
+
+
+@dataclass
+class Overheads:
+    """Per-token cost of the work edgeassist adds around `llama_decode`, each timed alone."""
+
+    sample_s: list[float]
+    """Seconds per call of the engine's native sampler chain (the configured sampling settings)."""
+    detokenize_s: list[float]
+    """Seconds per token to turn it into text (token to piece, incremental UTF-8 decoding)."""
+
+
+@dataclass
+class Breakdown:
+    """Where edgeassist's decode time above the raw loop goes, in milliseconds per token (medians)."""
+
+    excess_ms: float
+    """edgeassist p50 minus raw p50."""
+    sample_ms: float
+    """Sampling (native sampler chain on the last logits)."""
+    detokenize_ms: float
+    """Token to text."""
+    dispatch_ms: float
+    """The rest: the Python loop, think-splitting, events through Conversation to the front end (and noise)."""
+
+
+@dataclass
+class Verdict:
+    """Whether decoding meets the per-token target."""
+
+    target_ms: float
+    """The target in milliseconds per token."""
+    p50_ms: float | None
+    """Measured decode p50."""
+    p90_ms: float | None
+    """Measured decode p90."""
+    meets_p50: bool
+    """p50 is at or under the target."""
+    meets_p90: bool
+    """p90 is at or under the target."""
+    status: Literal["meets", "p50-only", "misses", "unknown"]
+    """meets: p50 and p90 under target; p50-only: typical tokens are fast enough, slow ones are not."""
+
+
+@dataclass
+class RunSummary:
+    """The figures derived from one run's raw samples (medians over repetitions, percentiles over tokens)."""
+
+    load_s: Spread | None
+    """Model load time (file to ready context)."""
+    prompt_tokens: int | None
+    """Median prompt length of the first turns."""
+    ttft_s: Spread | None
+    """Engine time to first token of a new conversation's first turn."""
+    first_event_s: Spread | None
+    """Wall time from sending to the first event the front end receives."""
+    prefill_tps: Spread | None
+    """Prompt tokens evaluated per second in the first turn."""
+    decode_ms: Percentiles | None
+    """Milliseconds between generated tokens, pooled over every repetition (from the engine's token times)."""
+    decode_tps: Spread | None
+    """Generated tokens per second, per repetition."""
+    followup_ttft_s: Spread | None
+    """Time to first token of the follow-up turn."""
+    followup_prompt_tokens: int | None
+    """Median prompt length of the follow-up turn (the whole conversation)."""
+    followup_evaluated_tokens: int | None
+    """Median tokens the follow-up actually evaluated (its message and the previous reply)."""
+    raw_ttft_s: Spread | None
+    """Raw loop: prompt evaluation time."""
+    raw_prefill_tps: Spread | None
+    """Raw loop: prompt tokens per second."""
+    raw_decode_ms: Percentiles | None
+    """Raw loop: milliseconds per single-token decode, pooled."""
+    raw_decode_tps: Spread | None
+    """Raw loop: tokens per second, per repetition."""
+    ratio: float | None
+    """edgeassist decode p50 over raw decode p50: the per-token cost of everything edgeassist adds."""
+    ratio_p10: float | None
+    """The same ratio at the 10th percentiles: less sensitive to other processes on a busy machine."""
+    ttft_ratio: float | None
+    """edgeassist time to first token over the raw prompt evaluation time."""
+    breakdown: Breakdown | None
+    """Where the decode time above the raw loop goes."""
+    peak_rss_bytes: int | None
+    """Peak resident memory of the process while the model ran."""
+    model_rss_bytes: int | None
+    """Peak resident memory above what the process used before loading the model."""
+    rss_anon_bytes: int | None
+    """Median resident anonymous memory after the turns (allocations)."""
+    rss_file_bytes: int | None
+    """Median resident file-backed memory after the turns (mapped model pages)."""
+    bandwidth_gbs: float | None
+    """Model file bytes per decode p50, in GB/s: the memory bandwidth one token uses (an estimate)."""
+    verdict: Verdict | None
+    """Whether decoding meets the target."""
+
+
+@dataclass
+class ModelRun:
+    """One model at one thread count: its setup, every raw sample, and the derived summary."""
+
+    model: str
+    """Model name as shown (`qwen3.5-0.8b:q4_k_m`, a file stem, `smollm2-135m`)."""
+    path: str
+    """The GGUF file."""
+    file_bytes: int
+    """Size of the GGUF file."""
+    quant: str | None
+    """Quantization (lowercase), when known."""
+    synthetic: str | None
+    """Shape name when this is a random-weight synthetic Qwen 3.5 (tiny, 0.8b, 2b), else null."""
+    starter: bool
+    """Whether this is the offline starter model."""
+    threads: int
+    """CPU threads for prompt and decode."""
+    n_ctx: int
+    """Context window of both the engine and the raw loop."""
+    n_batch: int
+    """Prompt batch size of both."""
+    backend: str
+    """cpu, metal, cuda, ..."""
+    recurrent: bool
+    """Hybrid or recurrent model (Qwen 3.5): prompt reuse goes through state checkpoints."""
+    load_s: list[float] = field(default_factory=list)
+    """Seconds per measured model load (after one warm-up load)."""
+    rss_before_bytes: int | None = None
+    """Resident memory of the process before the model was loaded."""
+    load_peak_rss_bytes: int | None = None
+    """Peak resident memory while loading the model (the loads above)."""
+    peak_rss_source: Literal["run", "process", "unavailable"] = "unavailable"
+    """run: peak measured within this run (Linux); process: the process's lifetime peak (other systems)."""
+    repetitions: list[Repetition] = field(default_factory=list)
+    """Measured repetitions (the warm-up is not kept)."""
+    overheads: Overheads | None = None
+    """Sampling and detokenizing costs timed alone."""
+    complete: bool = False
+    """False when the run was interrupted or failed part-way."""
+    error: str | None = None
+    """Why the run failed, if it did."""
+    summary: RunSummary | None = None
+    """Derived figures (recomputed from the samples above by `edgeassist.bench.analysis.summarize`)."""
+
+
+@dataclass
+class BenchConfig:
+    """How the bench was run."""
+
+    target_ms: float
+    """Per-token decode target in milliseconds."""
+    repetitions: int
+    """Measured repetitions per run."""
+    warmup: int
+    """Warm-up repetitions per run, not kept."""
+    prompt_tokens: int
+    """Requested prompt length of the first turn."""
+    gen_tokens: int
+    """Tokens generated in the first turn (end-of-generation is suppressed so that all of them are)."""
+    followup_tokens: int
+    """Tokens generated in the follow-up turn."""
+    followup_text: str
+    """The follow-up message."""
+    think: bool
+    """Qwen 3.5 thinking mode of the requests."""
+    sampling: dict[str, float]
+    """Effective sampling settings of the edgeassist turns."""
+    raw_baseline: bool
+    """Whether the raw llama.cpp loop ran."""
+    ignore_eos: str
+    """How end-of-generation was suppressed: `option` (GenerationOptions.ignore_eos) or `logit-bias` (bench hook)."""
+
+
+@dataclass
+class VoiceStage:
+    """One stage of the voice pipeline and its timings."""
+
+    name: str
+    """Stage name, as the voice pipeline reports it (transcribe, first_audio, ...)."""
+    samples_s: list[float]
+    """Seconds, one per repetition."""
+    summary: Spread | None
+    """Median and spread of the samples."""
+
+
+@dataclass
+class VoiceResult:
+    """Timings of the speech stages, from the voice pipeline's bench hook."""
+
+    stages: list[VoiceStage]
+    """Stages in pipeline order."""
+    error: str | None = None
+    """Why the voice stages were not measured, if they were not."""
+
+
+@dataclass
+class Candidate:
+    """A catalog model and what this machine is expected to do with it."""
+
+    model: str
+    """Catalog name and quant (`qwen3.5-2b:q4_k_m`)."""
+    file_bytes: int
+    """File size (published, or estimated from the parameter count)."""
+    ram_gb: float
+    """Estimated memory needed with the bench's context window."""
+    predicted_p50_ms: float
+    """Expected decode p50: file bytes over the measured bandwidth per token."""
+    predicted_p90_ms: float
+    """Expected decode p90: the p50 times the measured p90/p50 ratio."""
+    fits_ram: bool
+    """The estimated memory fits in the machine's RAM with headroom for the system."""
+    meets_target: bool
+    """Expected p90 at or under the target, and it fits."""
+
+
+@dataclass
+class Recommendation:
+    """The largest catalog model expected to meet the target here: an estimate, not a measurement."""
+
+    model: str | None
+    """Catalog name and quant to use: the largest expected to meet the target at p90; null when none is."""
+    model_p50: str | None
+    """The largest expected to meet the target at p50 (typical tokens; slow ones may exceed it)."""
+    basis_model: str
+    """The measured run the estimate scales from (the largest model measured, at its fastest thread count)."""
+    basis_threads: int
+    """Threads of that run."""
+    bandwidth_gbs: float
+    """Measured bytes read per second of decoding (file bytes over decode p50)."""
+    p90_over_p50: float
+    """Measured tail ratio used for the p90 estimates."""
+    ram_total_bytes: int | None
+    """The machine's RAM."""
+    target_ms: float
+    """Per-token target."""
+    candidates: list[Candidate]
+    """Every catalog model and quant with its estimate, smallest first."""
+    note: str
+    """One line on how far to trust it."""
+
+
+@dataclass
+class BenchResult:
+    """One `edgeassist bench` invocation: machine, settings, every run's raw samples and the conclusions."""
+
+    schema: str
+    """Schema name and version (`edgeassist-bench/1`)."""
+    edgeassist_version: str
+    """edgeassist version."""
+    created: str
+    """When the bench started (ISO 8601, local time with offset)."""
+    command: str
+    """The command line."""
+    complete: bool
+    """False when interrupted (Ctrl+C) or when a run failed: the runs hold what was measured."""
+    interrupted: bool
+    """True when stopped by Ctrl+C."""
+    config: BenchConfig
+    """How it was run."""
+    system: SystemReport
+    """The machine."""
+    runs: list[ModelRun] = field(default_factory=list)
+    """One entry per model and thread count, in the order run."""
+    voice: VoiceResult | None = None
+    """Speech stage timings (`--voice`)."""
+    recommendation: Recommendation | None = None
+    """Which catalog model to use here (derived; an estimate)."""
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def save_result(result: BenchResult, path: Path) -> None:
+    """Write `result` as JSON (the schema in docs/bench-schema.json)."""
+    try:
+        path.write_text(json.dumps(to_json_dict(result), indent=1) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+
+
+def load_result(path: Path) -> BenchResult:
+    """Read a result written by `edgeassist bench --json`, summaries recomputed; a wrong file is a one-line error."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not JSON: {e}") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if not isinstance(schema, str) or not schema.startswith("edgeassist-bench/"):
+        raise UsageError(f'{path} is not an edgeassist bench result (no "schema": "{SCHEMA}")')
+    if schema != SCHEMA:
+        raise UsageError(f"{path} is a {schema} result; this edgeassist reads {SCHEMA}")
+    # The derived parts are recomputed from the samples, so files from older code read the same way.
+    data.pop("recommendation", None)
+    for run in data.get("runs") or []:
+        if isinstance(run, dict):
+            run.pop("summary", None)
+    try:
+        result: BenchResult = from_json_dict(BenchResult, data)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{path} does not match the bench schema: {str(e)[:200]}") from None
+    from edgeassist.bench.analysis import conclude
+
+    return conclude(result)
+
+
+def to_json_dict(obj: Any) -> Any:
+    """A JSON-ready view of a result dataclass (nested dataclasses become objects)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_json_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_json_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_json_dict(cls: type[Any], data: Any) -> Any:
+    """Rebuild `cls` (a result dataclass) from `to_json_dict` output; unknown keys are ignored."""
+    return _convert(cls, data)
+
+
+def _convert(tp: Any, data: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, data)
+            except (TypeError, ValueError, KeyError):
+                continue
+        raise ValueError(f"{data!r} does not match {tp}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(data, list):
+            raise TypeError(f"expected a list, got {data!r}")
+        return [_convert(item, x) for x in data]
+    if origin is dict:
+        _, value = typing.get_args(tp)
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {data!r}")
+        return {k: _convert(value, v) for k, v in data.items()}
+    if origin is Literal:
+        if data not in typing.get_args(tp):
+            raise ValueError(f"{data!r} is not one of {typing.get_args(tp)}")
+        return data
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object for {tp.__name__}, got {data!r}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                kwargs[f.name] = _convert(hints[f.name], data[f.name])
+        return tp(**kwargs)
+    if tp is float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise TypeError(f"expected a number, got {data!r}")
+        return float(data)
+    if tp in (int, str, bool):
+        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
+            raise TypeError(f"expected {tp.__name__}, got {data!r}")
+        return data
+    if tp is Any:
+        return data
+    raise TypeError(f"cannot read {tp!r}")

@@ -1,0 +1,256 @@
+"""`edgeassist bench`: how fast the model runs here, against the target, against raw llama.cpp, and what to use."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from edgeassist.config import Settings
+from edgeassist.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgeassist.bench.measure import BenchTarget, Progress
+
+
+class _BenchSetting(argparse.Action):
+    """Store the flag as a `[bench]` settings override, so it is validated (and named) like the config file."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        overrides = getattr(namespace, "settings_overrides", None) or {}
+        overrides.setdefault("bench", {})[self.dest] = values
+        namespace.settings_overrides = overrides
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, like 1,2,4; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be 1 or more; got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add the `bench` subcommand.
+
+    It takes the common flags except `--model` and `--threads`, which here take comma lists
+    (a sweep, as llama-bench does) and so are its own.
+    """
+    p = sub.add_parser(
+        "bench",
+        help="measure load time, time to first token, ms/token against a target and raw llama.cpp",
+        description="Benchmark the model through the same engine as chat and voice, with a raw llama.cpp "
+        "decode loop as the baseline; print a report with a latency histogram, a verdict against the "
+        "per-token target and the catalog model to use here. With no model given it runs the configured "
+        "one (else the offline starter). Ctrl+C stops and prints what was measured.",
+    )
+    g = p.add_argument_group("settings (override config.toml and EDGEASSIST_* variables)")
+    g.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="user config file (TOML)")
+    g.add_argument("--n-ctx", type=int, default=argparse.SUPPRESS, help="context window in tokens")
+    g.add_argument("--gpu-layers", type=int, default=argparse.SUPPRESS, help="layers to offload (-1: all)")
+    w = p.add_argument_group("what to run")
+    w.add_argument(
+        "-m",
+        "--model",
+        dest="models",
+        action="append",
+        type=_name_list,
+        metavar="NAMES",
+        help="models, comma-separated or repeated: catalog names (qwen3.5-2b:q8_0), files, `starter`",
+    )
+    w.add_argument(
+        "--synthetic",
+        type=_name_list,
+        metavar="SHAPES",
+        help="random-weight Qwen 3.5 of these shapes (0.8b,2b; tiny for a smoke test), built once into models/",
+    )
+    w.add_argument("--quant", default="Q4_K_M", help="quantization of --synthetic models (Q4_K_M, Q8_0)")
+    w.add_argument(
+        "-t",
+        "--threads",
+        dest="thread_list",
+        type=_int_list,
+        metavar="LIST",
+        help="thread counts to sweep, e.g. 1,2,4 (default: model.n_threads, else the physical cores)",
+    )
+    w.add_argument(
+        "-r", "--repetitions", type=int, action=_BenchSetting, default=argparse.SUPPRESS, help="measured repetitions"
+    )
+    w.add_argument("--warmup", type=int, action=_BenchSetting, default=argparse.SUPPRESS, help="warm-up repetitions")
+    w.add_argument(
+        "-p", "--prompt-tokens", type=int, action=_BenchSetting, default=argparse.SUPPRESS, help="prompt length"
+    )
+    w.add_argument(
+        "-n", "--gen-tokens", type=int, action=_BenchSetting, default=argparse.SUPPRESS, help="tokens to generate"
+    )
+    w.add_argument(
+        "--target-ms", type=float, action=_BenchSetting, default=argparse.SUPPRESS, help="per-token target (ms)"
+    )
+    w.add_argument("--no-raw", action="store_true", help="skip the raw llama.cpp baseline")
+    w.add_argument("--voice", action="store_true", help="also time the speech stages (needs the voice pipeline)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", type=Path, metavar="FILE", help="write every sample as JSON (docs/bench-schema.json)")
+    o.add_argument("--markdown", action="store_true", help="print markdown, for pasting into an issue")
+    o.add_argument("--no-histogram", action="store_true", help="leave out the latency histograms")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    o.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="show two saved results side by side with ratios (runs nothing)",
+    )
+    p.set_defaults(handler=run)
+
+
+class ProgressPrinter:
+    """Progress on stderr: one line rewritten in place on a terminal, a line per step otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        """Write to `stream` (default: stderr at the time of the call)."""
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.t0 = time.monotonic()
+        self._width = 0
+
+    def __call__(self, p: Progress) -> None:
+        """Show one progress step."""
+        from edgeassist.bench.report import threads_text
+
+        elapsed = int(time.monotonic() - self.t0)
+        line = (
+            f"[{p.run}/{p.runs}] {p.model} · {threads_text(p.threads)} · {p.step}"
+            f" · {p.fraction * 100:.0f}% · {elapsed // 60}:{elapsed % 60:02d}"
+        )
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """A line of its own (a build step, a notice)."""
+        self.end()
+        self.stream.write(f"edgeassist: {text}\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Finish the in-place line."""
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+
+
+def resolve_targets(args: argparse.Namespace, settings: Settings, say: Any) -> list[BenchTarget]:
+    """The models to bench, all found (or built) before anything is measured."""
+    from edgeassist import synthetic
+    from edgeassist.bench.measure import BenchTarget
+    from edgeassist.hub import resolve
+
+    models_dir = settings.models_dir()
+    targets: list[BenchTarget] = []
+    for shape in args.synthetic or []:
+        path = synthetic.default_path(shape, args.quant, models_dir)
+        if not path.is_file():
+            say(f"building the synthetic Qwen 3.5 {shape} ({args.quant}) once into {path}")
+        built = synthetic.build(shape, args.quant, out=path, force=False, progress=say)
+        quant = built.quant.lower()
+        targets.append(BenchTarget(f"synthetic-qwen3.5-{built.shape}:{quant}", built.path, quant, built.shape))
+    for name in [n for group in args.models or [] for n in group]:
+        r = resolve(name, models_dir, fallback=False)
+        targets.append(BenchTarget(r.name, r.path, r.quant, starter=r.is_starter))
+    if not targets:
+        r = resolve(settings.model.name, models_dir, fallback=settings.model.starter_fallback)
+        if r.note:
+            say(r.note)
+        targets.append(BenchTarget(r.name, r.path, r.quant, starter=r.is_starter))
+    return targets
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the bench (or the comparison) and print the report."""
+    from edgeassist.bench.report import render_compare, render_markdown, render_text
+    from edgeassist.bench.results import load_result, save_result
+
+    out = sys.stdout
+    if args.compare:
+        a_path, b_path = args.compare
+        a, b = load_result(a_path), load_result(b_path)
+        out.write(render_compare(a, b, (str(a_path), str(b_path))))
+        return 0
+
+    from edgeassist.bench.measure import BenchPlan, run_bench
+    from edgeassist.bench.report import threads_text
+    from edgeassist.bench.voice import find_voice_hook
+    from edgeassist.system import physical_cores
+
+    progress = ProgressPrinter()
+    say = (lambda _text: None) if args.quiet else progress.note
+    voice = None
+    if args.voice:
+        voice = find_voice_hook()
+        if voice is None:
+            raise UsageError(
+                "--voice needs the voice pipeline's bench hook (edgeassist.voice.bench_stages), "
+                "which this build does not have yet"
+            )
+    bs = settings.bench
+    if bs.prompt_tokens + bs.gen_tokens + 64 > settings.model.n_ctx:
+        raise UsageError(
+            f"--prompt-tokens {bs.prompt_tokens} and --gen-tokens {bs.gen_tokens} do not fit the "
+            f"{settings.model.n_ctx}-token context with a follow-up turn: lower them or raise --n-ctx"
+        )
+    targets = resolve_targets(args, settings, say)
+    plan = BenchPlan(
+        targets=targets,
+        threads=args.thread_list or [settings.model.n_threads or physical_cores()],
+        repetitions=bs.repetitions,
+        prompt_tokens=bs.prompt_tokens,
+        gen_tokens=bs.gen_tokens,
+        target_ms=bs.target_ms,
+        warmup=bs.warmup,
+        raw_baseline=not args.no_raw,
+        command=_command_line(),
+        voice=voice,
+    )
+    result = run_bench(settings, plan, progress=None if args.quiet else progress)
+    progress.end()
+    if args.markdown:
+        out.write(render_markdown(result))
+    else:
+        out.write(render_text(result, show_histogram=not args.no_histogram))
+    out.flush()
+    if args.json:
+        save_result(result, args.json)
+        print(f"edgeassist: wrote {args.json}", file=sys.stderr)
+    if result.interrupted:
+        print("edgeassist: interrupted; the report shows what was measured", file=sys.stderr)
+        return 130
+    failed = [r for r in result.runs if r.error]
+    for r in failed:
+        print(f"edgeassist: {r.model} at {threads_text(r.threads)} failed: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _command_line() -> str:
+    """The command as typed, when this process is the `edgeassist` command (not a test calling `main`)."""
+    if Path(sys.argv[0]).name in ("edgeassist", "__main__.py") and "bench" in sys.argv[1:]:
+        return shlex.join(["edgeassist", *sys.argv[1:]])
+    return "edgeassist bench"

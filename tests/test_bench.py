@@ -1,0 +1,371 @@
+"""The bench: statistics, verdict and recommendation on fixed inputs, the JSON schema, --compare, a short real run
+on the tiny synthetic Qwen 3.5, and Ctrl+C. Timings on a shared machine are noise: no test asserts one.
+
+tests/fixtures/bench_a.json and bench_b.json are hand-made results with exact token times (A: a Pi 5 at 2 and 4
+threads, decode 60 and 40 ms/token; B: another board at 4 threads, 20 ms/token, plus a 2B run).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgeassist.bench import analysis, schema
+from edgeassist.bench.analysis import recommend, verdict
+from edgeassist.bench.measure import BenchPlan, BenchTarget, Progress, run_bench
+from edgeassist.bench.report import render_compare, render_markdown, render_text
+from edgeassist.bench.results import (
+    SCHEMA,
+    BenchResult,
+    ModelRun,
+    Repetition,
+    TurnSample,
+    from_json_dict,
+    load_result,
+    to_json_dict,
+)
+from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
+from edgeassist.bench.voice import run_voice_hook
+from edgeassist.cli import main
+from edgeassist.config import load_settings
+from edgeassist.errors import UsageError
+from edgeassist.hub import CatalogEntry, QuantFile
+from edgeassist.system import CpuCluster, physical_cores, recommended_threads, system_report
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- statistics --------------------------------------------------------------------------------------------
+
+
+def test_percentiles_interpolate_like_numpy() -> None:
+    xs = [float(x) for x in range(1, 11)]  # 1..10, shuffled order must not matter
+    shuffled = xs[5:] + xs[:5]
+    assert percentile(shuffled, 0) == 1.0
+    assert percentile(shuffled, 100) == 10.0
+    assert percentile(shuffled, 50) == pytest.approx(5.5)
+    assert percentile(shuffled, 90) == pytest.approx(9.1)
+    assert percentile(shuffled, 99) == pytest.approx(9.91)
+    assert percentile([7.0], 99) == 7.0
+    p = Percentiles.of(shuffled)
+    assert p is not None
+    assert (p.p50, p.min, p.max, p.n, p.mean) == (pytest.approx(5.5), 1.0, 10.0, 10, pytest.approx(5.5))
+    assert p.scaled(1000).p90 == pytest.approx(9100)
+    assert Percentiles.of([]) is None
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_spread_gaps_and_histogram() -> None:
+    assert Spread.of([3.0, 1.0, 2.0]) == Spread(2.0, 1.0, 3.0, 3)
+    assert Spread.of([]) is None
+    assert gaps([0.5, 0.6, 0.8]) == pytest.approx([0.1, 0.2])
+    samples = [10.0] * 50 + [20.0] * 30 + [1000.0]
+    bins, above = histogram(samples, bins=5, upper=30.0)
+    assert sum(b.count for b in bins) + above == len(samples)
+    assert above == 1  # the stall is counted, not drawn
+    assert bins[0].count == 50 and bins[-1].hi == pytest.approx(30.0)
+
+
+# -- verdict and recommendation ----------------------------------------------------------------------------
+
+
+def test_verdict_on_fixed_inputs() -> None:
+    assert verdict(40.0, 48.0, 50.0).status == "meets"
+    v = verdict(40.0, 60.0, 50.0)
+    assert (v.status, v.meets_p50, v.meets_p90) == ("p50-only", True, False)
+    assert verdict(55.0, 70.0, 50.0).status == "misses"
+    assert verdict(None, None, 50.0).status == "unknown"
+    assert verdict(50.0, 50.0, 50.0).status == "meets"  # at the target counts
+
+
+def _run_with_gaps(file_bytes: int, gap_s: float, tail_s: float, threads: int = 4) -> ModelRun:
+    """A run whose pooled decode gaps are nine of `gap_s` and one of `tail_s` per repetition."""
+    times = [0.5]
+    for g in [gap_s] * 9 + [tail_s]:
+        times.append(times[-1] + g)
+    first = TurnSample(128, 0, 128, 0.49, 0.5, 0.5, times, len(times), "length")
+    run = ModelRun("m", "m.gguf", file_bytes, "q4_k_m", None, False, threads, 4096, 512, "cpu", True)
+    run.repetitions = [Repetition(first, None, None, None)]
+    run.complete = True
+    run.summary = analysis.summarize(run, 50.0)
+    return run
+
+
+def _catalog() -> dict[str, CatalogEntry]:
+    def entry(name: str, params: float, q4: int, q8: int) -> CatalogEntry:
+        return CatalogEntry(
+            name,
+            f"x/{name}",
+            params,
+            {"q4_k_m": QuantFile("Q4_K_M", "a.gguf", q4, q4), "q8_0": QuantFile("Q8_0", "b.gguf", None, q8)},
+        )
+
+    return {"s": entry("s", 0.8, 500_000_000, 850_000_000), "l": entry("l", 2.0, 1_250_000_000, 2_100_000_000)}
+
+
+def test_recommendation_scales_measured_bandwidth_by_file_size() -> None:
+    # 500 MB at 20 ms/token: 25 GB/s. Gaps 9 x 20 ms and 1 x 30 ms: p90 interpolates to 21 ms, a 1.05 tail.
+    run = _run_with_gaps(500_000_000, 0.020, 0.030)
+    assert run.summary is not None and run.summary.decode_ms is not None
+    assert run.summary.decode_ms.p50 == pytest.approx(20.0)
+    assert run.summary.bandwidth_gbs == pytest.approx(25.0)
+    tail = run.summary.decode_ms.p90 / run.summary.decode_ms.p50
+    rec = recommend([run], 52.0, 16_000_000_000, 4096, _catalog())
+    assert rec is not None
+    assert rec.bandwidth_gbs == pytest.approx(25.0) and tail == pytest.approx(1.05)
+    by_name = {c.model: c for c in rec.candidates}
+    assert by_name["l:q4_k_m"].predicted_p50_ms == pytest.approx(50.0)  # 1.25 GB / 25 GB/s
+    assert by_name["l:q4_k_m"].predicted_p90_ms == pytest.approx(50.0 * tail)
+    # l:q4_k_m meets 52 ms at p50 but not at p90 (52.5 ms); s:q8_0 (34 ms) is the largest that meets p90.
+    assert rec.model == "s:q8_0"
+    assert rec.model_p50 == "l:q4_k_m"
+    assert [c.model for c in rec.candidates] == ["s:q4_k_m", "s:q8_0", "l:q4_k_m", "l:q8_0"]
+    assert "estimate" in rec.note
+
+
+def test_recommendation_respects_ram_and_can_be_none() -> None:
+    run = _run_with_gaps(500_000_000, 0.010, 0.010)  # fast: 50 GB/s, everything meets the target by speed
+    rec = recommend([run], 50.0, 1_200_000_000, 4096, _catalog())  # 1.2 GB of RAM: only the smallest fits
+    assert rec is not None
+    assert [c.model for c in rec.candidates if c.fits_ram] == ["s:q4_k_m"]
+    assert rec.model == "s:q4_k_m"
+    slow = _run_with_gaps(500_000_000, 0.200, 0.200)
+    rec = recommend([slow], 50.0, 16_000_000_000, 4096, _catalog())
+    assert rec is not None and rec.model is None and rec.model_p50 is None
+    assert "no catalog model" in rec.note
+    assert recommend([], 50.0, None, 4096, _catalog()) is None
+
+
+def test_recommendation_uses_the_largest_model_at_its_fastest_threads() -> None:
+    small = _run_with_gaps(100_000_000, 0.005, 0.005)
+    big_slow = _run_with_gaps(500_000_000, 0.040, 0.040, threads=1)
+    big_fast = _run_with_gaps(500_000_000, 0.025, 0.025, threads=4)
+    base = analysis.basis_run([small, big_slow, big_fast])
+    assert base is big_fast
+
+
+# -- system report -----------------------------------------------------------------------------------------
+
+
+def test_system_report_and_big_little_threads() -> None:
+    report = system_report(with_llama=False)
+    assert report.physical_cores == physical_cores()
+    assert report.logical_cores >= 1 and report.cpu_model and report.python
+    assert report.llama is None
+    big = CpuCluster([4, 5, 6, 7], "Cortex-A76", 2400.0, 1024)
+    little = CpuCluster([0, 1, 2, 3], "Cortex-A55", 1800.0, 400)
+    assert recommended_threads([big, little], 8) == 4
+    assert recommended_threads([big], 4) == 4
+    from dataclasses import replace
+
+    bl = replace(report, clusters=[big, little], physical_cores=8, recommended_threads=4)
+    assert bl.thread_note() is not None and "--threads 4,8" in (bl.thread_note() or "")
+    assert replace(report, clusters=[]).thread_note() is None
+
+
+# -- JSON schema and fixtures ------------------------------------------------------------------------------
+
+
+def test_schema_file_is_current() -> None:
+    """docs/bench-schema.json is generated: `python -m edgeassist.bench.schema > docs/bench-schema.json`."""
+    on_disk = json.loads((REPO / "docs" / "bench-schema.json").read_text())
+    assert on_disk == schema.json_schema()
+
+
+def test_fixtures_match_schema_and_round_trip() -> None:
+    for name in ("bench_a.json", "bench_b.json"):
+        data = json.loads((FIXTURES / name).read_text())
+        assert schema.validate(data) == []
+        result = from_json_dict(BenchResult, data)
+        assert to_json_dict(result) == data
+
+
+def test_validator_catches_problems() -> None:
+    data = json.loads((FIXTURES / "bench_a.json").read_text())
+    data["runs"][0]["threads"] = "two"
+    del data["runs"][0]["repetitions"][0]["first"]["token_times"]
+    data["extra"] = 1
+    errors = schema.validate(data)
+    assert any("threads" in e for e in errors)
+    assert any("token_times" in e for e in errors)
+    assert any("extra" in e for e in errors)
+
+
+def test_load_result_rejects_foreign_files(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(UsageError, match="not an edgeassist bench result"):
+        load_result(bad)
+    bad.write_text("{nope")
+    with pytest.raises(UsageError, match="not JSON"):
+        load_result(bad)
+
+
+def test_compare_two_fixture_files(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "--compare", str(FIXTURES / "bench_a.json"), str(FIXTURES / "bench_b.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "Raspberry Pi 5" in out and "8x Cortex-A78" in out
+    block = out.split("synthetic-qwen3.5-0.8b:q4_k_m @ 4 threads")[1].split("\n\n")[0]
+    decode = next(line for line in block.splitlines() if "decode p50 ms" in line)
+    assert "40.0" in decode and "20.0" in decode and "0.50x" in decode and "B better" in decode
+    assert "only in A" in out  # the 2-thread run
+    assert "synthetic-qwen3.5-2b:q4_k_m @ 4 threads" in out and "only in B" in out
+
+
+def test_compare_renders_from_loaded_results() -> None:
+    a, b = load_result(FIXTURES / "bench_a.json"), load_result(FIXTURES / "bench_b.json")
+    text = render_compare(a, b)
+    assert text.count("B/A") == 1  # one matched run
+    assert a.runs[0].summary is not None and a.runs[0].summary.ratio is not None
+
+
+def test_reports_from_fixture() -> None:
+    result = load_result(FIXTURES / "bench_a.json")
+    text = render_text(result)
+    for part in ("System", "Raspberry Pi 5", "time to first token", "follow-up time to first token",
+                 "decode (edgeassist)", "decode (raw llama.cpp)", "edgeassist / raw", "excess per token",
+                 "peak memory", "verdict", "per-token latency", "Summary", "Recommendation (an estimate)"):  # fmt: skip
+        assert part in text, part
+    md = render_markdown(result)
+    assert md.startswith("### edgeassist bench") and "| model | threads |" in md and "<details>" in md
+
+
+def test_voice_hook_results_are_summarised() -> None:
+    settings = load_settings()
+    result = run_voice_hook(lambda s: {"transcribe": [0.4, 0.2, 0.3], "first_audio": [1.0]}, settings)
+    assert [s.name for s in result.stages] == ["transcribe", "first_audio"]
+    assert result.stages[0].summary == Spread(0.3, 0.2, 0.4, 3)
+    assert result.error is None
+
+
+# -- real runs on the tiny synthetic Qwen 3.5 --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_qwen35: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict[str, object]]:
+    """`edgeassist bench --voice` on the tiny model (1 repetition, 8 tokens, 1 and 2 threads; a fake voice hook)."""
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    import contextlib
+    import io
+
+    def fake_voice(settings: object) -> dict[str, list[float]]:
+        return {"transcribe": [0.25], "first_audio": [0.9]}
+
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf):
+        mp.setattr("edgeassist.bench.voice.find_voice_hook", lambda: fake_voice)
+        rc = main(
+            ["bench", "-m", str(tiny_qwen35), "-r", "1", "-p", "48", "-n", "8", "--warmup", "0"]
+            + ["--threads", "1,2", "--n-ctx", "512", "--json", str(out), "-q", "--voice"]
+        )
+    return rc, buf.getvalue(), json.loads(out.read_text())
+
+
+def test_real_run_prints_every_section(tiny_run: tuple[int, str, dict[str, object]]) -> None:
+    rc, text, _ = tiny_run
+    assert rc == 0
+    for part in ("System", "llama.cpp", "time to first token", "follow-up time to first token",
+                 "decode (edgeassist)", "decode (raw llama.cpp)", "edgeassist / raw", "excess per token",
+                 "peak memory", "verdict", "per-token latency", "Summary", "Recommendation (an estimate)",
+                 "Voice pipeline", "transcribe"):  # fmt: skip
+        assert part in text, part
+
+
+def test_real_run_json_holds_raw_samples(tiny_run: tuple[int, str, dict[str, object]]) -> None:
+    _, _, data = tiny_run
+    assert schema.validate(data) == []
+    assert data["schema"] == SCHEMA and data["complete"] is True and data["interrupted"] is False
+    runs = data["runs"]
+    assert isinstance(runs, list) and [r["threads"] for r in runs] == [1, 2]
+    for run in runs:
+        assert run["complete"] and run["recurrent"] and len(run["load_s"]) == 1
+        (rep,) = run["repetitions"]
+        first, follow, raw = rep["first"], rep["followup"], rep["raw"]
+        # End-of-generation is suppressed: exactly gen_tokens every time, so repetitions compare.
+        assert len(first["token_times"]) == first["generated_tokens"] == 8
+        assert 40 <= first["prompt_tokens"] <= 48  # the filler is fitted to the requested prompt length
+        assert first["evaluated_tokens"] > 0
+        assert len(raw["token_times"]) == 8 and raw["prompt_tokens"] == first["prompt_tokens"]
+        # The follow-up reuses the first turn's state: it evaluates only the new tokens.
+        assert follow["reused_tokens"] > 0 and follow["evaluated_tokens"] < follow["prompt_tokens"]
+        assert len(run["overheads"]["sample_s"]) == 8
+        assert run["summary"]["decode_ms"]["n"] == 7 and run["summary"]["ratio"] > 0
+    assert data["recommendation"]["candidates"]
+    assert [st["name"] for st in data["voice"]["stages"]] == ["transcribe", "first_audio"]
+
+
+def test_ctrl_c_returns_what_was_measured(tiny_qwen35: Path) -> None:
+    settings = load_settings(flags={"model": {"n_ctx": 512}})
+    plan = BenchPlan(
+        targets=[BenchTarget("tiny", tiny_qwen35, "q4_k_m", "tiny")],
+        threads=[1],
+        repetitions=2,
+        prompt_tokens=32,
+        gen_tokens=4,
+        target_ms=50.0,
+        warmup=0,
+    )
+    steps: list[str] = []
+
+    def progress(p: Progress) -> None:
+        steps.append(p.step)
+        if p.step == "repetition 2/2":
+            raise KeyboardInterrupt  # what Ctrl+C does, landing in the middle of the bench
+
+    result = run_bench(settings, plan, progress=progress)
+    assert result.interrupted and not result.complete
+    (run,) = result.runs
+    assert not run.complete and len(run.repetitions) == 1 and run.repetitions[0].raw is not None
+    assert run.summary is not None and run.summary.decode_ms is not None  # the first repetition counts
+    assert "INTERRUPTED" in render_text(result)
+    assert schema.validate(to_json_dict(result)) == []
+
+
+def test_cancel_event_stops_cleanly(tiny_qwen35: Path) -> None:
+    settings = load_settings(flags={"model": {"n_ctx": 512}})
+    cancel = threading.Event()
+    plan = BenchPlan([BenchTarget("tiny", tiny_qwen35)], [1, 2], 1, 32, 4, 50.0, warmup=0)
+
+    def progress(p: Progress) -> None:
+        if p.step.startswith("timing"):
+            cancel.set()
+
+    result = run_bench(settings, plan, progress=progress, cancel=cancel)
+    assert result.interrupted
+    assert len(result.runs) == 1 and len(result.runs[0].repetitions) == 1  # the 2-thread run never started
+
+
+def test_cli_ctrl_c_prints_partial_report_and_json(
+    tiny_qwen35: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeassist.cli import bench as cli_bench
+
+    def interrupt(self: object, p: Progress) -> None:
+        if p.step.startswith("timing"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_bench.ProgressPrinter, "__call__", interrupt)
+    out = tmp_path / "partial.json"
+    rc = main(["bench", "-m", str(tiny_qwen35), "-r", "1", "-p", "32", "-n", "4", "--warmup", "0", "--threads", "1"]
+              + ["--n-ctx", "512", "--json", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 130
+    assert "INTERRUPTED" in captured.out and "decode (edgeassist)" in captured.out
+    assert "interrupted" in captured.err
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True and len(data["runs"][0]["repetitions"]) == 1
+
+
+def test_bad_flags_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--target-ms", "0", "--compare", "a", "b"]) == 2
+    assert "bench.target_ms" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "0,2"])
+    assert main(["bench", "-p", "4000", "-n", "200"]) == 2
+    assert "context" in capsys.readouterr().err
