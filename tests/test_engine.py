@@ -73,6 +73,14 @@ def test_max_tokens_stops_with_length(smol: LlamaEngine) -> None:
     assert done.stats.generated_tokens == 5 and done.stats.finish_reason == "length"
 
 
+def test_ignore_eos_generates_exactly_max_tokens(smol: LlamaEngine) -> None:
+    msgs: list[Message] = [{"role": "user", "content": "Say OK."}]
+    _, _, normal = run(smol, msgs, GenerationOptions(temperature=0, max_tokens=60))
+    assert normal.stats.finish_reason == "stop" and normal.stats.generated_tokens < 60
+    _, _, forced = run(smol, msgs, GenerationOptions(temperature=0, max_tokens=60, ignore_eos=True))
+    assert forced.stats.generated_tokens == 60 and forced.stats.finish_reason == "length"
+
+
 def test_cancel_stops_within_one_token(smol: LlamaEngine) -> None:
     cancel = threading.Event()
     texts = 0

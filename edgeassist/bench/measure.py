@@ -18,7 +18,6 @@ between tokens; what was measured so far is returned, marked incomplete.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from edgeassist import __version__
 from edgeassist.bench.analysis import conclude, summarize
-from edgeassist.bench.raw import Stopped, raw_context, raw_decode, suppress_eog, time_overheads
+from edgeassist.bench.raw import Stopped, raw_context, raw_decode, time_overheads
 from edgeassist.bench.results import (
     SCHEMA,
     BenchConfig,
@@ -52,7 +51,6 @@ FOLLOWUP_TOKENS = 8
 """Tokens generated for the follow-up (its time to first token is what is measured)."""
 WARMUP_TOKENS = 16
 """Most tokens generated in a warm-up repetition."""
-HAS_IGNORE_EOS = "ignore_eos" in {f.name for f in dataclasses.fields(GenerationOptions)}
 """Whether the engine can generate past end-of-generation itself; else the bench's logit-bias hook does it."""
 _FILLER = (
     "Please read these notes from the field trip and keep them in mind for my next question. "
@@ -198,9 +196,7 @@ class _Runner:
             raise Stopped
 
     def options(self, max_tokens: int) -> GenerationOptions:
-        if HAS_IGNORE_EOS:
-            return replace(self.base_options, max_tokens=max_tokens, ignore_eos=True)  # type: ignore[call-arg]
-        return replace(self.base_options, max_tokens=max_tokens)
+        return replace(self.base_options, max_tokens=max_tokens, ignore_eos=True)
 
     def config(self) -> BenchConfig:
         opts = self.base_options
@@ -215,7 +211,7 @@ class _Runner:
             think=opts.think,
             sampling=opts.sampling(),
             raw_baseline=self.plan.raw_baseline,
-            ignore_eos="option" if HAS_IGNORE_EOS else "logit-bias",
+            ignore_eos="option",
         )
 
     def open(self, target: BenchTarget, threads: int) -> LlamaEngine:
@@ -243,8 +239,6 @@ class _Runner:
                 run.load_s.append(engine.load())
             run.load_peak_rss_bytes = load_peak = peak_rss_bytes()
             run.peak_rss_source = "run" if peak_ok else ("process" if load_peak is not None else "unavailable")
-            if not HAS_IGNORE_EOS:
-                suppress_eog(engine)
             system = self.settings.generation.system_prompt
             for w in range(plan.warmup):
                 say(index, target, threads, 1 + w, f"warm-up {w + 1}/{plan.warmup}")

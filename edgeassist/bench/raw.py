@@ -31,15 +31,7 @@ def raw_context(engine: LlamaEngine) -> Iterator[object]:
     import llama_cpp
 
     engine.load()
-    # The same parameters LlamaEngine.load() gives its own context.
-    cparams = llama_cpp.llama_context_default_params()
-    cparams.n_ctx = engine.n_ctx
-    cparams.n_batch = min(engine.n_batch, engine.n_ctx)
-    cparams.n_ubatch = cparams.n_batch
-    cparams.n_threads = engine.n_threads
-    cparams.n_threads_batch = engine.n_threads
-    cparams.no_perf = True
-    ctx = llama_cpp.llama_init_from_model(engine._model, cparams)
+    ctx = engine.new_context()  # the same parameters as the engine's own context
     if not ctx:
         raise EdgeAssistError(f"cannot create a second {engine.n_ctx}-token context for the raw baseline (memory?)")
     try:
@@ -101,7 +93,7 @@ def time_overheads(engine: LlamaEngine, ctx: object, options: GenerationOptions,
     """Time the engine's sampler chain and its token-to-text step alone, `n` times each, on `ctx`'s last logits."""
     import llama_cpp
 
-    sampler = engine._sampler(options)
+    sampler = engine.sampler(options)
     sample, now = llama_cpp.llama_sampler_sample, time.perf_counter
     sample_s: list[float] = []
     tokens: list[int] = []
@@ -116,41 +108,6 @@ def time_overheads(engine: LlamaEngine, ctx: object, options: GenerationOptions,
     detok_s: list[float] = []
     for token in tokens:
         t = now()
-        utf8.decode(engine._piece_bytes(token))
+        utf8.decode(engine.piece_bytes(token))
         detok_s.append(now() - t)
     return Overheads(sample_s=sample_s, detokenize_s=detok_s)
-
-
-def eog_tokens(engine: LlamaEngine) -> list[int]:
-    """Every end-of-generation token of the engine's vocabulary."""
-    import llama_cpp
-
-    engine.load()
-    vocab = engine._vocab
-    is_eog = llama_cpp.llama_vocab_is_eog
-    return [t for t in range(llama_cpp.llama_vocab_n_tokens(vocab)) if is_eog(vocab, t)]
-
-
-def suppress_eog(engine: LlamaEngine) -> None:
-    """Make `engine` generate exactly `max_tokens`: its sampler chains get a -inf bias on end-of-generation tokens.
-
-    A stand-in until GenerationOptions has an `ignore_eos` option: random-weight models (and short
-    real answers) end early, and a fixed token count is what makes repetitions comparable. The bias
-    sampler touches only the few end-of-generation logits, so it costs nothing measurable.
-    """
-    import llama_cpp
-
-    eog = eog_tokens(engine)
-    n_vocab = llama_cpp.llama_vocab_n_tokens(engine._vocab)
-    build = engine._sampler
-
-    def sampler(options: GenerationOptions) -> object:
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        bias = (llama_cpp.llama_logit_bias * len(eog))()
-        for i, token in enumerate(eog):
-            bias[i] = llama_cpp.llama_logit_bias(token, float("-inf"))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), bias))
-        llama_cpp.llama_sampler_chain_add(chain, build(options))  # a chain in a chain: applied in order, freed with it
-        return chain
-
-    engine._sampler = sampler  # type: ignore[method-assign]

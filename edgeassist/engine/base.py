@@ -37,6 +37,8 @@ class GenerationOptions:
     """Multiplicative repetition penalty."""
     seed: int | None = None
     """Sampling seed; None is random."""
+    ignore_eos: bool = False
+    """Never end at an end-of-generation token: always generate `max_tokens` (the bench's fixed-length runs)."""
 
     def sampling(self, family: str = "qwen3.5") -> dict[str, float]:
         """The effective sampling values: explicit ones, else the defaults of the model's family.
