@@ -117,6 +117,20 @@ class SpeechSettings(Section):
     """Piper voice name or path to a `.onnx` voice."""
     speak_replies: bool = True
     """Speak replies aloud in voice mode."""
+    whisper_window_s: float = Field(15.0, ge=1, le=30)
+    """Whisper's encoder window for short clips, seconds (whisper's own is 30: faster, and redone at 30 if doubtful)."""
+    length_scale: float | None = Field(None, gt=0)
+    """Piper speaking pace: above 1 is slower, below 1 faster; empty: the voice's own."""
+    partial_interval_s: float = Field(1.0, ge=0)
+    """While the key is held, transcribe the speech so far every this many seconds to show it; 0: only at pauses."""
+    pause_s: float = Field(0.3, ge=0.1)
+    """A silence this long while the key is held commits the words before it, so less is left to decode at release."""
+    eager_first_clause: bool = True
+    """Speak the reply's first clause as soon as it is complete (the first audio comes sooner)."""
+    prefill: bool = True
+    """Evaluate the conversation so far in the model while the user is still speaking."""
+    end_silence_s: float | None = Field(None, gt=0)
+    """Stop recording by itself after this much silence following speech; empty: only the key stops it."""
 
 
 class AudioSettings(Section):

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "pull": "models",
     "models": "models",
     "rm": "models",
+    "voice": "voice",
     "bench": "bench",
 }
 

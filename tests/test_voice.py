@@ -1,0 +1,375 @@
+"""The voice turn: real models end to end, sentence streaming, barge-in, the real device path, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_helpers import (
+    RecordingOut,
+    ScriptedEngine,
+    SilentTranscriber,
+    ToneSynth,
+    alsa_rig,
+    piper,
+    speak,
+    speak_16k,
+    tone,
+    transcribe_any,
+    whisper,
+    word_recall,
+    words,
+)
+
+from edgeassist.chat import Conversation
+from edgeassist.cli import main
+from edgeassist.cli.voice import Key, parse_keys
+from edgeassist.config import load_settings
+from edgeassist.engine.base import Done, GenerationOptions, Notice, Text, Thinking
+from edgeassist.engine.llama import LlamaEngine
+from edgeassist.errors import UsageError
+from edgeassist.speech.audio import ArrayIn, WavIn, WavOut, read_wav, write_wav
+from edgeassist.speech.text import CODE_PLACEHOLDER, markdown_to_prose
+from edgeassist.voice import (
+    Heard,
+    Speaking,
+    TurnDone,
+    VoiceConfig,
+    VoicePipeline,
+    VoiceTurnTimings,
+    build_pipeline,
+    prefill_prompt,
+    simulate_turn,
+    summarize_timings,
+)
+
+QUESTION = "What is the capital of France?"
+OTHER_QUESTION = "What is the capital of Italy?"
+SYSTEM = "You are a helpful assistant running offline on the user's device. Answer clearly and concisely."
+
+
+def fake_pipeline(
+    engine: ScriptedEngine, out: RecordingOut, synth: ToneSynth | None = None, **kw: object
+) -> VoicePipeline:
+    """A pipeline of fakes: the transcriber 'hears' a fixed question in any sound."""
+    return VoicePipeline(
+        Conversation(engine),
+        SilentTranscriber("Tell me about Paris"),
+        synth or ToneSynth(),
+        ArrayIn(tone(1.0), 16000),
+        out,
+        config=VoiceConfig(prefill=False, **kw),  # type: ignore[arg-type]
+    )
+
+
+# -- real models, end to end -----------------------------------------------------------------------------
+
+
+def test_a_spoken_question_gets_a_spoken_answer_with_the_real_models(tmp_path: Path, starter_gguf: Path) -> None:
+    audio, rate = speak(QUESTION)  # piper speaks the question to a wav file
+    write_wav(tmp_path / "question.wav", audio, rate)
+    engine = LlamaEngine(starter_gguf, n_ctx=1024)
+    convo = Conversation(engine, system_prompt=SYSTEM, options=GenerationOptions(max_tokens=48, temperature=0))
+    out = WavOut(tmp_path / "reply.wav")
+    pipeline = VoicePipeline(convo, whisper(), piper(), WavIn(tmp_path / "question.wav"), out)
+    result = pipeline.run_turn()
+    pipeline.close()
+
+    assert result.status == "complete"
+    assert words(result.transcript) == words(QUESTION)  # whisper heard the question
+    assert result.reply and result.spoken and convo.turns[-1].content == result.reply
+    assert isinstance(result.events[0], Heard) and isinstance(result.events[-1], TurnDone)
+    reply_audio, reply_rate = read_wav(tmp_path / "reply.wav")
+    heard_back = transcribe_any(reply_audio, reply_rate)  # whisper listens to the spoken reply
+    assert word_recall(markdown_to_prose(result.reply), heard_back) >= 0.6, (result.reply, heard_back)
+    t = result.timings
+    assert t.first_audio_s is not None and t.tts_first_s is not None and t.llm_first_token_s is not None
+    assert t.stats is not None and t.stats.generated_tokens > 0 and t.reply_audio_s > 0.5
+
+
+@pytest.mark.parametrize("model", ["starter_gguf", "tiny_qwen35"])
+def test_the_prompt_is_evaluated_while_the_user_speaks(model: str, request: pytest.FixtureRequest) -> None:
+    engine = LlamaEngine(request.getfixturevalue(model), n_ctx=1024)
+    convo = Conversation(engine, system_prompt=SYSTEM, options=GenerationOptions(max_tokens=6, temperature=0))
+    list(convo.send("Hello there."))  # some history, and a reply whose state the next turn cannot reuse as is
+    evaluated = prefill_prompt(engine, convo.context(), convo.options, "What is the capital")
+    held = len(engine._tokens)
+    assert evaluated > 0
+    assert prefill_prompt(engine, convo.context(), convo.options, "What is the capital") == 0  # held already
+    done = [e for e in convo.send(QUESTION) if isinstance(e, Done)][0]
+    # Everything evaluated ahead is reused, on the hybrid (recurrent) Qwen 3.5 too: no reset, no rollback.
+    assert done.stats.reused_tokens >= held
+
+
+# -- streaming, thinking, code ------------------------------------------------------------------------
+
+
+def test_the_first_sentence_is_spoken_before_generation_ends() -> None:
+    out = RecordingOut()
+    answer = "Paris is the capital. It lies on the Seine. It has many museums."
+    # The model stops before "lies" until the first audio has been played: if the pipeline waited
+    # for the whole reply before speaking, the wait would run out (and be recorded).
+    engine = ScriptedEngine(answer, wait_before={5: out.first_played})
+    result = fake_pipeline(engine, out).run_turn()
+
+    assert engine.timed_out == []
+    events = result.events
+    first_audio = next(i for i, e in enumerate(events) if isinstance(e, Speaking))
+    lies = next(i for i, e in enumerate(events) if isinstance(e, Text) and e.text.startswith("lies"))
+    done = next(i for i, e in enumerate(events) if isinstance(e, Done))
+    assert first_audio < lies < done
+    assert result.spoken == ["Paris is the capital.", "It lies on the Seine.", "It has many museums."]
+    assert [e.index for e in events if isinstance(e, Speaking)] == [0, 1, 2]
+    assert result.status == "complete" and len(out.played) == 3
+
+
+def test_thinking_is_never_spoken_and_code_is_not_read_out() -> None:
+    synth = ToneSynth()
+    engine = ScriptedEngine(
+        "Here is a loop:\n```python\nfor i in range(3):\n    print(i)\n```\nIt prints **three** numbers.",
+        thinking="The user wants a loop, so I will write one.",
+    )
+    pipeline = fake_pipeline(engine, RecordingOut(), synth)
+    pipeline.options = GenerationOptions(think=True)
+    result = pipeline.run_turn()
+    assert any(isinstance(e, Thinking) for e in result.events)
+    assert synth.texts == ["Here is a loop:", CODE_PLACEHOLDER, "It prints three numbers."]
+    assert result.reply.startswith("Here is a loop:") and "```python" in result.reply  # the text keeps the code
+
+
+# -- barge-in and stopping ----------------------------------------------------------------------------
+
+
+def test_barge_in_stops_playback_and_generation_at_once_and_records() -> None:
+    out = RecordingOut(hold=True)  # each sentence "plays" until it is stopped
+    engine = ScriptedEngine("Let me tell you a long story. ", endless=True)
+    pipeline = fake_pipeline(engine, out)
+    pipeline.start_recording()
+    events: list[object] = []
+    worker = threading.Thread(target=lambda: events.extend(pipeline.respond()))
+    worker.start()
+    assert out.playing.wait(30)  # it is speaking, and still generating
+
+    pipeline.start_recording(ArrayIn(tone(0.5), 16000))  # the key, pressed while it speaks
+    worker.join(30)
+    assert not worker.is_alive()
+    assert out.stopped_while_playing.is_set() and engine.cancelled.is_set()
+    done = next(e for e in events if isinstance(e, Done))
+    assert done.stats.finish_reason == "cancelled"
+    last = events[-1]
+    assert isinstance(last, TurnDone) and last.status == "cancelled"
+    assert pipeline.conversation.turns[-1].status == "cancelled"
+
+    engine.endless, out.hold = False, False  # the next turn, recorded by the barge-in, runs normally
+    second = list(pipeline.respond())
+    assert isinstance(second[-1], TurnDone) and second[-1].status == "complete"
+    assert second[-1].transcript == "Tell me about Paris"
+
+
+def test_esc_while_recording_discards_the_recording() -> None:
+    engine = ScriptedEngine("Never said.")
+    pipeline = fake_pipeline(engine, RecordingOut())
+    pipeline.start_recording(ArrayIn(tone(30.0), 16000, realtime=True))  # a long press, paced like a microphone
+    assert pipeline.state == "recording"
+    pipeline.interrupt()
+    events = list(pipeline.respond())
+    assert len(events) == 1 and isinstance(events[0], TurnDone) and events[0].status == "cancelled"
+    assert engine.calls == [] and pipeline.conversation.turns == []
+
+
+def test_silence_is_not_sent_to_the_model() -> None:
+    engine = ScriptedEngine("Never said.")
+    pipeline = fake_pipeline(engine, RecordingOut())
+    result = pipeline.run_turn(ArrayIn(np.zeros(16000, np.float32), 16000))
+    assert result.status == "empty" and engine.calls == []
+    assert isinstance(result.events[0], Heard) and isinstance(result.events[1], Notice)
+
+
+def test_timings_of_a_simulated_turn() -> None:
+    out = RecordingOut()
+    pipeline = fake_pipeline(ScriptedEngine("Paris, of course. It is lovely."), out)
+    result = simulate_turn(pipeline, tone(0.4), 16000, hold_after_s=0.4)  # real-time pace
+    t = result.timings
+    assert result.status == "complete" and result.spoken == ["Paris, of course.", "It is lovely."]
+    assert t.release_lag_s is not None and 0.3 <= t.release_lag_s <= 0.6
+    assert t.first_audio_s is not None and t.speech_end_to_first_audio_s is not None
+    assert t.speech_end_to_first_audio_s >= t.first_audio_s
+    assert t.llm_first_sentence_s is not None and t.llm_first_token_s is not None
+    assert abs(t.record_s - 0.8) < 0.06 and t.reply_audio_s > 0
+    summary = summarize_timings([t, VoiceTurnTimings(first_audio_s=t.first_audio_s + 2)])
+    assert summary["first_audio_s"] == pytest.approx(t.first_audio_s + 1)
+    assert "stats" in t.to_dict()
+
+
+# -- the real sound-device path, through ALSA file plugins ----------------------------------------------
+
+
+def test_the_real_device_path_records_the_microphone_and_plays_to_the_speaker(
+    tmp_path: Path, starter_gguf: Path
+) -> None:
+    question = speak_16k(OTHER_QUESTION, lead_s=0.3, tail_s=1.5)  # the mic plays this (looped)
+    rig = alsa_rig(tmp_path / "alsa", question)
+    listed = rig.run(["-m", "edgeassist", "voice", "--list-devices"], timeout=60)
+    assert listed.returncode == 0 and "default" in listed.stdout, listed.stderr
+
+    run = rig.run(
+        ["-m", "edgeassist", "voice", "--once", "--end-silence", "0.8", "-m", str(starter_gguf), "--max-tokens", "40"]
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert f"you: {OTHER_QUESTION}" in lines, run.stdout
+    reply = next(line for line in lines if line.startswith("assistant: ")).removeprefix("assistant: ")
+    played = rig.played_samples()
+    rate = piper().sample_rate  # the speaker was opened at the voice's rate
+    assert len(played) / rate > 0.5
+    heard_back = transcribe_any(played, rate)
+    assert word_recall(markdown_to_prose(reply), heard_back) >= 0.6, (reply, heard_back)
+
+
+def test_no_sound_device_is_one_line_and_exit_code_6(tmp_path: Path, starter_gguf: Path) -> None:
+    rig = alsa_rig(tmp_path / "empty")
+    (rig.home / ".asoundrc").unlink()  # this machine's own ALSA set-up: no sound card here
+    listed = rig.run(["-m", "edgeassist", "voice", "--list-devices"], timeout=60)
+    if "no sound devices found" not in listed.stdout:
+        pytest.skip("this machine has a sound card")
+    run = rig.run(["-m", "edgeassist", "voice", "--once", "-m", str(starter_gguf)], timeout=120)
+    assert run.returncode == 6
+    assert run.stderr.strip().splitlines()[-1].startswith("edgeassist: no microphone found")
+
+
+# -- the command line -------------------------------------------------------------------------------------
+
+
+def test_voice_command_one_turn_from_and_to_wav_files(
+    tmp_path: Path, starter_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio, rate = speak(QUESTION)
+    write_wav(tmp_path / "q.wav", audio, rate)
+    rc = main(
+        [
+            "voice",
+            "-m",
+            str(starter_gguf),
+            "--input-wav",
+            str(tmp_path / "q.wav"),
+            "--output-wav",
+            str(tmp_path / "a.wav"),
+            "--max-tokens",
+            "30",
+            "--timings",
+        ]
+    )
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert f"you: {QUESTION}" in out.out and "assistant: " in out.out
+    assert "timings: stt" in out.err
+    reply, reply_rate = read_wav(tmp_path / "a.wav")
+    assert reply_rate == 22050 and len(reply) > reply_rate // 2
+
+
+def test_voice_without_the_speech_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "faster_whisper" else real(n, *a))
+    rc = main(["voice", "--input-wav", str(tmp_path / "q.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 6 and len(err) == 1
+    assert "missing: faster-whisper" in err[0] and "pip install 'edgeassist[speech]'" in err[0]
+    assert "typed chat works" in err[0]
+
+
+def test_push_to_talk_keys() -> None:
+    assert parse_keys(b" ") == [Key("talk")]
+    assert parse_keys(b"\r\x1b\x03q") == [Key("talk"), Key("esc"), Key("ctrl-c"), Key("other")]
+    assert parse_keys(b"\x1b[A") == [Key("other")]  # an arrow key is not Esc
+    # The kitty keyboard protocol: press, repeat, release of Space; Esc; Ctrl+C.
+    assert parse_keys(b"\x1b[32u\x1b[32;1:2u\x1b[32;1:3u") == [
+        Key("talk", "press"),
+        Key("talk", "repeat"),
+        Key("talk", "release"),
+    ]
+    assert parse_keys(b"\x1b[27u\x1b[99;5u\x1b[13;1:3u") == [Key("esc"), Key("ctrl-c"), Key("talk", "release")]
+
+
+def test_pipeline_from_settings_with_wav_files(tmp_path: Path, starter_gguf: Path) -> None:
+    write_wav(tmp_path / "q.wav", tone(0.2), 16000)
+    settings = load_settings(flags={"speech": {"pause_s": 0.5, "eager_first_clause": False}})
+    convo = Conversation(LlamaEngine(starter_gguf))
+    pipeline = build_pipeline(settings, convo, input_wav=tmp_path / "q.wav", output_wav=tmp_path / "a.wav")
+    assert pipeline.speaks and pipeline.config.pause_s == 0.5 and not pipeline.config.eager_first_clause
+    assert isinstance(pipeline.audio_in, WavIn) and isinstance(pipeline.audio_out, WavOut)
+    quiet = build_pipeline(settings, convo, input_wav=tmp_path / "q.wav", speak=False)
+    assert not quiet.speaks and quiet.audio_out is None
+
+
+def test_push_to_talk_loop_keys_drive_the_pipeline() -> None:
+    import io
+    import os
+
+    from edgeassist.cli.voice import _Loop, _Printer
+
+    chunks = 0
+    heard = threading.Condition()
+
+    def on_level(_level: float) -> None:
+        nonlocal chunks
+        with heard:
+            chunks += 1
+            heard.notify_all()
+
+    def wait_chunks(n: int) -> None:
+        with heard:
+            assert heard.wait_for(lambda: chunks >= n, timeout=30)
+
+    out = RecordingOut(hold=True)
+    engine = ScriptedEngine("Paris is lovely. It really is. ")
+    pipeline = VoicePipeline(
+        Conversation(engine),
+        SilentTranscriber("Tell me about Paris"),
+        ToneSynth(),
+        ArrayIn(tone(60.0), 16000, realtime=True),  # a microphone that hears a voice for as long as the key is down
+        out,
+        config=VoiceConfig(prefill=False),
+        on_level=on_level,
+    )
+    printed, notes = io.StringIO(), io.StringIO()
+    read_fd, write_fd = os.pipe()
+    loop = _Loop(pipeline, _Printer(printed, notes, timings=False), read_fd, releases=True)
+    result: list[int] = []
+    runner = threading.Thread(target=lambda: result.append(loop.run()))
+    runner.start()
+    try:
+        os.write(write_fd, b"\x1b[32u")  # Space down (kitty protocol): recording
+        wait_chunks(10)  # half a second of audio: a hold, not a tap
+        os.write(write_fd, b"\x1b[32;1:3u")  # Space up: send
+        assert out.playing.wait(30)  # the reply is being spoken
+        os.write(write_fd, b" ")  # Space while it speaks: barge-in
+        assert out.stopped_while_playing.wait(30)
+        wait_chunks(chunks + 2)
+        assert pipeline.state == "recording"
+        os.write(write_fd, b"\x1b[27u")  # Esc: quit
+        runner.join(30)
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+    assert result == [0] and not runner.is_alive()
+    assert "you: Tell me about Paris" in printed.getvalue() and "assistant: Paris is lovely." in printed.getvalue()
+    assert len(engine.calls) == 1  # one question sent; the barge-in recording was discarded by Esc
+    pipeline.close()
+
+
+def test_a_recording_never_answered_does_not_block_the_next_turn() -> None:
+    engine = ScriptedEngine("Fine.")
+    pipeline = fake_pipeline(engine, RecordingOut())
+    pipeline.start_recording()
+    assert pipeline._recording is not None and pipeline._recording.ended.wait(30)  # nobody asks for the reply
+    pipeline.start_recording()  # the next press drops it
+    done = list(pipeline.respond())[-1]
+    assert isinstance(done, TurnDone) and done.status == "complete" and len(engine.calls) == 1
+    with pytest.raises(UsageError, match="nothing new was recorded"):
+        list(pipeline.respond())  # a recording is answered once
+    pipeline.close()
