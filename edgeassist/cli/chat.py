@@ -1,0 +1,42 @@
+"""`edgeassist chat` (also `edgeassist` alone): the Textual chat app."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeassist.config import Settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add the `chat` subcommand."""
+    p = sub.add_parser(
+        "chat",
+        parents=[common],
+        help="chat in the terminal app (the default command)",
+        description="Chat with the model in a terminal app: streaming replies, thinking, saved chats. "
+        "F1 in the app lists every key.",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--chat", metavar="NAME", help="open (or create) the saved chat NAME")
+    group.add_argument("--new", action="store_true", help="start a new chat instead of resuming the last one")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the app until the user quits; a reply being written is stopped and saved first."""
+    from edgeassist.tui import create_app  # Textual loads only for this command
+
+    app = create_app(
+        settings,
+        explicit_model=hasattr(args, "model"),
+        chat_name=getattr(args, "chat", None),
+        new_chat=bool(getattr(args, "new", False)),
+    )
+    try:
+        app.run()
+    finally:
+        # However the app ended, let a reply thread finish saving its part before the process exits.
+        app.stop_reply()
+        app.wait_idle(timeout=15)
+        app.store.close()
+    return app.return_code or 0

@@ -1,0 +1,64 @@
+"""Formatting of the live figures for the status bar (Textual content markup, plain text without colour)."""
+
+from __future__ import annotations
+
+from edgeassist.engine.base import Stats
+from edgeassist.tui.stream import Chunk
+
+SEP = " │ "
+BACKENDS = {"cpu": "CPU", "metal": "Metal", "cuda": "CUDA", "vulkan": "Vulkan", "hip": "ROCm", "sycl": "SYCL"}
+"""How backends are written for people."""
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def speed(tokens_per_s: float | None, ms_per_token: float | None, target_ms: float) -> str:
+    """`182 tok/s │ 5.5 ms/tok ≤50`, coloured by which side of the target the decode time is on."""
+    rate = f"{tokens_per_s:.1f} tok/s" if tokens_per_s else "– tok/s"
+    if ms_per_token is None:
+        return f"{rate}{SEP}– ms/tok"
+    ok = ms_per_token <= target_ms
+    # The sign says it without colour too (NO_COLOR, monochrome terminals).
+    mark = f"≤{target_ms:g}" if ok else f">{target_ms:g}"
+    style = "$success" if ok else "$error"
+    return f"{rate}{SEP}[{style}]{ms_per_token:.1f} ms/tok {mark}[/]"
+
+
+def context(used: int | None, n_ctx: int | None) -> str:
+    """`ctx 312/4096`."""
+    if not n_ctx:
+        return "ctx –"
+    return f"ctx {used or 0}/{n_ctx}"
+
+
+def final_figures(stats: Stats, target_ms: float) -> str:
+    """The figures of a finished reply, from its Done stats."""
+    return SEP.join(
+        [
+            speed(stats.tokens_per_s(), stats.decode_ms_per_token(), target_ms),
+            f"TTFT {_secs(stats.ttft_s)}",
+            context(stats.context_used, stats.n_ctx),
+        ]
+    )
+
+
+def live_figures(chunk: Chunk, target_ms: float, n_ctx: int | None, prompt_tokens: int | None = None) -> str:
+    """Running figures while a reply streams (rate from pieces received; exact ones come with Done)."""
+    rate = chunk.rate()
+    ms = 1000 / rate if rate else None
+    used = (prompt_tokens or 0) + chunk.pieces if prompt_tokens else None
+    parts = [speed(rate, ms, target_ms), f"TTFT {_secs(chunk.first_s)}"]
+    parts.append(context(used, n_ctx) if used is not None else "ctx …")
+    return SEP.join(parts)
+
+
+def model_label(name: str, quant: str | None, backend: str) -> str:
+    """`cpu · q4_k_m · qwen3.5-0.8b` (most important first, since a narrow terminal cuts the end)."""
+    parts = [BACKENDS.get(backend, backend), name]
+    if quant and quant.lower() not in name.lower():
+        parts.insert(1, quant.upper())
+    return " · ".join(parts)

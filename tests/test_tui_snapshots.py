@@ -1,0 +1,116 @@
+"""Snapshots of the chat app's main states at 80x24, from a scripted engine with fixed output and stats.
+
+Update after a deliberate change with `pytest tests/test_tui_snapshots.py --snapshot-update`
+and look at the SVGs in `tests/__snapshots__/` before committing them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeassist.config import Settings, load_settings
+from edgeassist.store import Store
+from edgeassist.tui import EdgeAssistApp, create_app
+from edgeassist.tui.screens import HelpScreen, ModelErrorScreen
+from edgeassist.tui.widgets import PromptInput, ReplyView
+
+SIZE = (80, 24)
+ANSWER = """Rayleigh scattering: air molecules scatter short (blue) wavelengths far more than long ones.
+
+```python
+print("blue")
+```"""
+
+
+@pytest.fixture(autouse=True)
+def _deterministic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user config, and a stream clock that ticks 0.1 s per reading."""
+    import edgeassist.tui.stream as stream
+
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    ticks = itertools.count()
+    monkeypatch.setattr(stream, "clock", lambda: next(ticks) * 0.1)
+
+
+def settings_for(tmp_path: Path, **generation: Any) -> Settings:
+    """Settings with a temp history."""
+    return load_settings(
+        None,
+        {
+            "store": {"path": tmp_path / "history.sqlite3"},
+            "model": {"starter_fallback": False, "models_dir": tmp_path / "models"},
+            "generation": generation,
+        },
+    )
+
+
+async def settle(pilot: Any, predicate: Any) -> None:
+    """Wait for `predicate`, then stop the cursor blinking so frames are identical."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, "the app did not reach the state to snapshot"
+        await pilot.pause(0.02)
+    for box in pilot.app.query(PromptInput):
+        box.cursor_blink = False
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_empty_chat(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> None:
+    app = create_app(settings_for(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: app.model_ready)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_finished_reply_with_collapsed_thinking(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine(ANSWER, "The user asks about the sky colour. Scattering depends on wavelength.")
+    settings = settings_for(tmp_path, think=True)
+    store = Store(settings.store_path())
+    app: EdgeAssistApp = create_app(settings, store=store, open_model=engine.opener(), new_chat=True)
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: app.model_ready)
+        box = app.query_one(PromptInput)
+        box.text = "Why is the sky blue?"
+        await pilot.press("enter")
+        await settle(
+            pilot,
+            lambda: not app.generating and app.query(ReplyView) and app.query(ReplyView).last().status == "complete",
+        )
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_model_error_screen(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine(
+        load_error="cannot load Qwen3.5-0.8B-Q4_K_M.gguf: the file is truncated, corrupt or of an unsupported "
+        "architecture; delete it and re-run `edgeassist pull`"
+    )
+    app = create_app(settings_for(tmp_path), open_model=engine.opener(), new_chat=True)
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: isinstance(app.screen, ModelErrorScreen) and app.screen.query("#error-hints"))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> None:
+    app = create_app(settings_for(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: app.model_ready)
+        await pilot.press("f1")
+        await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
