@@ -129,8 +129,7 @@ class Store:
             try:
                 with self._cursor() as c:
                     c.execute(
-                        "INSERT INTO chats (name, system_prompt, model, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO chats (name, system_prompt, model, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                         (candidate, system_prompt, model, now, now),
                     )
                     chat_id = c.lastrowid
@@ -236,8 +235,7 @@ class Store:
                 (chat_id,),
             ).fetchall()
         return [
-            MessageRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7])
-            for r in rows
+            MessageRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7]) for r in rows
         ]
 
     def delete_message(self, message_id: int) -> None:

@@ -33,8 +33,10 @@ def test_core_layers_never_import_textual_or_the_cli() -> None:
             if not f.exists():
                 continue
             for mod in imported_modules(f):
-                if mod.split(".")[0] in ("textual", "rich") or mod.startswith("edgeassist.cli") or mod.startswith(
-                    "edgeassist.tui"
+                if (
+                    mod.split(".")[0] in ("textual", "rich")
+                    or mod.startswith("edgeassist.cli")
+                    or mod.startswith("edgeassist.tui")
                 ):
                     offenders.append(f"{f.relative_to(PACKAGE)} imports {mod}")
     assert offenders == []

@@ -94,8 +94,17 @@ def test_corrupt_model_file_names_it_and_suggests_a_pull(models_dir: Path, start
 
 def test_ctrl_c_mid_reply_stops_exits_130_and_saves_it_as_stopped(models_dir: Path, isolated_env: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeassist", "ask", "--chat", "story", "--max-tokens", "2000",
-         "Write a very long story about a lighthouse keeper."],
+        [
+            sys.executable,
+            "-m",
+            "edgeassist",
+            "ask",
+            "--chat",
+            "story",
+            "--max-tokens",
+            "2000",
+            "Write a very long story about a lighthouse keeper.",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ.copy(),

@@ -85,7 +85,8 @@ def test_cancel_stops_within_one_token(smol: LlamaEngine) -> None:
     cancel = threading.Event()
     texts = 0
     done = None
-    for ev in smol.stream([{"role": "user", "content": "Write a long story about a cat."}], GenerationOptions(), cancel):
+    story: list[Message] = [{"role": "user", "content": "Write a long story about a cat."}]
+    for ev in smol.stream(story, GenerationOptions(), cancel):
         if isinstance(ev, Text):
             texts += 1
             if texts == 3:
@@ -207,7 +208,12 @@ def test_think_splitter_handles_tags_split_across_pieces() -> None:
 
 def test_sampling_defaults_follow_the_qwen35_model_card() -> None:
     assert GenerationOptions(think=True).sampling() == {
-        "temperature": 1.0, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "presence_penalty": 1.5, "repeat_penalty": 1.0,
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "top_k": 20,
+        "min_p": 0.0,
+        "presence_penalty": 1.5,
+        "repeat_penalty": 1.0,
     }
     off = GenerationOptions(think=False).sampling()
     assert (off["temperature"], off["top_p"], off["top_k"], off["presence_penalty"]) == (0.7, 0.8, 20, 1.5)

@@ -41,9 +41,7 @@ def common_options() -> argparse.ArgumentParser:
         help="catalog name (qwen3.5-2b:q8_0), repo/file.gguf or path",
     )
     g.add_argument("--n-ctx", type=int, default=argparse.SUPPRESS, help="context window in tokens")
-    g.add_argument(
-        "--threads", type=int, default=argparse.SUPPRESS, help="CPU threads (default: physical cores)"
-    )
+    g.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads (default: physical cores)")
     g.add_argument("--gpu-layers", type=int, default=argparse.SUPPRESS, help="layers to offload (-1: all)")
     return p
 

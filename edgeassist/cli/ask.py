@@ -11,9 +11,7 @@ from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the `ask` subcommand."""
     p = sub.add_parser(
         "ask",
@@ -23,9 +21,7 @@ def register(
         "and notes go to stderr.",
     )
     p.add_argument("prompt", help="the question, or - to read it from stdin")
-    p.add_argument(
-        "--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first"
-    )
+    p.add_argument("--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first")
     p.add_argument("--show-thinking", action="store_true", help="print the thinking to stderr")
     p.add_argument("--system", help="system prompt for this question")
     p.add_argument("--max-tokens", type=int, help="most tokens to generate")

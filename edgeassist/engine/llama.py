@@ -180,9 +180,7 @@ class LlamaEngine:
                 raise ModelLoadError(f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}")
             self._model, self._ctx = model, ctx
             self._vocab = llama_cpp.llama_model_get_vocab(model)
-            self.recurrent = bool(
-                llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
-            )
+            self.recurrent = bool(llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
             self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
             bos = llama_cpp.llama_vocab_bos(self._vocab)
             eos = llama_cpp.llama_vocab_eos(self._vocab)
@@ -362,9 +360,7 @@ class LlamaEngine:
     def _split_point(self, messages: Sequence[Message], think: bool, prompt: list[int]) -> int:
         """Token index where this turn's reply starts, as the next turn's history will render it."""
         assert self._template is not None
-        head = self._template.render(messages, think=think)[
-            : self._template.reply_start(messages, think=think)
-        ]
+        head = self._template.render(messages, think=think)[: self._template.reply_start(messages, think=think)]
         head_tokens = self.tokenize(head)
         n = 0
         for a, b in zip(head_tokens, prompt, strict=False):

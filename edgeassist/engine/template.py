@@ -37,9 +37,7 @@ class ChatTemplate:
         self.source = source or CHATML
         self.bos_token = bos_token
         self.eos_token = eos_token
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-        )
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -49,9 +47,7 @@ class ChatTemplate:
             raise ModelLoadError(f"the model's chat template does not compile: {e}") from None
         self.supports_thinking = "enable_thinking" in self.source
 
-    def render(
-        self, messages: Sequence[Message], *, think: bool = False, add_generation_prompt: bool = True
-    ) -> str:
+    def render(self, messages: Sequence[Message], *, think: bool = False, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, with the assistant's turn opened when asked."""
         return self._template.render(
             messages=[dict(m) for m in messages],
