@@ -412,3 +412,23 @@ def test_at_release_only_the_stretch_after_the_last_pause_is_decoded() -> None:
     result = stream.finish()
     assert stream.stats.committed_s == 1.5 and stream.stats.tail_s == 0.7  # only the tone after the pause
     assert result.text == "hello there" and fake.calls == 2
+
+
+def test_edgeassist_pull_dispatches_speech_models(
+    online: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fakehub import FakeHub
+
+    from edgeassist.cli import main
+
+    joe = models.resolve_voice("en_US-joe-medium", tmp_path).path
+    models_dir = tmp_path / "models"
+    monkeypatch.setenv("EDGEASSIST_MODEL__MODELS_DIR", str(models_dir))
+    with FakeHub() as hub:
+        onnx, cfg = models.voice_files("en_US-joe-medium")
+        hub.add(models.VOICES_REPO, onnx, joe)
+        hub.add(models.VOICES_REPO, cfg, Path(f"{joe}.json"))
+        monkeypatch.setenv("EDGEASSIST_HUB__ENDPOINT", hub.endpoint)
+        assert main(["pull", "-q", "voice:en_US-joe-medium"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == str(models_dir / "voices" / "en_US-joe-medium.onnx") and Path(out).is_file()

@@ -80,6 +80,20 @@ def run_pull(args: argparse.Namespace, settings: Settings) -> int:
     """Download the model and print its path on stdout (status on stderr)."""
     from edgeassist.hub import pull
 
+    if args.name and args.name.split(":", 1)[0].strip().lower() in ("whisper", "voice", "piper"):
+        # Speech models (whisper:tiny.en, voice:en_US-lessac-medium) come through the same hub.
+        from edgeassist.speech.models import pull_speech_model
+
+        model = pull_speech_model(
+            args.name,
+            settings.models_dir(),
+            endpoint=settings.hub.endpoint,
+            offline=settings.hub.offline,
+            progress=not args.quiet,
+            echo=None if args.quiet else _stderr,
+        )
+        print(model.path)
+        return 0
     name = pull_name(args.name or settings.model.name, args.quant)
     path = pull(
         name,
