@@ -5,7 +5,10 @@ Each question is spoken by the piper voice, then fed to the voice pipeline in 50
 real-time pace (the incremental transcriber and the prefill work while it "speaks"), and the key
 is released `--hold-after` seconds after the audio ends (0: at once; people usually let go a few
 tenths of a second after their last word). The reply is played to a real-time null speaker. It
-prints each turn and the medians of every stage; `--json` writes them all.
+prints each turn and the medians of every stage; `--json` writes them all. The `others` column is
+how many cores other processes kept busy during the turn: llama.cpp's OpenMP threads slow down
+many times over when another process competes for the cores, so the medians of the quiet turns
+are printed apart.
 
     python scripts/voice_latency.py                      # starter model, tiny.en, en_US-joe-medium
     python scripts/voice_latency.py -n 9 --hold-after 0,0.3 --window 30
@@ -35,6 +38,9 @@ from edgeassist.speech.stt import WhisperTranscriber  # noqa: E402
 from edgeassist.speech.tts import PiperSynthesizer  # noqa: E402
 from edgeassist.voice import VoiceConfig, VoicePipeline, VoiceTurnTimings, simulate_turn  # noqa: E402
 
+QUIET_CORES = 0.3
+"""A turn during which other processes kept more than this many cores busy is not a quiet one."""
+
 QUESTIONS = [
     "How do I list all the files in a folder, including the hidden ones?",
     "What is the difference between a process and a thread?",
@@ -59,6 +65,19 @@ class NullSpeaker:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def cpu_counters() -> tuple[float, float, float]:
+    """(wall seconds, busy CPU seconds of the whole machine, CPU seconds of this process)."""
+    busy = float("nan")
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system
 
 
 def median(values: list[float | None]) -> float | None:
@@ -135,19 +154,37 @@ def main() -> int:
     for hold in holds:
         turns: list[VoiceTurnTimings] = []
         print(f"\nrelease {hold:.1f}s after the audio ends")
-        print("  turn  speech-end->audio  release->audio  stt@release  passes  1st token  1st sentence  tts 1st  heard")
+        print(
+            "  turn  speech-end->audio  release->audio  stt@release  passes  1st token  1st sentence  tts 1st  "
+            "others  heard"
+        )
+        quiet: list[VoiceTurnTimings] = []
         for i in range(args.turns):
             if args.fresh:
                 pipeline.conversation = conversation()
             q, audio, rate = spoken[i % len(spoken)]
+            w0, b0, o0 = cpu_counters()
             r = simulate_turn(pipeline, audio, rate, hold_after_s=hold)
+            w1, b1, o1 = cpu_counters()
+            others = max(0.0, ((b1 - b0) - (o1 - o0)) / (w1 - w0))  # cores busy with other processes
             t = r.timings
             turns.append(t)
-            rows.append({"hold_after_s": hold, "question": q, "heard": r.transcript, "reply": r.reply, **t.to_dict()})
+            if others < QUIET_CORES:
+                quiet.append(t)
+            rows.append(
+                {
+                    "hold_after_s": hold,
+                    "question": q,
+                    "heard": r.transcript,
+                    "reply": r.reply,
+                    "other_cores": others,
+                    **t.to_dict(),
+                }
+            )
             print(
                 f"  {i + 1:>4}  {fmt(t.speech_end_to_first_audio_s):>17}  {fmt(t.first_audio_s):>14}  "
                 f"{fmt(t.stt_final_s):>11}  {t.stt_passes:>6}  {fmt(t.llm_first_token_s):>9}  "
-                f"{fmt(t.llm_first_sentence_s):>12}  {fmt(t.tts_first_s):>7}  {r.transcript[:40]}"
+                f"{fmt(t.llm_first_sentence_s):>12}  {fmt(t.tts_first_s):>7}  {others:>6.2f}  {r.transcript[:36]}"
             )
         m = {f: median([getattr(t, f) for t in turns]) for f in VoiceTurnTimings.__dataclass_fields__ if f != "stats"}
         print(
@@ -158,6 +195,14 @@ def main() -> int:
             f"first token {fmt(m['llm_first_token_s'])}, first sentence {fmt(m['llm_first_sentence_s'])}; "
             f"tts first chunk {fmt(m['tts_first_s'])}, tts rtf {fmt(m['tts_rtf'], '')}"
         )
+        if len(quiet) < len(turns):
+            q_e2a = median([t.speech_end_to_first_audio_s for t in quiet])
+            q_r2a = median([t.first_audio_s for t in quiet])
+            print(
+                f"          {len(turns) - len(quiet)} turn(s) shared the CPU with other processes "
+                f"(>= {QUIET_CORES} core); the {len(quiet)} quiet turn(s): end of speech -> first audio "
+                f"{fmt(q_e2a)}, release -> first audio {fmt(q_r2a)}"
+            )
         target = 1.0
         e2a = m["speech_end_to_first_audio_s"]
         if e2a is not None:
