@@ -363,7 +363,7 @@ def test_piper_speaks_and_whisper_hears_it() -> None:
     assert words(fitted.text) == ["how", "many", "legs", "does", "a", "spider", "have"]
     assert fitted.window_s == 15.0 and fitted.speech_s < 3.5  # silence trimmed before decoding
     full = type(whisper())("tiny.en", models_dir=REPO / "models", window_s=30).transcribe(q)
-    assert words(full.text) == words(fitted.text)
+    assert full.window_s == 30.0 and words(full.text) == words(fitted.text)
 
 
 def test_whisper_skips_silence_without_decoding() -> None:

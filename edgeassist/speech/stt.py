@@ -1,12 +1,13 @@
 """Speech to text: `Transcriber` over faster-whisper, and transcription while the key is still held.
 
 Whisper's encoder always sees a 30-second window: a 3-second question is padded with 27 seconds
-of silence, and on a small board that fixed cost (about half a second with tiny.en on two cores)
+of silence, and on a small board that fixed cost (a third of a second with tiny.en on two cores)
 dominates. CTranslate2 accepts a shorter window, as whisper.cpp's `audio_ctx` does, so a short
-clip is encoded in a window fitted to it (`speech.whisper_window_s`, 15 s by default: about a
-quarter of the encoder time). Whisper was trained on 30-second windows, and a short window
-occasionally makes it repeat itself or lose confidence; such a result is decoded again in the
-full window, so the shortcut can cost time but not accuracy.
+clip is encoded in a window fitted to it (`speech.whisper_window_s`, 15 s by default: half the
+time). Whisper was trained on 30-second windows, and a short one sometimes makes it repeat itself
+or lose confidence; such a result is decoded again in the full window. Other errors change little:
+over 235 piper-spoken clips of 0.5-5 s, tiny.en missed 5.4 % of the words with the 15 s window
+and 4.9 % with the full one, single questions going either way. 30 turns the shortcut off.
 
 `IncrementalTranscriber` transcribes while audio is still arriving: each pause in the speech
 commits the text before it, so when the key is released only the stretch after the last pause is
