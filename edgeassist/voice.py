@@ -9,10 +9,10 @@ reply is cut into sentences as it arrives, each one synthesized while the next i
 played while the one after is synthesized. Pressing the key again while it speaks (barge-in)
 stops playback and generation at once and starts the next recording.
 
-Threads in a turn: one runs the model (the prefill while recording, then the reply: see
-`_ModelThread` for why it is one thread), piper synthesizes in another, the speaker plays in a
-third; all post to one queue, which `respond()` (in the caller's worker thread) turns into events
-in the order they happened.
+Threads in a turn: one orders the model's work (the prefill while recording, then the reply: see
+`_ModelThread`), piper synthesizes in another, the speaker plays in a third; all post to one
+queue, which `respond()` (in the caller's worker thread) turns into events in the order they
+happened.
 
     pipeline = build_pipeline(settings, conversation, on_level=..., on_transcript=...)
     pipeline.warm_up()                  # optional: load models now rather than on the first turn
@@ -203,16 +203,6 @@ class VoiceTurnResult:
 # -- prefill ---------------------------------------------------------------------------------------
 
 _SENTINEL = "\x00"
-_PROBES = ("x", " x", "X", "?", "\n")
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return list(a[:n])
 
 
 def prefill_prompt(
@@ -224,49 +214,28 @@ def prefill_prompt(
 ) -> int:
     """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
 
-    The text is the conversation rendered with a user message that starts with `user_prefix`,
-    cut where the rest of the message would begin; only tokens that no continuation can
-    re-tokenize differently are evaluated, so what the context holds is always a prefix of the
-    final prompt and the engine reuses it. This works on a hybrid model too, which cannot roll its
-    state back. It needs an engine over llama.cpp (`LlamaEngine`); other engines return 0.
+    The text is the conversation rendered with a user message that starts with `user_prefix`, cut
+    where the rest of the message would begin; the engine's `prefill` evaluates the part of it that
+    no continuation can change, which the reply then reuses. Engines without `prefill` return 0.
     """
-    public = getattr(engine, "prefill", None)
-    needed = ("_lock", "_prepare", "_decode", "_tokens", "tokenize", "render", "load")
-    if not callable(public) and not all(hasattr(engine, a) for a in needed):
+    prefill = getattr(engine, "prefill", None)
+    if not callable(prefill):
         return 0
     think = options.think and bool(getattr(engine, "supports_thinking", False))
-    probe: list[Message] = [*messages, {"role": "user", "content": user_prefix + _SENTINEL}]
-    lock = getattr(engine, "_lock", None) or threading.Lock()
-    with lock:
-        engine.load()
-        rendered = engine.render(probe, think)
-        cut = rendered.find(_SENTINEL)
-        if cut <= 0:
-            return 0
-        head = rendered[:cut]
-        if callable(public):
-            return int(public(head, cancel))
-        tokens = engine.tokenize(head)
-        for tail in _PROBES:  # keep only tokens that stay the same whatever follows
-            tokens = _common_prefix(tokens, engine.tokenize(head + tail))
-        held = engine._tokens
-        if not tokens or (len(held) >= len(tokens) and held[: len(tokens)] == tokens):
-            return 0
-        start = engine._prepare(tokens, len(tokens))
-        if start >= len(tokens):
-            return 0
-        engine._decode(tokens[start:], cancel)
-        return len(tokens) - int(start)
+    rendered = engine.render([*messages, {"role": "user", "content": user_prefix + _SENTINEL}], think)
+    cut = rendered.find(_SENTINEL)
+    if cut <= 0:
+        return 0
+    return int(prefill(rendered[:cut], cancel))
 
 
 class _ModelThread:
-    """The one thread that runs the model for a turn: prefills while the user speaks, then the reply.
+    """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
 
-    llama.cpp parallelises with OpenMP, and GNU OpenMP keeps a pool of threads per calling thread:
-    while two threads that have run the model are alive, it counts more threads than cores and
-    stops spinning at its barriers, and decoding gets about three times slower on a 2-core board.
-    So all of a turn's model work runs on this one thread, which starts after the previous turn's
-    has exited and exits itself when the turn is over.
+    A newer prefill request replaces one still waiting, and the reply runs after the last prefill,
+    never beside it. (The model itself always runs on the engine's model thread; see
+    `edgeassist.engine.modelthread`.) It starts after the previous turn's has exited and exits
+    itself when the turn is over.
     """
 
     def __init__(self, conversation: Conversation, options: GenerationOptions, previous: _ModelThread | None) -> None:

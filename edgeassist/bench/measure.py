@@ -33,6 +33,8 @@ from edgeassist.bench.results import (
     BenchConfig,
     BenchResult,
     ModelRun,
+    Overheads,
+    RawSample,
     Repetition,
     TurnSample,
 )
@@ -42,6 +44,7 @@ from edgeassist.config import Settings
 from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
 from edgeassist.engine.factory import generation_options, open_engine
 from edgeassist.engine.llama import LlamaEngine
+from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.errors import EdgeAssistError
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
 
@@ -248,11 +251,11 @@ class _Runner:
                 self.repetition(engine, system, f"Run {r + 1}.", plan.gen_tokens, run)
             if plan.raw_baseline:
                 say(index, target, threads, self.steps_per_run - 1, "timing sampling and detokenizing")
-                with raw_context(engine) as ctx:
-                    # Any prompt gives logits to sample from; the sampler's cost does not depend on them much.
-                    prompt = engine.tokenize(engine.render([{"role": "user", "content": FOLLOWUP_TEXT}], False))
-                    raw_decode(engine, ctx, prompt, 1, self.cancel)
-                    run.overheads = time_overheads(engine, ctx, self.options(plan.gen_tokens), plan.gen_tokens)
+                # Any prompt gives logits to sample from; the sampler's cost does not depend on them much.
+                prompt = engine.tokenize(engine.render([{"role": "user", "content": FOLLOWUP_TEXT}], False))
+                run.overheads = MODEL_THREAD.call(
+                    self._overheads, engine, prompt, self.options(plan.gen_tokens), stop=self.cancel
+                )
             run.complete = True
         finally:
             engine.close()
@@ -277,8 +280,18 @@ class _Runner:
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
             prompt = engine.tokenize(engine.render(messages, options.think))  # the first turn's prompt tokens
-            with raw_context(engine) as ctx:
-                rep.raw = raw_decode(engine, ctx, prompt, gen_tokens, self.cancel)
+            rep.raw = MODEL_THREAD.call(self._raw, engine, prompt, gen_tokens, stop=self.cancel)
+
+    # The raw loop runs on the model thread like the engine's own decoding (see `modelthread`).
+
+    def _raw(self, engine: LlamaEngine, prompt: list[int], gen_tokens: int) -> RawSample:
+        with raw_context(engine) as ctx:
+            return raw_decode(engine, ctx, prompt, gen_tokens, self.cancel)
+
+    def _overheads(self, engine: LlamaEngine, prompt: list[int], options: GenerationOptions) -> Overheads:
+        with raw_context(engine) as ctx:
+            raw_decode(engine, ctx, prompt, 1, self.cancel)
+            return time_overheads(engine, ctx, options, options.max_tokens)
 
     def run(self, voice: VoiceHook | None) -> BenchResult:
         result = BenchResult(

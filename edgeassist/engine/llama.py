@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats
+from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
@@ -33,6 +34,17 @@ _backend_ready = False
 _log_tail: deque[str] = deque(maxlen=20)
 PENALTY_LAST_N = 64
 """Tokens the repetition and presence penalties look back over."""
+_PREFILL_PROBES = ("x", " x", "X", "?", "\n")
+"""Continuations tried on a cut prompt: tokens they all agree on are safe to evaluate early."""
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return list(a[:n])
 
 
 def _init_backend() -> None:
@@ -148,6 +160,9 @@ class LlamaEngine:
 
     def load(self) -> float:
         """Load the model and create the context (once); return the load time in seconds."""
+        return MODEL_THREAD.call(self._load)
+
+    def _load(self) -> float:
         with self._lock:
             if self._ctx is not None:
                 return self.load_s
@@ -417,9 +432,44 @@ class LlamaEngine:
         options: GenerationOptions,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Yield Thinking/Text events as tokens arrive, then one Done with the stats."""
+        """Yield Thinking/Text events as tokens arrive, then one Done with the stats.
+
+        The model runs on the process's model thread (see `modelthread`); the events are handed to
+        the caller's thread as they come. Leaving the loop early stops the reply at the next token.
+        """
+        stop = Cancel(cancel)
+        return MODEL_THREAD.stream(lambda: self._locked_stream(messages, options, stop), stop)
+
+    def prefill(self, text: str, cancel: threading.Event | None = None) -> int:
+        """Evaluate the start of a coming prompt ahead of time; return the tokens evaluated.
+
+        `text` is a rendered prompt cut anywhere (in the middle of the user's words, say). Only the
+        tokens that no continuation of `text` could tokenize differently are evaluated, so the
+        context always holds a prefix of the final prompt and the next `stream()` reuses it. On a
+        hybrid model, whose state cannot be rolled back, this is the only safe way to start early.
+        """
+        return MODEL_THREAD.call(self._prefill, text, cancel, stop=cancel)
+
+    def _prefill(self, text: str, cancel: threading.Event | None) -> int:
         with self._lock:
-            self.load()
+            self._load()
+            tokens = self.tokenize(text)
+            for tail in _PREFILL_PROBES:  # keep only tokens that stay the same whatever follows
+                tokens = _common_prefix(tokens, self.tokenize(text + tail))
+            held = self._tokens
+            if not tokens or (len(held) >= len(tokens) and held[: len(tokens)] == tokens):
+                return 0
+            start = self._prepare(tokens, len(tokens))
+            if start >= len(tokens):
+                return 0
+            self._decode(tokens[start:], cancel)
+            return len(tokens) - start
+
+    def _locked_stream(
+        self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event
+    ) -> Iterator[Event]:
+        with self._lock:
+            self._load()
             try:
                 yield from self._stream(messages, options, cancel)
             except (GeneratorExit, EdgeAssistError):

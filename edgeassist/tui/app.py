@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial, wraps
 from pathlib import Path
@@ -113,28 +112,6 @@ def _default_open_model(settings: Settings, explicit: bool) -> OpenedLike:
     from edgeassist.engine.factory import open_engine
 
     return open_engine(settings, explicit=explicit)
-
-
-class EngineThread:
-    """One long-lived thread for every call into the engine (load, replies, close).
-
-    llama.cpp's CPU backend is built with OpenMP here, and libgomp keeps a thread team per calling
-    thread: once decoding has run on two threads that are both still alive, libgomp counts more
-    threads than cores and stops spinning at its barriers, and decoding runs ~3x slower for the
-    rest of the process. Textual's thread workers come from a pool, so they are funnelled here.
-    """
-
-    def __init__(self) -> None:
-        """Start no thread yet; the first call does."""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeassist-engine")
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the engine thread and wait for its result (or exception)."""
-        return self._pool.submit(fn, *args).result()
-
-    def shutdown(self) -> None:
-        """Let the thread end once its current call returns."""
-        self._pool.shutdown(wait=False)
 
 
 @dataclass
@@ -234,7 +211,6 @@ class EdgeAssistApp(App[None]):
         self._runs: dict[int, _Run] = {}
         self._backend_hint = ""
         self._frames = FrameBudget(duty=render_duty(*_decode_threads_and_cpus(settings)))
-        self._engine_thread = EngineThread()
         self._quitting = False
         self._switch_interval = sys.getswitchinterval()
         self.set_reactive(EdgeAssistApp.think, settings.generation.think)
@@ -329,9 +305,9 @@ class EdgeAssistApp(App[None]):
                 if settings.model.n_gpu_layers != 0:
                     from edgeassist.engine.llama import llama_backend_name
 
-                    backend = self._engine_thread.call(llama_backend_name)
+                    backend = llama_backend_name()
                 self.post_message(ModelLoading(generation, backend))
-                result = self._engine_thread.call(load)
+                result = load()  # a LlamaEngine runs it on its model thread
                 if isinstance(result, int | float):
                     load_s = float(result)  # the engine's own figure
         except EdgeAssistError as e:
@@ -406,7 +382,7 @@ class EdgeAssistApp(App[None]):
             self.pop_screen()
         self.engine = None
         if old is not None and hasattr(old, "close"):
-            await asyncio.to_thread(self._engine_thread.call, old.close)  # free its memory first
+            await asyncio.to_thread(old.close)  # free its memory first
         self._open_model(self.settings, True)
         self.notify(f"Loading {name}…")
 
@@ -564,10 +540,10 @@ class EdgeAssistApp(App[None]):
 
     @work(thread=True, exclusive=True, group="reply")
     def _reply(self, run: _Run, kind: str, text: str | None, options: GenerationOptions, convo: Conversation) -> None:
-        """Stream one reply (blocking, on the engine thread); Esc and quit cancel the worker, which stops it."""
+        """Stream one reply (blocking, in a thread worker); Esc and quit cancel the worker, which stops it."""
         cancel = get_current_worker().cancelled_event
         try:
-            self._engine_thread.call(self._stream_reply, run, kind, text, options, convo, cancel)
+            self._stream_reply(run, kind, text, options, convo, cancel)
         except EdgeAssistError as e:
             self.post_message(ReplyFailed(run.reply_id, str(e), unsaved=isinstance(e, StoreError)))
         except Exception as e:  # noqa: BLE001 - an engine bug must not take the app (and unsaved text) down
@@ -584,7 +560,7 @@ class EdgeAssistApp(App[None]):
         convo: Conversation,
         cancel: threading.Event,
     ) -> None:
-        """The decode loop's consumer: pieces into the outbox, the rest as messages. Runs on the engine thread."""
+        """The decode loop's consumer: pieces into the outbox, the rest as messages. Runs in the reply worker."""
         events: Iterator[Any]
         if kind == "regenerate":
             events = convo.regenerate(cancel, options)
@@ -967,9 +943,8 @@ class EdgeAssistApp(App[None]):
                 yield SystemCommand(title, f"{b.key}", partial_action(self, b.action))
 
     def on_unmount(self) -> None:
-        """Put the GIL switch interval back and let the engine thread end."""
+        """Put the GIL switch interval back."""
         sys.setswitchinterval(self._switch_interval)
-        self._engine_thread.shutdown()
 
 
 def partial_action(app: App[Any], action: str) -> Callable[[], Any]:
