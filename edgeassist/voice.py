@@ -70,6 +70,10 @@ class VoiceConfig:
     """Stop recording by itself after this much silence following speech (None: only the key stops it)."""
     max_record_s: float = 120.0
     """Stop recording by itself after this many seconds."""
+    first_chunk_tokens: int | None = None
+    """Speak the first chunk after this many answer tokens even if no sentence has ended (None: wait
+    for one). For models whose text is random (the bench's synthetic Qwen 3.5), where it stands in
+    for a first sentence."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> VoiceConfig:
@@ -728,14 +732,19 @@ class VoicePipeline:
                         if time.perf_counter() > deadline:
                             break
 
+        cut_at = self.config.first_chunk_tokens
+        pieces = 0
         try:
             for event in self.conversation.send(text, cancel, self.options):
                 if isinstance(event, Text):
                     if marks.first_token is None:
                         marks.first_token = time.perf_counter()
                     events.put(event)
+                    pieces += 1
                     if not cancel.is_set():
                         dispatch(splitter.feed(event.text))
+                        if cut_at is not None and pieces >= cut_at and marks.first_sentence is None:
+                            dispatch(splitter.cut())
                     continue
                 if isinstance(event, Done) and not cancel.is_set():
                     dispatch(splitter.flush())
@@ -870,6 +879,53 @@ def summarize_timings(turns: Sequence[VoiceTurnTimings]) -> dict[str, float | No
 # -- building one from the settings ----------------------------------------------------------------
 
 
+def speech_models(
+    settings: Settings, *, speak: bool = True, window_s: float | None = None
+) -> tuple[Transcriber, Synthesizer | None, list[str]]:
+    """Whisper and (when `speak`) piper as the `[speech]` settings describe them, and one-line notes
+    about offline fallbacks in use. Nothing is loaded yet; nothing touches the network."""
+    from edgeassist.speech.stt import WhisperTranscriber
+    from edgeassist.speech.tts import PiperSynthesizer
+
+    s = settings.speech
+    models_dir = settings.models_dir()
+    transcriber = WhisperTranscriber(
+        s.whisper_model,
+        models_dir=models_dir,
+        language=s.language,
+        compute_type=s.compute_type,
+        beam_size=s.beam_size,
+        window_s=window_s or s.whisper_window_s,
+    )
+    notes = [n for n in (transcriber.resolved.note,) if n]
+    synthesizer = None
+    if speak:
+        synthesizer = PiperSynthesizer(s.voice, models_dir=models_dir, length_scale=s.length_scale)
+        if synthesizer.resolved.note:
+            notes.append(synthesizer.resolved.note)
+    return transcriber, synthesizer, notes
+
+
+def simulation_pipeline(
+    settings: Settings,
+    conversation: Conversation,
+    *,
+    options: GenerationOptions | None = None,
+    config: VoiceConfig | None = None,
+    window_s: float | None = None,
+) -> VoicePipeline:
+    """The pipeline without sound devices, for the bench and `scripts/voice_latency.py`: whisper and
+    piper from the settings, replies played to a paced null speaker; feed it turns with `simulate_turn`."""
+    from edgeassist.speech import require_speech
+    from edgeassist.speech.audio import NullOut
+
+    require_speech("faster_whisper", "piper")
+    transcriber, synthesizer, notes = speech_models(settings, window_s=window_s)
+    return VoicePipeline(
+        conversation, transcriber, synthesizer, None, NullOut(), options=options, config=config, notes=notes
+    )
+
+
 def build_pipeline(
     settings: Settings,
     conversation: Conversation,
@@ -889,8 +945,6 @@ def build_pipeline(
     """
     from edgeassist.speech import require_speech
     from edgeassist.speech.audio import MicrophoneIn, SpeakerOut, WavIn, WavOut
-    from edgeassist.speech.stt import WhisperTranscriber
-    from edgeassist.speech.tts import PiperSynthesizer
 
     config = config or VoiceConfig.from_settings(settings, speak=speak)
     require_speech("faster_whisper", *(("piper",) if config.speak else ()))
@@ -900,23 +954,9 @@ def build_pipeline(
         if input_wav is not None
         else MicrophoneIn(settings.audio.input_device)
     )
-    s = settings.speech
-    models_dir = settings.models_dir()
-    transcriber = WhisperTranscriber(
-        s.whisper_model,
-        models_dir=models_dir,
-        language=s.language,
-        compute_type=s.compute_type,
-        beam_size=s.beam_size,
-        window_s=s.whisper_window_s,
-    )
-    notes = [n for n in (transcriber.resolved.note,) if n]
-    synthesizer = None
+    transcriber, synthesizer, notes = speech_models(settings, speak=config.speak)
     audio_out: AudioOut | None = None
     if config.speak:
-        synthesizer = PiperSynthesizer(s.voice, models_dir=models_dir, length_scale=s.length_scale)
-        if synthesizer.resolved.note:
-            notes.append(synthesizer.resolved.note)
         audio_out = WavOut(output_wav) if output_wav is not None else SpeakerOut(settings.audio.output_device)
     return VoicePipeline(
         conversation,
@@ -929,3 +969,69 @@ def build_pipeline(
         on_transcript=on_transcript,
         notes=notes,
     )
+
+
+# -- the bench's voice stages ----------------------------------------------------------------------
+
+BENCH_QUESTIONS = (
+    "How do I list all the files in a folder, including the hidden ones?",
+    "What is the difference between a process and a thread?",
+    "Can you suggest a quick dinner I could cook with rice and eggs?",
+    "Why is the sky blue during the day and red at sunset?",
+    "What should I pack for a weekend hiking trip in the mountains?",
+)
+"""Spoken questions of about three seconds each, read by the configured voice."""
+BENCH_STAGES = (
+    "stt_final_s",
+    "stt_rtf",
+    "llm_first_token_s",
+    "llm_first_sentence_s",
+    "tts_first_s",
+    "tts_rtf",
+    "first_audio_s",
+    "speech_end_to_first_audio_s",
+)
+"""The `VoiceTurnTimings` fields `bench_stages` reports, in pipeline order."""
+RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
+"""With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
+
+
+def bench_stages(settings: Settings, target: Any) -> dict[str, list[float]]:
+    """Time `settings.bench.repetitions` voice turns for `edgeassist bench --voice`.
+
+    Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
+    pace like a microphone, with the key released as the speech ends; the reply plays to a paced
+    null speaker. `target` (an `edgeassist.bench.voice.VoiceTarget`) names the model and threads.
+    Whisper, piper and the model are warmed up, and one unmeasured turn runs first.
+    """
+    from edgeassist.engine.factory import generation_options
+    from edgeassist.engine.llama import LlamaEngine
+
+    engine = LlamaEngine(target.path, name=target.name, n_ctx=settings.model.n_ctx, n_threads=target.threads)
+    # Greedy, and short: the first audio does not depend on how long the reply goes on.
+    options = generation_options(settings, temperature=0.0, max_tokens=48)
+    first_chunk = RANDOM_TEXT_FIRST_CHUNK_TOKENS if target.random_text else None
+    config = VoiceConfig.from_settings(settings, speak=True, first_chunk_tokens=first_chunk)
+    convo = Conversation(engine, system_prompt=settings.generation.system_prompt, options=options)
+    pipeline = simulation_pipeline(settings, convo, options=options, config=config)
+    tts = pipeline.synthesizer
+    assert tts is not None
+    try:
+        pipeline.warm_up()
+        spoken = []
+        for question in BENCH_QUESTIONS:
+            chunks = list(tts.synthesize(question))
+            spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
+        simulate_turn(pipeline, *spoken[-1], realtime=False)  # unmeasured
+        out: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
+        for i in range(max(1, settings.bench.repetitions)):
+            samples, rate = spoken[i % len(spoken)]
+            timings = simulate_turn(pipeline, samples, rate).timings
+            for name in BENCH_STAGES:
+                value = getattr(timings, name)
+                if value is not None:
+                    out[name].append(float(value))
+        return out
+    finally:
+        pipeline.close()
+        engine.close()

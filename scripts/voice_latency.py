@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,37 +33,17 @@ from edgeassist.config import load_settings  # noqa: E402
 from edgeassist.engine.factory import generation_options  # noqa: E402
 from edgeassist.engine.llama import LlamaEngine  # noqa: E402
 from edgeassist.hub import resolve  # noqa: E402
-from edgeassist.speech.stt import WhisperTranscriber  # noqa: E402
-from edgeassist.speech.tts import PiperSynthesizer  # noqa: E402
-from edgeassist.voice import VoiceConfig, VoicePipeline, VoiceTurnTimings, simulate_turn  # noqa: E402
+from edgeassist.voice import (  # noqa: E402
+    BENCH_QUESTIONS,
+    RANDOM_TEXT_FIRST_CHUNK_TOKENS,
+    VoiceConfig,
+    VoiceTurnTimings,
+    simulate_turn,
+    simulation_pipeline,
+)
 
 QUIET_CORES = 0.3
 """A turn during which other processes kept more than this many cores busy is not a quiet one."""
-
-QUESTIONS = [
-    "How do I list all the files in a folder, including the hidden ones?",
-    "What is the difference between a process and a thread?",
-    "Can you suggest a quick dinner I could cook with rice and eggs?",
-    "Why is the sky blue during the day and red at sunset?",
-    "What should I pack for a weekend hiking trip in the mountains?",
-]
-
-
-class NullSpeaker:
-    """An `AudioOut` that plays nothing but takes as long as the sound would (a real-time speaker)."""
-
-    realtime = True
-
-    def play(self, samples: np.ndarray, sample_rate: int, stop: threading.Event) -> bool:
-        """Take as long as the samples last, or return at once when stopped."""
-        return not stop.wait(len(samples) / sample_rate)  # pacing real audio
-
-    def drain(self, stop: threading.Event) -> bool:
-        """Nothing is buffered."""
-        return not stop.is_set()
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def cpu_counters() -> tuple[float, float, float]:
@@ -102,6 +81,13 @@ def main() -> int:
     ap.add_argument("--no-eager", action="store_true", help="do not speak the first clause early")
     ap.add_argument("--no-partials", action="store_true", help="no partial transcripts while the key is held")
     ap.add_argument("--fresh", action="store_true", help="a new conversation for every turn")
+    ap.add_argument(
+        "--first-chunk-tokens",
+        type=int,
+        default=None,
+        help="speak the first chunk after this many tokens even without a sentence end "
+        f"(default: {RANDOM_TEXT_FIRST_CHUNK_TOKENS} for a synthetic model, whose text is random; else off)",
+    )
     ap.add_argument("--json", type=Path, help="also write every turn's timings here")
     args = ap.parse_args()
 
@@ -110,18 +96,12 @@ def main() -> int:
     model = resolve(args.model or "starter", models_dir, fallback=False)
     engine = LlamaEngine(model.path, name=model.name, n_ctx=settings.model.n_ctx)
     options = generation_options(settings, temperature=0.0, max_tokens=48)  # first audio does not depend on length
-    s = settings.speech
-    stt = WhisperTranscriber(
-        s.whisper_model,
-        models_dir=models_dir,
-        language=s.language,
-        compute_type=s.compute_type,
-        beam_size=s.beam_size,
-        window_s=args.window or s.whisper_window_s,
-    )
-    tts = PiperSynthesizer(s.voice, models_dir=models_dir)
+    first_chunk = args.first_chunk_tokens
+    if first_chunk is None and model.path.name.startswith("synthetic-"):
+        first_chunk = RANDOM_TEXT_FIRST_CHUNK_TOKENS
     config = VoiceConfig.from_settings(
         settings,
+        first_chunk_tokens=first_chunk,
         prefill=not args.no_prefill,
         eager_first_clause=not args.no_eager,
         partial_interval_s=0.0 if args.no_partials else None,
@@ -130,18 +110,20 @@ def main() -> int:
     def conversation() -> Conversation:
         return Conversation(engine, system_prompt=settings.generation.system_prompt, options=options)
 
-    pipeline = VoicePipeline(conversation(), stt, tts, None, NullSpeaker(), options=options, config=config)
+    pipeline = simulation_pipeline(settings, conversation(), options=options, config=config, window_s=args.window)
+    stt, tts = pipeline.transcriber, pipeline.synthesizer
     print(
         f"model {engine.name} · whisper {stt.resolved.name} (window {stt.window_s:.0f}s) · voice {tts.resolved.name} · "
         f"prefill {'on' if config.prefill else 'off'} · "
         f"eager first clause {'on' if config.eager_first_clause else 'off'} · "
-        f"partials {f'every {config.partial_interval_s:.1f}s' if config.partial_interval_s else 'off'}",
+        f"partials {f'every {config.partial_interval_s:.1f}s' if config.partial_interval_s else 'off'} · "
+        f"first chunk {f'at {first_chunk} tokens' if first_chunk else 'at a sentence or clause'}",
         file=sys.stderr,
     )
     t0 = time.perf_counter()
     pipeline.warm_up()
     spoken = []
-    for q in QUESTIONS:
+    for q in BENCH_QUESTIONS:
         chunks = list(tts.synthesize(q))
         spoken.append((q, np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
     simulate_turn(pipeline, spoken[0][1], spoken[0][2], realtime=False)  # an unmeasured first turn

@@ -16,7 +16,7 @@ import pytest
 from edgeassist.bench import analysis, schema
 from edgeassist.bench.analysis import recommend, verdict
 from edgeassist.bench.measure import BenchPlan, BenchTarget, Progress, run_bench
-from edgeassist.bench.report import render_compare, render_markdown, render_text
+from edgeassist.bench.report import render_compare, render_markdown, render_text, voice_lines
 from edgeassist.bench.results import (
     SCHEMA,
     BenchResult,
@@ -28,10 +28,10 @@ from edgeassist.bench.results import (
     to_json_dict,
 )
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
-from edgeassist.bench.voice import run_voice_hook
+from edgeassist.bench.voice import VoiceTarget, run_voice_hook
 from edgeassist.cli import main
 from edgeassist.config import load_settings
-from edgeassist.errors import UsageError
+from edgeassist.errors import AudioUnavailableError, UsageError
 from edgeassist.hub import CatalogEntry, QuantFile
 from edgeassist.system import CpuCluster, physical_cores, recommended_threads, system_report
 
@@ -238,10 +238,33 @@ def test_reports_from_fixture() -> None:
 
 def test_voice_hook_results_are_summarised() -> None:
     settings = load_settings()
-    result = run_voice_hook(lambda s: {"transcribe": [0.4, 0.2, 0.3], "first_audio": [1.0]}, settings)
-    assert [s.name for s in result.stages] == ["transcribe", "first_audio"]
+    target = VoiceTarget("tiny", Path("tiny.gguf"), 2)
+    result = run_voice_hook(lambda s, t: {"stt_final_s": [0.4, 0.2, 0.3], t.name: [1.0]}, settings, target)
+    assert [s.name for s in result.stages] == ["stt_final_s", "tiny"]
     assert result.stages[0].summary == Spread(0.3, 0.2, 0.4, 3)
-    assert result.error is None
+    assert result.error is None and result.model == "tiny" and result.threads == 2
+
+
+def test_voice_report_names_stages_and_gives_the_verdict() -> None:
+    settings = load_settings()
+    stages = {"stt_rtf": [0.15, 0.25], "speech_end_to_first_audio_s": [0.7, 0.9, 1.6]}
+    result = load_result(FIXTURES / "bench_a.json")
+    target = VoiceTarget("m", Path("m.gguf"), 1)
+    result.voice = run_voice_hook(lambda s, t: stages, settings, target)
+    text = "\n".join(voice_lines(result))
+    assert "speech to text: real-time factor" in text and "0.20" in text  # a ratio, not seconds
+    assert "end of speech → first audio" in text and "900 ms" in text
+    assert "meets the 1.0 s target" in text
+    result.voice = run_voice_hook(lambda s, t: {"speech_end_to_first_audio_s": [1.2]}, settings, target)
+    assert "misses the 1.0 s target" in "\n".join(voice_lines(result))
+
+
+def test_a_failing_voice_hook_is_recorded_not_raised() -> None:
+    def broken(settings: object, target: object) -> dict[str, list[float]]:
+        raise AudioUnavailableError("no piper voice")
+
+    result = run_voice_hook(broken, load_settings(), VoiceTarget("m", Path("m.gguf"), 1))
+    assert result.stages == [] and result.error == "no piper voice"
 
 
 # -- real runs on the tiny synthetic Qwen 3.5 --------------------------------------------------------------
@@ -254,7 +277,8 @@ def tiny_run(tiny_qwen35: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     import contextlib
     import io
 
-    def fake_voice(settings: object) -> dict[str, list[float]]:
+    def fake_voice(settings: object, target: VoiceTarget) -> dict[str, list[float]]:
+        assert target.path == tiny_qwen35 and target.threads == 1 and not target.random_text
         return {"transcribe": [0.25], "first_audio": [0.9]}
 
     buf = io.StringIO()

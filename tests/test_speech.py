@@ -200,6 +200,15 @@ def test_the_first_chunk_may_end_at_a_clause_so_speech_starts_sooner() -> None:
     assert SentenceSplitter(eager_first=True).feed("Yes, it is") == []  # too short to stand alone
 
 
+def test_cut_speaks_what_has_arrived_but_never_code() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("random words with no end") == []
+    assert splitter.cut() == ["random words with no end"]
+    assert splitter.feed(" more. Then") == ["more."]  # the text after the cut goes on as usual
+    splitter.feed("\n```python\nx = [1, 2")
+    assert splitter.cut() == []  # inside a code block: nothing to say yet
+
+
 def test_very_long_sentences_are_cut_at_a_space() -> None:
     long = "word " * 100
     parts = SentenceSplitter(max_chars=100).feed(long)

@@ -24,6 +24,7 @@ from audio_helpers import (
     words,
 )
 
+from edgeassist.bench.voice import VoiceTarget
 from edgeassist.chat import Conversation
 from edgeassist.cli import main
 from edgeassist.cli.voice import Key, parse_keys
@@ -34,12 +35,14 @@ from edgeassist.errors import UsageError
 from edgeassist.speech.audio import ArrayIn, WavIn, WavOut, read_wav, write_wav
 from edgeassist.speech.text import CODE_PLACEHOLDER, markdown_to_prose
 from edgeassist.voice import (
+    BENCH_STAGES,
     Heard,
     Speaking,
     TurnDone,
     VoiceConfig,
     VoicePipeline,
     VoiceTurnTimings,
+    bench_stages,
     build_pipeline,
     prefill_prompt,
     simulate_turn,
@@ -202,6 +205,31 @@ def test_timings_of_a_simulated_turn() -> None:
     summary = summarize_timings([t, VoiceTurnTimings(first_audio_s=t.first_audio_s + 2)])
     assert summary["first_audio_s"] == pytest.approx(t.first_audio_s + 1)
     assert "stats" in t.to_dict()
+
+
+def test_random_text_has_its_first_chunk_cut_at_a_token_count() -> None:
+    out = RecordingOut()
+    # No sentence ever ends (the synthetic model's text is random); the model waits before its 9th
+    # piece until the first audio has played, so a pipeline that waited for a sentence would time out.
+    engine = ScriptedEngine(
+        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod", wait_before={8: out.first_played}
+    )
+    result = fake_pipeline(engine, out, first_chunk_tokens=4).run_turn()
+    assert engine.timed_out == []
+    assert result.spoken == ["lorem ipsum dolor sit", "amet consectetur adipiscing elit sed do eiusmod"]
+    first_audio = next(i for i, e in enumerate(result.events) if isinstance(e, Speaking))
+    assert first_audio < next(i for i, e in enumerate(result.events) if isinstance(e, Done))
+
+
+def test_bench_stages_time_real_voice_turns(starter_gguf: Path) -> None:
+    """`edgeassist bench --voice`'s hook: whisper, the starter model and piper, one measured turn."""
+    settings = load_settings(flags={"bench": {"repetitions": 1}, "model": {"n_ctx": 1024}})
+    stages = bench_stages(settings, VoiceTarget("starter", starter_gguf, 2))
+    assert list(stages) == list(BENCH_STAGES)
+    assert all(len(v) == 1 and v[0] > 0 for v in stages.values()), stages
+    # Causal order within a turn (not speed): a sentence needs a token, audio needs release first.
+    assert stages["llm_first_sentence_s"][0] >= stages["llm_first_token_s"][0]
+    assert stages["speech_end_to_first_audio_s"][0] >= stages["first_audio_s"][0]
 
 
 # -- the real sound-device path, through ALSA file plugins ----------------------------------------------

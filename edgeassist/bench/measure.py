@@ -38,7 +38,7 @@ from edgeassist.bench.results import (
     Repetition,
     TurnSample,
 )
-from edgeassist.bench.voice import VoiceHook, run_voice_hook
+from edgeassist.bench.voice import VoiceHook, VoiceTarget, run_voice_hook
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
 from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
@@ -327,8 +327,12 @@ class _Runner:
                     run.error, failed = str(e), True
                 finally:
                     run.summary = summarize(run, self.plan.target_ms)
-            if voice is not None:
-                result.voice = run_voice_hook(voice, self.settings)
+            if voice is not None and self.pairs:
+                target, threads = self.pairs[0]
+                say = self.say
+                say(len(self.pairs) - 1, target, threads, self.steps_per_run - 1, "voice turns")
+                vt = VoiceTarget(target.name, target.path, threads, random_text=target.synthetic is not None)
+                result.voice = run_voice_hook(voice, self.settings, vt)
             result.complete = not failed
         except (KeyboardInterrupt, Stopped):
             result.interrupted = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeassist.bench.results import BenchResult, ModelRun, RunSummary
+from edgeassist.bench.results import BenchResult, ModelRun, RunSummary, VoiceStage
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
 from edgeassist.system import SystemReport
 
@@ -338,6 +338,19 @@ def recommendation_lines(result: BenchResult) -> list[str]:
     return out
 
 
+VOICE_LABELS = {
+    "stt_final_s": "speech to text: release → transcript",
+    "stt_rtf": "speech to text: real-time factor",
+    "llm_first_token_s": "model: transcript → first token",
+    "llm_first_sentence_s": "model: transcript → first sentence",
+    "tts_first_s": "text to speech: first chunk",
+    "tts_rtf": "text to speech: real-time factor",
+    "first_audio_s": "release → first audio",
+    "speech_end_to_first_audio_s": "end of speech → first audio",
+}
+"""How the report names the voice pipeline's stages (others are shown as they come)."""
+
+
 def voice_lines(result: BenchResult) -> list[str]:
     """The speech stages, when measured."""
     v = result.voice
@@ -345,11 +358,27 @@ def voice_lines(result: BenchResult) -> list[str]:
         return []
     if v.error:
         return [f"Voice: not measured ({v.error})"]
+    on = f" · {v.model} · {threads_text(v.threads)}" if v.model and v.threads else ""
     rows = [["stage", "median", "min–max", "n"]]
+    headline: VoiceStage | None = None
     for st in v.stages:
-        med, rng = _spread_s(st.summary)
-        rows.append([st.name, med, rng, str(len(st.samples_s))])
-    return ["Voice pipeline", *_text_table(rows)]
+        if st.name.endswith("_rtf"):
+            sm = st.summary
+            med = _num(sm.median, 2) if sm else "–"
+            rng = f"{sm.min:.2f}–{sm.max:.2f}" if sm and sm.n > 1 else ""
+        else:
+            med, rng = _spread_s(st.summary)
+        rows.append([VOICE_LABELS.get(st.name, st.name), med, rng, str(len(st.samples_s))])
+        if st.name == "speech_end_to_first_audio_s":
+            headline = st
+    out = [f"Voice pipeline{on}", *_text_table(rows)]
+    if headline is not None and headline.summary is not None and v.target_s:
+        met = headline.summary.median <= v.target_s
+        out.append(
+            f"  verdict: end of speech → first audio {_secs(headline.summary.median)} median, "
+            f"{'meets' if met else 'misses'} the {v.target_s:.1f} s target"
+        )
+    return out
 
 
 def render_text(result: BenchResult, *, show_histogram: bool = True) -> str:

@@ -271,7 +271,7 @@ class VoiceStage:
     name: str
     """Stage name, as the voice pipeline reports it (transcribe, first_audio, ...)."""
     samples_s: list[float]
-    """Seconds, one per repetition."""
+    """Seconds (a ratio for `_rtf` stages), one per turn."""
     summary: Spread | None
     """Median and spread of the samples."""
 
@@ -284,6 +284,12 @@ class VoiceResult:
     """Stages in pipeline order."""
     error: str | None = None
     """Why the voice stages were not measured, if they were not."""
+    model: str | None = None
+    """The model the voice turns ran on (the bench's first)."""
+    threads: int | None = None
+    """Its decode threads."""
+    target_s: float | None = None
+    """Target for `speech_end_to_first_audio_s`: first reply audio this soon after the end of speech."""
 
 
 @dataclass

@@ -338,6 +338,23 @@ class WavOut:
             self._wav = None
 
 
+class NullOut:
+    """A speaker that plays nothing but takes as long as the sound lasts (the bench's output)."""
+
+    realtime = True
+
+    def play(self, samples: np.ndarray, sample_rate: int, stop: threading.Event) -> bool:
+        """Take as long as the samples last, or return at once when stopped."""
+        return not stop.wait(len(samples) / sample_rate)  # pacing real audio, as a speaker does
+
+    def drain(self, stop: threading.Event) -> bool:
+        """Nothing is buffered."""
+        return not stop.is_set()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 # -- devices ---------------------------------------------------------------------------------------
 
 _sd_lock = threading.Lock()

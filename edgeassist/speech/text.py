@@ -131,6 +131,18 @@ class SentenceSplitter:
         self._buf, self._line_start, self._fence = "", True, None
         return out
 
+    def cut(self) -> list[str]:
+        """Speak what has arrived so far as a chunk now, sentence or not (outside code blocks).
+
+        The bench uses it to stand in for a first sentence when the model's text is random.
+        """
+        if self._fence is not None:
+            return []
+        out: list[str] = []
+        self._emit(self._buf, out)
+        self._buf = ""
+        return out
+
     def _emit(self, raw: str, out: list[str]) -> None:
         spoken = to_speech(raw)
         if spoken:
