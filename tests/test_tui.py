@@ -14,6 +14,7 @@ from edgeassist.engine.modelthread import AHEAD
 from edgeassist.hub import starter_model_path
 from edgeassist.store import Store
 from edgeassist.tui import EdgeAssistApp, create_app
+from edgeassist.tui.app import HIDDEN_KEYS
 from edgeassist.tui.screens import ConfirmScreen, HelpScreen, ModelErrorScreen, TextPromptScreen
 from edgeassist.tui.widgets import ChatItem, ChatList, PromptInput, ReplyView, StatusBar, UserMessage
 
@@ -445,7 +446,8 @@ async def test_help_lists_every_key(tmp_path: Path, fake_engine: Any) -> None:
         assert isinstance(app.screen, HelpScreen)
         keys = " ".join(k for k, _ in app.screen.rows)
         for binding in EdgeAssistApp.BINDINGS:
-            assert binding.key.replace(",", ", ") in keys  # type: ignore[union-attr]
+            shown = [k for k in binding.key.split(",") if k not in HIDDEN_KEYS]  # type: ignore[union-attr]
+            assert ", ".join(shown) in keys
         for key in ("Enter", "ctrl+j", "ctrl+p", "ctrl+c"):
             assert key in keys
         await pilot.press("escape")
@@ -592,3 +594,149 @@ def test_frame_budget_spaces_frames_by_their_cost(monkeypatch: pytest.MonkeyPatc
         budget.sample()
     assert budget.interval == pytest.approx(budget.max_interval, rel=0.01)
     assert stream.render_duty(decode_threads=4, cpus=8) > stream.render_duty(decode_threads=4, cpus=4)
+
+
+# -- push-to-talk -----------------------------------------------------------------------------------------
+
+QUESTION = "What is the capital of France?"
+
+
+def wav_voice(question: Path, reply: Path, levels: list[float]) -> Any:
+    """A `make_voice` for the app: the real pipeline (whisper, piper, the app's model) on wav files.
+
+    The question is fed at real-time pace like a microphone; the reply is written where a speaker would play it.
+    """
+    from edgeassist.voice import build_pipeline
+
+    def make(settings: Settings, convo: Any, on_level: Callable[[float], None], on_transcript: Any) -> Any:
+        def level(x: float) -> None:
+            levels.append(x)
+            on_level(x)
+
+        return build_pipeline(
+            settings,
+            convo,
+            input_wav=question,
+            realtime_input=True,
+            output_wav=reply,
+            on_level=level,
+            on_transcript=on_transcript,
+        )
+
+    return make
+
+
+async def test_push_to_talk_shows_level_and_transcript_sends_it_and_speaks_the_reply(
+    tmp_path: Path, starter: Path
+) -> None:
+    import numpy as np
+    from audio_helpers import speak, transcribe_any, word_recall, words
+
+    from edgeassist.speech.audio import read_wav, write_wav
+    from edgeassist.speech.text import markdown_to_prose
+    from edgeassist.tui.widgets import VoiceBar
+
+    audio, rate = speak(QUESTION)
+    silence = np.zeros(rate * 6, np.float32)  # time to see the transcript before the key is pressed again
+    write_wav(tmp_path / "question.wav", np.concatenate([silence[: rate // 3], audio, silence]), rate)
+    levels: list[float] = []
+    app = create_app(
+        make_settings(tmp_path, str(starter), max_tokens=40),
+        make_voice=wav_voice(tmp_path / "question.wav", tmp_path / "reply.wav", levels),
+    )
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        bar = app.query_one(VoiceBar)
+        await wait_until(pilot, lambda: bar.mode == "recording", timeout=120, what="the recording to start")
+        # While the key is held: the meter moves, and the message shows what has been heard so far.
+        await wait_until(pilot, lambda: "█" in str(bar.render()), what="the level meter")
+        mine = app.query(UserMessage).last()
+        await wait_until(pilot, lambda: "capital" in str(mine.render()).lower(), what="the live transcript")
+        assert "🎙" in str(mine.render()) and max(levels) > 0.3
+        if app._voice.state == "recording":
+            await pilot.press("ctrl+space")  # send
+        await wait_until(pilot, lambda: not app._talks, timeout=180, what="the voice turn to end")
+
+        assert words(str(mine.render())) == words(QUESTION)  # the transcript became the message
+        reply = replies(app)[-1]
+        assert reply.content.strip() and reply.status == "complete"
+        saved = app.store.messages(app.chat.id)
+        assert [m.role for m in saved] == ["user", "assistant"]
+        assert words(saved[0].content) == words(QUESTION) and saved[1].content == reply.content
+        assert not bar.display and not app.generating
+    spoken, spoken_rate = read_wav(tmp_path / "reply.wav")
+    heard_back = transcribe_any(spoken, spoken_rate)  # whisper listens to what the app said
+    assert word_recall(markdown_to_prose(reply.content), heard_back) >= 0.6, (reply.content, heard_back)
+
+
+async def test_talking_over_a_spoken_reply_stops_it_and_records(tmp_path: Path, fake_engine: Any) -> None:
+    from audio_helpers import RecordingOut, SilentTranscriber, ToneSynth, tone
+
+    from edgeassist.speech.audio import ArrayIn
+    from edgeassist.voice import VoiceConfig, VoicePipeline
+
+    out = RecordingOut(hold=True)  # each sentence plays until it is stopped: a long reply
+
+    def make(settings: Settings, convo: Any, on_level: Any, on_transcript: Any) -> Any:
+        mic = ArrayIn(tone(0.5), 16000, realtime=True)  # a half-second recording that ends by itself
+        return VoicePipeline(
+            convo, SilentTranscriber("Tell me a long story"), ToneSynth(), mic, out,
+            config=VoiceConfig(prefill=False), on_level=on_level, on_transcript=on_transcript,
+        )  # fmt: skip
+
+    engine = fake_engine("Once upon a time. There was a board. It ran a model.")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True, make_voice=make)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, out.playing.is_set, timeout=30, what="the reply to be spoken")
+        first = next(iter(app._talks.values()))
+        await pilot.press("ctrl+space")  # talk over it
+        await wait_until(pilot, lambda: first.reply_id not in app._talks, what="the first turn to stop")
+        assert out.stopped_while_playing.is_set()  # playback was cut short
+        assert first.view.status in ("cancelled", "complete")  # generation may have ended before the audio
+        out.hold = False
+        await wait_until(pilot, lambda: not app._talks, timeout=30, what="the second turn to end")
+        assert app.chat is not None
+        saved = app.store.messages(app.chat.id)
+        assert [m.content for m in saved if m.role == "user"] == ["Tell me a long story"] * 2
+        assert len(app.query(UserMessage)) == 2 and len(replies(app)) == 2
+
+
+async def test_esc_while_recording_discards_the_voice_message(tmp_path: Path, fake_engine: Any) -> None:
+    from audio_helpers import RecordingOut, SilentTranscriber, ToneSynth, tone
+
+    from edgeassist.speech.audio import ArrayIn
+    from edgeassist.voice import VoiceConfig, VoicePipeline
+
+    def make(settings: Settings, convo: Any, on_level: Any, on_transcript: Any) -> Any:
+        mic = ArrayIn(tone(30.0), 16000, realtime=True)
+        return VoicePipeline(convo, SilentTranscriber("never sent"), ToneSynth(), mic, RecordingOut(),
+                             config=VoiceConfig(prefill=False))  # fmt: skip
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), make_voice=make)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+space")
+        await wait_until(pilot, lambda: app._talks, what="the recording to start")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app._talks, what="the turn to end")
+        assert len(app.query(UserMessage)) == 0 and not replies(app)
+        assert app.chat is None or app.store.messages(app.chat.id) == []
+
+
+async def test_voice_without_the_speech_parts_says_so_and_chat_goes_on(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.errors import AudioUnavailableError
+
+    def make(*_: Any) -> Any:
+        raise AudioUnavailableError("voice needs the speech extra: pip install -e '.[speech]'")
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), make_voice=make)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: not app._voice_loading, what="the failure")
+        assert any("speech extra" in str(n.message) for n in app._notifications)
+        await send(pilot, "Still there?")
+        await wait_until(pilot, lambda: replies(app) and replies(app)[-1].status == "complete", what="a reply")

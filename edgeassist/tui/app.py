@@ -5,6 +5,11 @@ Everything that talks to the model runs in thread workers: loading the model, an
 posted messages; pieces of a reply travel through an `Outbox` so the UI renders frames, not
 tokens, and rendering never holds up the decode loop. Prompting, streaming, history and saving
 all live in the core (`edgeassist.chat`), the same code `edgeassist ask` runs.
+
+Push-to-talk (ctrl+space or F5) drives the same `edgeassist.voice.VoicePipeline` as `edgeassist
+voice`: the first press builds it (whisper, piper, the devices) in a worker and starts recording;
+each turn's `respond()` runs in a thread worker, and its events take the same path as a typed
+reply's, plus the transcript and the sentence being spoken.
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ from edgeassist.tui.messages import (
     ReplyFailed,
     ReplyNotice,
     ReplyStreamed,
+    VoiceHeard,
+    VoiceLevel,
+    VoicePartial,
+    VoiceReady,
+    VoiceSpeaking,
+    VoiceTurnDone,
+    VoiceUnavailable,
 )
 from edgeassist.tui.screens import (
     HELP_AFTER,
@@ -71,6 +83,7 @@ from edgeassist.tui.widgets import (
     StatusBar,
     TopBar,
     UserMessage,
+    VoiceBar,
 )
 
 
@@ -99,6 +112,8 @@ class OpenedLike(Protocol):
 
 OpenModel = Callable[[Settings, bool], OpenedLike]
 """Builds the (not yet loaded) engine for the settings; the flag says the model was named explicitly."""
+MakeVoice = Callable[[Settings, Conversation, Callable[[float], None], Callable[[str, bool], None]], Any]
+"""Builds the voice pipeline (settings, conversation, on_level, on_transcript); default `voice.build_pipeline`."""
 
 
 def _decode_threads_and_cpus(settings: Settings) -> tuple[int, int]:
@@ -114,6 +129,17 @@ def _default_open_model(settings: Settings, explicit: bool) -> OpenedLike:
     return open_engine(settings, explicit=explicit)
 
 
+def _default_make_voice(
+    settings: Settings,
+    conversation: Conversation,
+    on_level: Callable[[float], None],
+    on_transcript: Callable[[str, bool], None],
+) -> Any:
+    from edgeassist.voice import build_pipeline  # the speech libraries load only when voice is used
+
+    return build_pipeline(settings, conversation, on_level=on_level, on_transcript=on_transcript)
+
+
 @dataclass
 class _Run:
     """One reply being written."""
@@ -126,6 +152,9 @@ class _Run:
     ended: bool = False  # the UI has handled its Done / failure
     cancel_requested: bool = False  # stopped before its worker started
     timer: Timer | None = None  # drains what a pause in decoding left waiting
+    pipeline: Any = None  # a voice turn's VoicePipeline (None for a typed message)
+    user_view: UserMessage | None = None  # a voice turn's message: the live transcript, then what was heard
+    heard: bool = False  # a voice turn's recording has been transcribed
 
 
 def _while_shown(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -142,6 +171,8 @@ def _while_shown(handler: Callable[..., Awaitable[None]]) -> Callable[..., Await
     return guarded
 
 
+HIDDEN_KEYS = {"ctrl+@"}
+"""Key names bound only because terminals send them for another key (ctrl+space sends NUL: ctrl+@)."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MAX_SHOWN = 40
 """Messages kept on screen; older ones stay in the history (and the export). Bounds the cost of a frame."""
@@ -158,7 +189,8 @@ class EdgeAssistApp(App[None]):
     TITLE = "edgeassist"
     COMMANDS = App.COMMANDS | {ModelCommands}
     BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="stop the reply (what was written is kept)"),
+        Binding("escape", "stop", "Stop", tooltip="stop the reply or voice turn (text is kept)"),
+        Binding("ctrl+space,ctrl+@,f5", "talk", "Talk", tooltip="push to talk; press again to send"),
         Binding("ctrl+t", "toggle_thinking", "Think", tooltip="thinking on/off for the next message"),
         Binding("ctrl+r", "regenerate", "Regen", tooltip="write the last reply again"),
         Binding("ctrl+l", "edit_last", "Edit", tooltip="edit and resend your last message"),
@@ -188,6 +220,7 @@ class EdgeAssistApp(App[None]):
         explicit_model: bool = False,
         chat_name: str | None = None,
         new_chat: bool = False,
+        make_voice: MakeVoice | None = None,
     ) -> None:
         """Use `create_app`; this takes the parts already built."""
         super().__init__()
@@ -214,6 +247,10 @@ class EdgeAssistApp(App[None]):
         self._quitting = False
         self._switch_interval = sys.getswitchinterval()
         self.set_reactive(EdgeAssistApp.think, settings.generation.think)
+        self._make_voice = make_voice or _default_make_voice
+        self._voice: Any = None  # the VoicePipeline, built on the first press of the talk key
+        self._voice_loading = False
+        self._talks: dict[int, _Run] = {}  # voice turns whose audio may still be playing
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -225,6 +262,7 @@ class EdgeAssistApp(App[None]):
             with Vertical(id="main"):
                 yield ChatView(id="chat")
                 yield Static("", id="loading", markup=False)
+                yield VoiceBar(id="voice")
                 yield PromptInput(id="input")
         yield StatusBar(id="status")
         yield Footer(compact=True)
@@ -496,6 +534,8 @@ class EdgeAssistApp(App[None]):
             self.notify("No model is loaded: ctrl+p to pick one.", severity="error")
             return
         event.input.clear()
+        if self._voice is not None and self._talks:
+            self._voice.interrupt()  # typing over a spoken reply stops it, like talking over it
         kind = "edit" if self.editing else "send"
         self._set_editing(False)
         try:
@@ -665,6 +705,8 @@ class EdgeAssistApp(App[None]):
         for run in self._runs.values():
             if run.ended:
                 continue
+            if run.pipeline is not None:
+                run.pipeline.interrupt()  # stops recording, speaking and generating at once
             if run.worker is not None:
                 run.worker.cancel()
             else:
@@ -689,6 +731,8 @@ class EdgeAssistApp(App[None]):
         Called from handlers: the reply's own Done message waits in the queue behind this one,
         so the view is finished here and that message is ignored when it arrives.
         """
+        if self._voice is not None and self._talks:
+            self._voice.interrupt()  # a reply that is done being written may still be speaking
         runs = [r for r in self._runs.values() if not r.ended]
         if not runs:
             return
@@ -698,12 +742,203 @@ class EdgeAssistApp(App[None]):
             if run.ended:
                 continue
             run.ended = True
+            if not run.view.is_mounted:  # a voice turn stopped before anything was heard
+                await self._drop_voice_message(run)
+                self._end_run(run)
+                continue
             await self._drain(run)
             if run.view.content.strip() or run.view.thinking.strip():
                 await run.view.finish("cancelled")
             else:
                 await run.view.remove()
             self._end_run(run)
+
+    # -- push-to-talk ----------------------------------------------------------------------------
+
+    async def action_talk(self) -> None:
+        """The talk key: start recording; again: send what was said; while a reply speaks: talk over it."""
+        if self.conversation is None or not self.model_ready:
+            self.notify("Voice starts once the model has loaded.", severity="warning")
+            return
+        if self.editing:
+            self.notify("Finish or cancel (Esc) the edit first.", severity="warning")
+            return
+        if self._voice_loading:
+            return
+        if self._voice is None:
+            self._voice_loading = True
+            self.query_one(VoiceBar).show("loading")
+            self._setup_voice(self.settings, self.conversation)
+            return
+        if self._voice.state == "recording":
+            self._voice.stop_recording()
+            self.query_one(VoiceBar).show("transcribing")
+            return
+        await self._talk_start()
+
+    @work(thread=True, exclusive=True, group="voice-setup")
+    def _setup_voice(self, settings: Settings, conversation: Conversation) -> None:
+        """Build the voice pipeline and load whisper and piper (blocking, in a thread), then start recording."""
+        try:
+            pipeline = self._make_voice(
+                settings,
+                conversation,
+                lambda level: self.post_message(VoiceLevel(level)),
+                lambda text, final: None if final else self.post_message(VoicePartial(text)),
+            )
+            pipeline.warm_up()
+        except EdgeAssistError as e:
+            self.post_message(VoiceUnavailable(str(e)))
+            return
+        except Exception as e:  # noqa: BLE001 - a broken speech setup must not take the chat down
+            self.post_message(VoiceUnavailable(f"voice could not start: {e}"))
+            return
+        self.post_message(VoiceReady(pipeline))
+
+    async def on_voice_ready(self, message: VoiceReady) -> None:
+        """Speech models loaded: start the recording the key asked for."""
+        self._voice_loading = False
+        self._voice = message.pipeline
+        for note in getattr(message.pipeline, "notes", []):
+            self.notify(note, title="Voice", severity="warning", timeout=10)
+        if self._quitting:
+            return
+        await self._talk_start()
+
+    def on_voice_unavailable(self, message: VoiceUnavailable) -> None:
+        """Voice cannot run here: say what to install; typing works as before."""
+        self._voice_loading = False
+        self.query_one(VoiceBar).show("off")
+        self.notify(message.error, title="Voice unavailable", severity="error", timeout=15)
+
+    async def _talk_start(self) -> None:
+        """Start recording a voice turn (barge-in when a voice reply is playing)."""
+        pipeline, convo = self._voice, self.conversation
+        if pipeline is None or convo is None:
+            return
+        if any(not r.ended and r.pipeline is None for r in self._runs.values()):
+            await self._stop_and_wait()  # a typed message's reply: the user is talking now
+        pipeline.conversation = convo  # the chat open now (it may have changed since the last turn)
+        pipeline.options = self._options()
+        chat_view = self.query_one(ChatView)
+        user_view = UserMessage("🎙 …")
+        await chat_view.mount(user_view)
+        chat_view.anchor()
+        self._frames.reset()
+        run = _Run(next(self._reply_ids), ReplyView(streaming=True), Outbox(interval_s=self._frames.interval))
+        run.pipeline, run.user_view = pipeline, user_view
+        try:
+            pipeline.start_recording()  # stops a reply that is speaking, at once
+        except EdgeAssistError as e:
+            await user_view.remove()
+            self.notify(str(e), title="Voice", severity="error", timeout=15)
+            return
+        self._runs[run.reply_id] = run
+        self._talks[run.reply_id] = run
+        self.generating = True
+        self.refresh_bindings()
+        bar = self.query_one(VoiceBar)
+        bar.level = 0.0
+        bar.show("recording")
+        run.worker = self._voice_reply(run, pipeline)
+
+    @work(thread=True, group="voice")
+    def _voice_reply(self, run: _Run, pipeline: Any) -> None:
+        """One voice turn's events (blocking, in a thread): what was heard, the reply, what is spoken."""
+        from edgeassist.voice import Heard, Speaking, TurnDone
+
+        status = "error"
+        try:
+            for event in pipeline.respond():
+                if isinstance(event, Heard):
+                    if event.final:
+                        if event.text:
+                            self.call_from_thread(self._ensure_chat_quietly, event.text)  # before it is saved
+                        self.post_message(VoiceHeard(run.reply_id, event.text))
+                elif isinstance(event, Text | Thinking):
+                    if run.outbox.put(isinstance(event, Thinking), event.text):
+                        self.post_message(ReplyStreamed(run.reply_id))
+                elif isinstance(event, Done):
+                    self.post_message(ReplyDone(run.reply_id, event.stats))
+                elif isinstance(event, Notice):
+                    self.post_message(ReplyNotice(run.reply_id, event.text))
+                elif isinstance(event, Speaking):
+                    self.post_message(VoiceSpeaking(run.reply_id, event.text))
+                elif isinstance(event, TurnDone):
+                    status = event.status
+        except EdgeAssistError as e:
+            self.post_message(ReplyFailed(run.reply_id, str(e), unsaved=isinstance(e, StoreError)))
+        except Exception as e:  # noqa: BLE001 - a device or engine failure must not take the app down
+            self.post_message(ReplyFailed(run.reply_id, f"unexpected error in the voice turn: {e!r}"))
+        finally:
+            run.finished.set()
+            self.post_message(VoiceTurnDone(run.reply_id, status))
+
+    def _ensure_chat_quietly(self, first_message: str) -> None:
+        try:
+            self._ensure_chat(first_message)
+        except StoreError as e:
+            self.notify(f"{e}; this chat is not being saved", severity="error", timeout=10)
+
+    def on_voice_level(self, message: VoiceLevel) -> None:
+        """Move the meter."""
+        self.query_one(VoiceBar).set_level(message.level)
+
+    def on_voice_partial(self, message: VoicePartial) -> None:
+        """Show what has been heard so far in the message being recorded."""
+        for run in self._talks.values():
+            if not run.heard and run.user_view is not None and run.pipeline.state == "recording":
+                run.user_view.update(f"🎙 {message.text} …")
+
+    @_while_shown
+    async def on_voice_heard(self, message: VoiceHeard) -> None:
+        """The transcript is final: it becomes the user's message, and the reply starts under it."""
+        run = self._talks.get(message.reply_id)
+        if run is None or run.ended:
+            return
+        run.heard = True
+        if not message.text:
+            return  # nothing heard: the turn ends without a reply (VoiceTurnDone)
+        assert run.user_view is not None
+        run.user_view.update(message.text)
+        await self.query_one(ChatView).mount(run.view, after=run.user_view)
+        self.query_one(ChatView).anchor()
+        bar = self.query_one(VoiceBar)
+        if bar.mode in ("recording", "transcribing") and run.pipeline.state != "recording":
+            bar.show("replying")  # (a new recording, talking over this turn, keeps its meter)
+        self.query_one(StatusBar).set_figures("reading the prompt…")
+
+    def on_voice_speaking(self, message: VoiceSpeaking) -> None:
+        """Show the sentence being spoken."""
+        if message.reply_id in self._talks and len(self._talks) == 1:
+            self.query_one(VoiceBar).show("speaking", message.text)
+
+    @_while_shown
+    async def on_voice_turn_done(self, message: VoiceTurnDone) -> None:
+        """The voice turn is over, audio included: settle what the reply path did not."""
+        run = self._talks.pop(message.reply_id, None)
+        if run is None:
+            return
+        if not run.ended:  # no Done came: nothing heard, or stopped before the reply
+            run.ended = True
+            if run.view.is_mounted:
+                await self._drain(run)
+                if run.view.content.strip() or run.view.thinking.strip():
+                    await run.view.finish("cancelled")
+                else:
+                    await run.view.remove()
+            if not run.heard or message.status == "empty":
+                await self._drop_voice_message(run)
+            self._end_run(run)
+        if message.status == "empty":
+            self.notify("Nothing was heard: hold the talk key while you speak.", severity="warning")
+        if not self._talks:
+            self.query_one(VoiceBar).show("off")
+        self.refresh_bindings()  # Esc stops nothing now
+
+    async def _drop_voice_message(self, run: _Run) -> None:
+        if run.user_view is not None and run.user_view.is_mounted and not (run.heard and run.view.is_mounted):
+            await run.user_view.remove()
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -719,11 +954,15 @@ class EdgeAssistApp(App[None]):
         if self.screen is not self.screen_stack[0]:
             return False  # a dialog or the model error screen is up
         if action == "stop":
-            return self.generating or self.editing
+            return self.generating or self.editing or bool(self._talks)
         return True
 
     def action_stop(self) -> None:
-        """Esc: stop the reply; when editing, give up the edit."""
+        """Esc: stop the reply (or the voice turn: recording, speaking); when editing, give up the edit."""
+        if self._voice is not None and self._talks:
+            self._voice.interrupt()
+            self.stop_reply()
+            return
         if self.stop_reply():
             return
         if self.editing:
@@ -920,7 +1159,8 @@ class EdgeAssistApp(App[None]):
         rows: list[tuple[str, str]] = []
         for b in self.BINDINGS:
             if isinstance(b, Binding):
-                rows.append((b.key.replace(",", ", "), b.tooltip or b.description))
+                keys = [k for k in b.key.split(",") if k not in HIDDEN_KEYS]
+                rows.append((", ".join(keys), b.tooltip or b.description))
         return HELP_BEFORE + rows + HELP_AFTER
 
     def action_help(self) -> None:
@@ -932,6 +1172,8 @@ class EdgeAssistApp(App[None]):
         """Quit; a reply being written is stopped and its part saved first."""
         self._quitting = True
         await self._stop_and_wait(timeout=10)
+        if self._voice is not None:
+            await asyncio.to_thread(self._voice.close)  # releases the microphone and the speaker
         self.exit()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -964,12 +1206,15 @@ def create_app(
     explicit_model: bool = False,
     chat_name: str | None = None,
     new_chat: bool = False,
+    make_voice: MakeVoice | None = None,
 ) -> EdgeAssistApp:
     """Build the chat app for `settings`.
 
     `store` defaults to the history at `settings.store_path()`; `open_model` (settings, explicit)
     builds the engine and defaults to `engine.factory.open_engine` (tests pass a fake engine);
-    `chat_name` opens or creates that chat, `new_chat` starts a fresh one instead of resuming.
+    `chat_name` opens or creates that chat, `new_chat` starts a fresh one instead of resuming;
+    `make_voice` builds the push-to-talk pipeline (default `voice.build_pipeline` on the configured
+    devices; tests pass one on wav files).
     """
     if store is None:
         store = Store(settings.store_path())
@@ -980,4 +1225,5 @@ def create_app(
         explicit_model=explicit_model,
         chat_name=chat_name,
         new_chat=new_chat,
+        make_voice=make_voice,
     )

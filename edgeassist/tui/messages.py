@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.message import Message
 
@@ -81,3 +82,72 @@ class ReplyFailed(Message):
     """What went wrong, for people."""
     unsaved: bool = False
     """The history could not be written (the reply itself may be whole)."""
+
+
+# -- push-to-talk -----------------------------------------------------------------------------------
+
+
+@dataclass
+class VoiceReady(Message):
+    """The voice pipeline is built and warmed up: start the recording the key asked for."""
+
+    pipeline: Any
+    """The `edgeassist.voice.VoicePipeline` (not imported here: the app starts without the speech extra)."""
+
+
+@dataclass
+class VoiceUnavailable(Message):
+    """Voice cannot run here (no speech extra, no PortAudio, no microphone); chat goes on."""
+
+    error: str
+    """One line: what is missing and what to install."""
+
+
+@dataclass
+class VoiceLevel(Message):
+    """The microphone's level while recording, 0..1; only the latest matters."""
+
+    level: float
+    """0 is silence, 1 is full scale."""
+
+    def can_replace(self, message: Message) -> bool:
+        """A queued level is superseded by a newer one."""
+        return isinstance(message, VoiceLevel)
+
+
+@dataclass
+class VoicePartial(Message):
+    """What has been heard so far while the key is held."""
+
+    text: str
+    """The partial transcript."""
+
+
+@dataclass
+class VoiceHeard(Message):
+    """The recording has been transcribed: the user's message for this voice turn."""
+
+    reply_id: int
+    """The voice turn's reply."""
+    text: str
+    """The transcript; empty when nothing was heard."""
+
+
+@dataclass
+class VoiceSpeaking(Message):
+    """A sentence of the reply started to play."""
+
+    reply_id: int
+    """The voice turn's reply."""
+    text: str
+    """The sentence as spoken."""
+
+
+@dataclass
+class VoiceTurnDone(Message):
+    """The voice turn is over (its audio too): complete, cancelled or empty."""
+
+    reply_id: int
+    """The voice turn's reply."""
+    status: str
+    """complete, cancelled (barge-in, Esc), or empty (nothing heard)."""

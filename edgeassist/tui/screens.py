@@ -65,7 +65,7 @@ HELP_AFTER = [
     ("mouse drag, ctrl+c", "select text, copy it"),
     ("click Thinking…/Thought", "open or close a thinking block"),
     ("Tab, shift+Tab", "move between chat list, conversation, input"),
-    ("chat list: Enter, Delete", "open, delete the highlighted chat (F2 renames it)"),
+    ("chat list: Enter, Delete", "open, delete the highlighted chat; F2 renames"),
 ]
 """Keys that are not app bindings, listed last on the help screen."""
 

@@ -330,3 +330,51 @@ class StatusBar(Horizontal):
     def set_model(self, label: str) -> None:
         """Show the model label."""
         self.query_one("#model", Static).update(label)
+
+
+class VoiceBar(Static):
+    """Push-to-talk's line above the input: the microphone level while recording, then what voice is doing."""
+
+    METER_WIDTH = 16
+    _BLOCKS = " ▁▂▃▄▅▆▇█"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """Hidden until voice is used."""
+        super().__init__("", id=id, markup=False)
+        self.display = False
+        self.mode = "off"
+        """off, loading, recording, transcribing, replying or speaking."""
+        self.level = 0.0
+        self.keys = "ctrl+space"
+
+    @classmethod
+    def meter(cls, level: float, width: int = METER_WIDTH) -> str:
+        """A level of 0..1 as a bar of `width` cells, the last one partly filled."""
+        cells = max(0.0, min(1.0, level)) * width
+        full = int(cells)
+        part = cls._BLOCKS[int((cells - full) * (len(cls._BLOCKS) - 1))] if full < width else ""
+        return ("█" * full + part).ljust(width, " ")[:width]
+
+    def show(self, mode: str, text: str = "") -> None:
+        """Switch to `mode` with an optional text (the sentence being spoken, an error)."""
+        self.mode = mode
+        self.display = mode != "off"
+        if mode == "recording":
+            self._recording()
+            return
+        lines = {
+            "loading": "🎙 loading the speech models (once)…",
+            "transcribing": "🎙 transcribing…",
+            "replying": f"🔊 thinking of the answer… ({self.keys} to talk again, Esc to stop)",
+            "speaking": f"🔊 {text} ({self.keys} to talk again, Esc to stop)",
+        }
+        self.update(lines.get(mode, text))
+
+    def set_level(self, level: float) -> None:
+        """Update the meter (only while recording)."""
+        self.level = level
+        if self.mode == "recording":
+            self._recording()
+
+    def _recording(self) -> None:
+        self.update(f"🎙 {self.meter(self.level)} listening: {self.keys} to send, Esc to cancel")
