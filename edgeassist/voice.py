@@ -39,6 +39,7 @@ import numpy as np
 
 from edgeassist.chat import Conversation
 from edgeassist.engine.base import Done, GenerationOptions, Message, Notice, Stats, Text, Thinking
+from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.errors import UsageError
 from edgeassist.speech.audio import WHISPER_RATE, ArrayIn, AudioIn, AudioOut, LevelMeter, Resampler
 from edgeassist.speech.stt import IncrementalTranscriber, Transcriber, Transcript
@@ -728,9 +729,10 @@ class VoicePipeline:
                     # On a small board the model and the voice compete for the same cores: the first
                     # audio gets them to itself. The model catches up while that sentence plays.
                     deadline = time.perf_counter() + FIRST_CHUNK_WAIT_S
-                    while not marks.first_chunk.wait(0.02) and not cancel.is_set():
-                        if time.perf_counter() > deadline:
-                            break
+                    with MODEL_THREAD.held():
+                        while not marks.first_chunk.wait(0.02) and not cancel.is_set():
+                            if time.perf_counter() > deadline:
+                                break
 
         cut_at = self.config.first_chunk_tokens
         pieces = 0

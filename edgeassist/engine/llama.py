@@ -434,8 +434,9 @@ class LlamaEngine:
     ) -> Iterator[Event]:
         """Yield Thinking/Text events as tokens arrive, then one Done with the stats.
 
-        The model runs on the process's model thread (see `modelthread`); the events are handed to
-        the caller's thread as they come. Leaving the loop early stops the reply at the next token.
+        The model runs on the process's model thread (see `modelthread`), at most a couple of
+        tokens ahead of the caller, who gets the events in its own thread. Leaving the loop early
+        stops the reply at the next token.
         """
         stop = Cancel(cancel)
         return MODEL_THREAD.stream(lambda: self._locked_stream(messages, options, stop), stop)

@@ -10,6 +10,8 @@ here instead: one long-lived thread, whichever thread asks.
 
     MODEL_THREAD.call(fn, *args)        # run fn on the model thread, wait, return its result
     MODEL_THREAD.stream(make, stop)     # iterate make() on the model thread, items handed over here
+    with MODEL_THREAD.held():           # pause streams between tokens (voice: the first audio gets the cores)
+        ...
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -72,6 +75,8 @@ class ModelThread:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._hold = threading.Condition()
+        self._holders = 0
 
     def on_it(self) -> bool:
         """Whether the calling thread is the model thread (work is then run in place)."""
@@ -87,6 +92,28 @@ class ModelThread:
     def _run(self) -> None:
         while True:
             self._jobs.get().run()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """While this block runs, streams wait before computing their next item.
+
+        On a small board the model and the voice compete for the same cores; voice holds the model
+        while the first sentence is synthesized, so the first audio comes sooner (the model catches
+        up while it plays). A token being computed when the block starts is finished first.
+        """
+        with self._hold:
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._hold:
+                self._holders -= 1
+                self._hold.notify_all()
+
+    def _wait_unheld(self, stop: threading.Event) -> None:
+        with self._hold:
+            while self._holders and not stop.is_set():
+                self._hold.wait(0.05)  # (a stop from the consumer is not notified here: poll it)
 
     def call(self, fn: Callable[..., T], *args: Any, stop: threading.Event | None = None) -> T:
         """Run `fn(*args)` on the model thread and return its result (or raise its exception).
@@ -125,7 +152,13 @@ class ModelThread:
 
         def produce() -> None:
             try:
-                for item in make():
+                items = make()
+                while True:
+                    self._wait_unheld(stop)
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        break
                     out.put(item)
             except BaseException as e:  # noqa: BLE001 - raised again in the consumer's thread
                 out.put(_Raised(e))
