@@ -996,6 +996,31 @@ BENCH_STAGES = (
 """The `VoiceTurnTimings` fields `bench_stages` reports, in pipeline order."""
 RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
 """With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
+STAND_IN_SENTENCE = "To list every file in a folder, use this command."
+"""What is spoken for each chunk of a random-weight model's reply: an answer's first sentence of the usual length."""
+
+
+class StandInSynthesizer:
+    """Speaks `STAND_IN_SENTENCE` for every chunk it is given.
+
+    A random-weight model's text is noise (long runs of rare tokens, other scripts), which piper
+    would take far longer to speak than an answer's words; the bench times the model on that text
+    and piper on an ordinary sentence in its place.
+    """
+
+    def __init__(self, inner: Synthesizer, sentence: str = STAND_IN_SENTENCE) -> None:
+        """Wrap the real synthesizer."""
+        self.inner = inner
+        self.sentence = sentence
+
+    @property
+    def sample_rate(self) -> int:
+        """The wrapped voice's rate."""
+        return self.inner.sample_rate
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        """The stand-in sentence, spoken by the wrapped voice."""
+        return self.inner.synthesize(self.sentence)
 
 
 def bench_stages(settings: Settings, target: Any) -> dict[str, list[float]]:
@@ -1004,7 +1029,9 @@ def bench_stages(settings: Settings, target: Any) -> dict[str, list[float]]:
     Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
     pace like a microphone, with the key released as the speech ends; the reply plays to a paced
     null speaker. `target` (an `edgeassist.bench.voice.VoiceTarget`) names the model and threads.
-    Whisper, piper and the model are warmed up, and one unmeasured turn runs first.
+    Whisper, piper and the model are warmed up, and one unmeasured turn runs first. With a
+    random-weight model (`target.random_text`) the first chunk is cut at a fixed token count and
+    piper speaks an ordinary sentence in place of each chunk (`StandInSynthesizer`).
     """
     from edgeassist.engine.factory import generation_options
     from edgeassist.engine.llama import LlamaEngine
@@ -1018,6 +1045,8 @@ def bench_stages(settings: Settings, target: Any) -> dict[str, list[float]]:
     pipeline = simulation_pipeline(settings, convo, options=options, config=config)
     tts = pipeline.synthesizer
     assert tts is not None
+    if target.random_text:
+        pipeline.synthesizer = StandInSynthesizer(tts)
     try:
         pipeline.warm_up()
         spoken = []

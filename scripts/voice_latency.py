@@ -36,6 +36,7 @@ from edgeassist.hub import resolve  # noqa: E402
 from edgeassist.voice import (  # noqa: E402
     BENCH_QUESTIONS,
     RANDOM_TEXT_FIRST_CHUNK_TOKENS,
+    StandInSynthesizer,
     VoiceConfig,
     VoiceTurnTimings,
     simulate_turn,
@@ -112,6 +113,8 @@ def main() -> int:
 
     pipeline = simulation_pipeline(settings, conversation(), options=options, config=config, window_s=args.window)
     stt, tts = pipeline.transcriber, pipeline.synthesizer
+    if first_chunk and model.path.name.startswith("synthetic-"):
+        pipeline.synthesizer = StandInSynthesizer(tts)  # random text: piper speaks an ordinary sentence instead
     print(
         f"model {engine.name} · whisper {stt.resolved.name} (window {stt.window_s:.0f}s) · voice {tts.resolved.name} · "
         f"prefill {'on' if config.prefill else 'off'} · "

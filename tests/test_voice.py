@@ -36,8 +36,10 @@ from edgeassist.speech.audio import ArrayIn, WavIn, WavOut, read_wav, write_wav
 from edgeassist.speech.text import CODE_PLACEHOLDER, markdown_to_prose
 from edgeassist.voice import (
     BENCH_STAGES,
+    STAND_IN_SENTENCE,
     Heard,
     Speaking,
+    StandInSynthesizer,
     TurnDone,
     VoiceConfig,
     VoicePipeline,
@@ -219,6 +221,9 @@ def test_random_text_has_its_first_chunk_cut_at_a_token_count() -> None:
     assert result.spoken == ["lorem ipsum dolor sit", "amet consectetur adipiscing elit sed do eiusmod"]
     first_audio = next(i for i, e in enumerate(result.events) if isinstance(e, Speaking))
     assert first_audio < next(i for i, e in enumerate(result.events) if isinstance(e, Done))
+    # The bench speaks an ordinary sentence in place of random text (see StandInSynthesizer).
+    synth = ToneSynth()
+    assert [c.text for c in StandInSynthesizer(synth).synthesize("ꙮ漢 random")] == [STAND_IN_SENTENCE]
 
 
 def test_bench_stages_time_real_voice_turns(starter_gguf: Path) -> None:
