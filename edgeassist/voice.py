@@ -735,17 +735,17 @@ class VoicePipeline:
                                 break
 
         cut_at = self.config.first_chunk_tokens
-        pieces = 0
+        tokens = 0
         try:
             for event in self.conversation.send(text, cancel, self.options):
                 if isinstance(event, Text):
                     if marks.first_token is None:
                         marks.first_token = time.perf_counter()
                     events.put(event)
-                    pieces += 1
+                    tokens += event.tokens
                     if not cancel.is_set():
                         dispatch(splitter.feed(event.text))
-                        if cut_at is not None and pieces >= cut_at and marks.first_sentence is None:
+                        if cut_at is not None and tokens >= cut_at and marks.first_sentence is None:
                             dispatch(splitter.cut())
                     continue
                 if isinstance(event, Done) and not cancel.is_set():

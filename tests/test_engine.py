@@ -153,6 +153,18 @@ def test_qwen35_thinking_arrives_as_thinking_never_as_text(qwen: LlamaEngine) ->
     assert off.endswith("<think>\n\n</think>\n\n")
 
 
+def test_pieces_count_the_tokens_they_come_from(qwen: LlamaEngine) -> None:
+    # Random weights pick rare tokens, many of them parts of a character: those make no piece alone.
+    opts = GenerationOptions(max_tokens=40, temperature=1.0, seed=3, ignore_eos=True)
+    events = list(qwen.stream([{"role": "user", "content": "Hi"}], opts))
+    pieces = [e for e in events if isinstance(e, Text | Thinking)]
+    done = events[-1]
+    assert isinstance(done, Done) and done.stats.generated_tokens == 40
+    counted = sum(e.tokens for e in pieces)
+    assert 40 - 3 <= counted <= 40  # all but a character left unfinished at the end (at most 3 bytes)
+    assert len(pieces) < counted or all(e.tokens == 1 for e in pieces)
+
+
 def test_qwen35_follow_ups_evaluate_only_new_tokens_and_previous_reply(qwen: LlamaEngine) -> None:
     msgs: list[Message] = [{"role": "system", "content": "You are terse."}]
     previous_split = None

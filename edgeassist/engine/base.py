@@ -141,6 +141,8 @@ class Thinking:
     """A piece of the model's thinking; never shown as the answer, never spoken."""
 
     text: str
+    tokens: int = 1
+    """Generated tokens this piece completes (a token that is part of a character, or a split tag, makes none)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class Text:
     """A piece of the answer."""
 
     text: str
+    tokens: int = 1
+    """Generated tokens this piece completes (a token that is part of a character, or a split tag, makes none)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import dataclasses
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats
+from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats, Text, Thinking
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
@@ -530,6 +531,7 @@ class LlamaEngine:
         one = (llama_cpp.llama_token * 1)()
         batch = llama_cpp.llama_batch_get_one(one, 1)
         stats.finish_reason = "length"
+        pending = 0  # tokens generated since the last event (to count into the next one)
         try:
             for _ in range(options.max_tokens):
                 if cancel is not None and cancel.is_set():
@@ -546,8 +548,14 @@ class LlamaEngine:
                 if stats.ttft_s is None:
                     stats.ttft_s = now
                 piece = utf8.decode(self.piece_bytes(token))
+                pending += 1
                 if piece:
-                    yield from splitter.feed(piece)
+                    for event in splitter.feed(piece):
+                        if pending and isinstance(event, Text | Thinking):
+                            event, pending = dataclasses.replace(event, tokens=pending), 0
+                        elif isinstance(event, Text | Thinking):
+                            event = dataclasses.replace(event, tokens=0)
+                        yield event
                 one[0] = token
                 rc = llama_cpp.llama_decode(ctx, batch)
                 if rc != 0:
