@@ -931,7 +931,7 @@ class EdgeAssistApp(App[None]):
                 await self._drop_voice_message(run)
             self._end_run(run)
         if message.status == "empty":
-            self.notify("Nothing was heard: hold the talk key while you speak.", severity="warning")
+            self.notify("Nothing was heard: press the talk key, speak, then press it again.", severity="warning")
         if not self._talks:
             self.query_one(VoiceBar).show("off")
         self.refresh_bindings()  # Esc stops nothing now
