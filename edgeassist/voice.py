@@ -238,8 +238,9 @@ class _ModelThread:
     """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
 
     A newer prefill request replaces one still waiting, and the reply runs after the last prefill,
-    never beside it. (The model itself always runs on the engine's model thread; see
-    `edgeassist.engine.modelthread`.) It starts after the previous turn's has exited and exits
+    never beside it. Each piece of work runs on the process's model thread (see
+    `edgeassist.engine.modelthread`), the reply's loop included, so the decode loop and its
+    consumer take turns on one thread. It starts after the previous turn's has exited and exits
     itself when the turn is over.
     """
 
@@ -306,7 +307,8 @@ class _ModelThread:
                 prefix, self._want = self._want, None
                 self._busy = True
             try:
-                n = prefill_prompt(self.conversation.engine, self.conversation.context(), self.options, prefix or "")
+                engine, context = self.conversation.engine, self.conversation.context()
+                n = MODEL_THREAD.call(prefill_prompt, engine, context, self.options, prefix or "")
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:
@@ -314,7 +316,7 @@ class _ModelThread:
                 self._busy = False
                 self._cond.notify_all()
         if job is not None:
-            job()
+            MODEL_THREAD.call(job)  # the reply's loop on the model thread: no hand-off per token
 
 
 # -- recording -------------------------------------------------------------------------------------

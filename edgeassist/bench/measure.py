@@ -186,7 +186,7 @@ class _Runner:
         self.settings = settings
         self.plan = plan
         self.progress = progress
-        self.cancel = cancel
+        self.cancel = cancel or threading.Event()  # also set when Ctrl+C lands while the model thread works
         self.pairs = [(t, n) for t in plan.targets for n in plan.threads]
         self.steps_per_run = 1 + plan.warmup + plan.repetitions + 1
         self.base_options = generation_options(settings)
@@ -195,7 +195,7 @@ class _Runner:
         if self.progress is not None:
             done = (index + step / self.steps_per_run) / max(1, len(self.pairs))
             self.progress(Progress(index + 1, len(self.pairs), target.name, threads, what, min(1.0, done)))
-        if self.cancel is not None and self.cancel.is_set():
+        if self.cancel.is_set():
             raise Stopped
 
     def options(self, max_tokens: int) -> GenerationOptions:
@@ -271,11 +271,13 @@ class _Runner:
         messages.append({"role": "user", "content": user})
         convo = Conversation(engine, system_prompt=sys_prompt, options=options)
         reset_peak_rss()
-        first = _turn(convo, user, options, self.cancel)
+        # The turns' loops run on the model thread, as the chat app's do: no hand-off between threads per token.
+        first = MODEL_THREAD.call(_turn, convo, user, options, self.cancel, stop=self.cancel)
         rep = Repetition(first=first, followup=None, raw=None, peak_rss_bytes=None)
         if run is not None:
             run.repetitions.append(rep)
-        rep.followup = _turn(convo, FOLLOWUP_TEXT, self.options(min(FOLLOWUP_TOKENS, gen_tokens)), self.cancel)
+        follow = self.options(min(FOLLOWUP_TOKENS, gen_tokens))
+        rep.followup = MODEL_THREAD.call(_turn, convo, FOLLOWUP_TEXT, follow, self.cancel, stop=self.cancel)
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:

@@ -41,6 +41,7 @@ from textual.worker import Worker, get_current_worker
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
 from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Notice, Text, Thinking
+from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.errors import EdgeAssistError, StoreError
 from edgeassist.store import ChatRecord, Store
 from edgeassist.tui import figures
@@ -583,7 +584,9 @@ class EdgeAssistApp(App[None]):
         """Stream one reply (blocking, in a thread worker); Esc and quit cancel the worker, which stops it."""
         cancel = get_current_worker().cancelled_event
         try:
-            self._stream_reply(run, kind, text, options, convo, cancel)
+            # On the model thread itself: the decode loop and this consumer take turns on one thread,
+            # with no hand-off between threads for each token.
+            MODEL_THREAD.call(self._stream_reply, run, kind, text, options, convo, cancel, stop=cancel)
         except EdgeAssistError as e:
             self.post_message(ReplyFailed(run.reply_id, str(e), unsaved=isinstance(e, StoreError)))
         except Exception as e:  # noqa: BLE001 - an engine bug must not take the app (and unsaved text) down
@@ -600,7 +603,7 @@ class EdgeAssistApp(App[None]):
         convo: Conversation,
         cancel: threading.Event,
     ) -> None:
-        """The decode loop's consumer: pieces into the outbox, the rest as messages. Runs in the reply worker."""
+        """The decode loop's consumer: pieces into the outbox, the rest as messages. Runs on the model thread."""
         events: Iterator[Any]
         if kind == "regenerate":
             events = convo.regenerate(cancel, options)
