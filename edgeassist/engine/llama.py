@@ -443,9 +443,9 @@ class LlamaEngine:
     ) -> Iterator[Event]:
         """Yield Thinking/Text events as tokens arrive, then one Done with the stats.
 
-        The model runs on the process's model thread (see `modelthread`), at most a couple of
-        tokens ahead of the caller, who gets the events in its own thread. Leaving the loop early
-        stops the reply at the next token.
+        The model runs on the process's model thread (see `modelthread`): a caller on that thread
+        (`MODEL_THREAD.call`) iterates it in place; any other gets the events in its own thread, at
+        most a couple of tokens behind. Leaving the loop early stops the reply at the next token.
         """
         stop = Cancel(cancel)
         return MODEL_THREAD.stream(lambda: self._locked_stream(messages, options, stop), stop)
