@@ -23,7 +23,6 @@ import functools
 import hashlib
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,8 +86,6 @@ class FakeHub:
         self._cut_after: int | None = None
         self._down_after_cut = False
         self._down = False
-        self.chunk_delay = 0.0
-        """Seconds to pause after each 1 MB sent (to watch a progress bar)."""
         self._hub = _Server(self, "hub")
         self._cdn = _Server(self, "cdn")
 
@@ -312,8 +309,6 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 budget -= len(chunk)
-                if self.hub.chunk_delay:
-                    time.sleep(self.hub.chunk_delay)  # pacing only when a test asks, to watch the progress bar
         if cut is not None and cut < length:
             self.wfile.flush()
             self._drop()
