@@ -667,21 +667,29 @@ async def test_push_to_talk_shows_level_and_transcript_sends_it_and_speaks_the_r
     assert word_recall(markdown_to_prose(reply.content), heard_back) >= 0.6, (reply.content, heard_back)
 
 
-async def test_talking_over_a_spoken_reply_stops_it_and_records(tmp_path: Path, fake_engine: Any) -> None:
-    from audio_helpers import RecordingOut, SilentTranscriber, ToneSynth, tone
+def scripted_voice(heard: str, record_s: float, out: Any) -> Any:
+    """A `make_voice` of scripted parts: a tone of `record_s` as the microphone (real-time), a transcriber
+    that 'hears' `heard` in any sound, a tone per spoken sentence, played to `out`."""
+    from audio_helpers import SilentTranscriber, ToneSynth, tone
 
     from edgeassist.speech.audio import ArrayIn
     from edgeassist.voice import VoiceConfig, VoicePipeline
 
-    out = RecordingOut(hold=True)  # each sentence plays until it is stopped: a long reply
-
     def make(settings: Settings, convo: Any, on_level: Any, on_transcript: Any) -> Any:
-        mic = ArrayIn(tone(0.5), 16000, realtime=True)  # a half-second recording that ends by itself
+        mic = ArrayIn(tone(record_s), 16000, realtime=True)
         return VoicePipeline(
-            convo, SilentTranscriber("Tell me a long story"), ToneSynth(), mic, out,
+            convo, SilentTranscriber(heard), ToneSynth(), mic, out,
             config=VoiceConfig(prefill=False), on_level=on_level, on_transcript=on_transcript,
         )  # fmt: skip
 
+    return make
+
+
+async def test_talking_over_a_spoken_reply_stops_it_and_records(tmp_path: Path, fake_engine: Any) -> None:
+    from audio_helpers import RecordingOut
+
+    out = RecordingOut(hold=True)  # each sentence plays until it is stopped: a long reply
+    make = scripted_voice("Tell me a long story", 0.5, out)  # a half-second recording that ends by itself
     engine = fake_engine("Once upon a time. There was a board. It ran a model.")
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True, make_voice=make)
     async with app.run_test() as pilot:
@@ -702,16 +710,9 @@ async def test_talking_over_a_spoken_reply_stops_it_and_records(tmp_path: Path, 
 
 
 async def test_esc_while_recording_discards_the_voice_message(tmp_path: Path, fake_engine: Any) -> None:
-    from audio_helpers import RecordingOut, SilentTranscriber, ToneSynth, tone
+    from audio_helpers import RecordingOut
 
-    from edgeassist.speech.audio import ArrayIn
-    from edgeassist.voice import VoiceConfig, VoicePipeline
-
-    def make(settings: Settings, convo: Any, on_level: Any, on_transcript: Any) -> Any:
-        mic = ArrayIn(tone(30.0), 16000, realtime=True)
-        return VoicePipeline(convo, SilentTranscriber("never sent"), ToneSynth(), mic, RecordingOut(),
-                             config=VoiceConfig(prefill=False))  # fmt: skip
-
+    make = scripted_voice("never sent", 30.0, RecordingOut())
     app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), make_voice=make)
     async with app.run_test() as pilot:
         await ready(pilot)

@@ -29,6 +29,25 @@ SUBCOMMANDS = {
 }
 
 
+def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
+    """An argparse action that stores the flag as the `[section] key` settings override (key: the flag's
+    dest), so that its value is validated, and named in errors, like the config file's."""
+
+    class SettingFlag(argparse.Action):
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: Any,
+            option_string: str | None = None,
+        ) -> None:
+            overrides = getattr(namespace, "settings_overrides", None) or {}
+            overrides.setdefault(section, {})[key or self.dest] = values
+            namespace.settings_overrides = overrides
+
+    return SettingFlag
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes; they become the strongest settings source."""
     p = argparse.ArgumentParser(add_help=False)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from edgeassist.cli import setting_flag
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -16,19 +17,8 @@ if TYPE_CHECKING:
     from edgeassist.bench.measure import BenchTarget, Progress
 
 
-class _BenchSetting(argparse.Action):
-    """Store the flag as a `[bench]` settings override, so it is validated (and named) like the config file."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        overrides = getattr(namespace, "settings_overrides", None) or {}
-        overrides.setdefault("bench", {})[self.dest] = values
-        namespace.settings_overrides = overrides
+_BenchSetting = setting_flag("bench")
+"""Store the flag as a `[bench]` settings override."""
 
 
 def _int_list(text: str) -> list[int]:

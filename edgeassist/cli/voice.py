@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
+from edgeassist.cli import setting_flag
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -48,13 +49,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--list-devices", action="store_true", help="list microphones and speakers, then exit")
     p.add_argument("--input-wav", type=Path, metavar="FILE", help="take the question from a wav file (one turn)")
     p.add_argument("--output-wav", type=Path, metavar="FILE", help="write the spoken reply to a wav file")
-    for flag, text in (
-        ("--input-device", "microphone: index or part of the name (see --list-devices)"),
-        ("--output-device", "speaker: index or part of the name"),
-        ("--whisper-model", "faster-whisper model (default: speech.whisper_model)"),
-        ("--voice", "piper voice name or .onnx path (default: speech.voice)"),
+    for flag, section, text in (
+        ("--input-device", "audio", "microphone: index or part of the name (see --list-devices)"),
+        ("--output-device", "audio", "speaker: index or part of the name"),
+        ("--whisper-model", "speech", "faster-whisper model (default: speech.whisper_model)"),
+        ("--voice", "speech", "piper voice name or .onnx path (default: speech.voice)"),
     ):
-        p.add_argument(flag, action=_Setting, default=argparse.SUPPRESS, help=text)
+        p.add_argument(flag, action=setting_flag(section), default=argparse.SUPPRESS, help=text)
     p.add_argument("--no-speak", action="store_true", help="answer in text only")
     p.add_argument(
         "--once",
@@ -70,30 +71,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--max-tokens", type=int, help="most tokens per reply")
     p.add_argument("--timings", action="store_true", help="print where each turn's time went")
     p.set_defaults(handler=run)
-
-
-_SETTING_OF = {
-    "input_device": ("audio", "input_device"),
-    "output_device": ("audio", "output_device"),
-    "whisper_model": ("speech", "whisper_model"),
-    "voice": ("speech", "voice"),
-}
-
-
-class _Setting(argparse.Action):
-    """Store the flag as a settings override, so it is validated (and named) like the config file."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        section, key = _SETTING_OF[self.dest]
-        overrides = getattr(namespace, "settings_overrides", None) or {}
-        overrides.setdefault(section, {})[key] = values
-        namespace.settings_overrides = overrides
 
 
 # -- output ----------------------------------------------------------------------------------------

@@ -559,10 +559,10 @@ class LlamaEngine:
                 pending += 1
                 if piece:
                     for event in splitter.feed(piece):
-                        if pending and isinstance(event, Text | Thinking):
-                            event, pending = dataclasses.replace(event, tokens=pending), 0
-                        elif isinstance(event, Text | Thinking):
-                            event = dataclasses.replace(event, tokens=0)
+                        if isinstance(event, Text | Thinking):
+                            if event.tokens != pending:  # (pieces come with 1: the usual case costs nothing)
+                                event = dataclasses.replace(event, tokens=pending)
+                            pending = 0
                         yield event
                 one[0] = token
                 rc = llama_cpp.llama_decode(ctx, batch)

