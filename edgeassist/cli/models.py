@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "or a pulled whisper model or piper voice (whisper:NAME, voice:NAME).",
     )
     p.add_argument(
-        "name", help="model to delete (catalog name, file name in the models folder, whisper:NAME, voice:NAME)"
+        "name",
+        help="model to delete (catalog name, file name in the models folder, whisper:NAME, voice:NAME); "
+        "nothing outside the models folder is ever deleted, and a link there is removed itself, not its target",
     )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=run_rm)
@@ -83,8 +85,9 @@ def pull_name(name: str, quant: str | None) -> str:
 def run_pull(args: argparse.Namespace, settings: Settings) -> int:
     """Download the model and print its path on stdout (status on stderr)."""
     from edgeassist.hub import pull
+    from edgeassist.speech.models import is_speech_spec
 
-    if args.name and args.name.split(":", 1)[0].strip().lower() in ("whisper", "voice", "piper"):
+    if args.name and is_speech_spec(args.name):
         # Speech models (whisper:tiny.en, voice:en_US-lessac-medium) come through the same hub.
         from edgeassist.speech.models import pull_speech_model
 
@@ -192,14 +195,14 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if speech:
         print()
-        table = [("SPEECH", "NAME", "SIZE", "")]
+        speech_table: list[tuple[str, ...]] = [("SPEECH", "NAME", "SIZE", "")]
         for m in speech:
             notes = ["default"] if (m.kind, m.name) in in_use else []
             notes.append("pulled" if m.source == "pulled" else "from PyPI (offline fallback)")
-            table.append((m.kind, m.name, _human(disk_bytes(m.path)), ", ".join(notes)))
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            speech_table.append((m.kind, m.name, _human(disk_bytes(m.path)), ", ".join(notes)))
+        widths = [max(len(line[i]) for line in speech_table) for i in range(len(speech_table[0]))]
+        for line in speech_table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     print(f"\nmodels folder: {models_dir}")
     print("sizes with ~ and all RAM figures are estimates; get a model with `edgeassist pull NAME`")
     return 0
@@ -217,6 +220,9 @@ def run_rm(args: argparse.Namespace, settings: Settings) -> int:
         if not sys.stdin.isatty():
             raise UsageError(f"not deleting {args.name} without confirmation: pass --yes (stdin is not a terminal)")
         for f in files:
+            if f.is_symlink():  # say so: only the link goes, what it points to stays
+                print(f"  {f} (a link to {f.resolve()}: only the link is deleted)")
+                continue
             size = _human(disk_bytes(f)) if f.exists() else "?"
             print(f"  {f} ({size})")
         try:

