@@ -207,8 +207,6 @@ class VoiceTurnResult:
 
 # -- prefill ---------------------------------------------------------------------------------------
 
-_SENTINEL = "\x00"
-
 
 def prefill_prompt(
     engine: Any,
@@ -219,19 +217,15 @@ def prefill_prompt(
 ) -> int:
     """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
 
-    The text is the conversation rendered with a user message that starts with `user_prefix`, cut
-    where the rest of the message would begin; the engine's `prefill` evaluates the part of it that
-    no continuation can change, which the reply then reuses. Engines without `prefill` return 0.
+    The engine renders the conversation with a user message that starts with `user_prefix`, cut
+    where the rest of the message would begin, and evaluates the part of it that no continuation
+    can change, which the reply then reuses. Engines without `prefill` return 0.
     """
     prefill = getattr(engine, "prefill", None)
     if not callable(prefill):
         return 0
     think = options.think and bool(getattr(engine, "supports_thinking", False))
-    rendered = engine.render([*messages, {"role": "user", "content": user_prefix + _SENTINEL}], think)
-    cut = rendered.find(_SENTINEL)
-    if cut <= 0:
-        return 0
-    return int(prefill(rendered[:cut], cancel))
+    return int(prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel))
 
 
 class _ModelThread:

@@ -190,7 +190,8 @@ def test_qwen35_follow_ups_evaluate_only_new_tokens_and_previous_reply(qwen: Lla
     previous_split = None
     for turn in range(6):
         msgs.append({"role": "user", "content": f"Question number {turn}: tell me something about the number {turn}."})
-        prompt = qwen.tokenize(qwen.render(msgs, think=False))
+        encoded = qwen.encode(msgs, think=False)
+        prompt = encoded.tokens
         answer, _, done = run(qwen, msgs, GenerationOptions(temperature=0, max_tokens=16))
         s = done.stats
         assert s.prompt_tokens == len(prompt)
@@ -198,7 +199,7 @@ def test_qwen35_follow_ups_evaluate_only_new_tokens_and_previous_reply(qwen: Lla
             # Resumed exactly where the previous reply started: only that reply and the new turn are evaluated.
             assert s.reused_tokens == previous_split
             assert s.evaluated_tokens == len(prompt) - previous_split
-        previous_split = qwen._split_point(msgs, False, prompt)
+        previous_split = encoded.split
         msgs.append({"role": "assistant", "content": answer})
     assert s.evaluated_tokens < s.prompt_tokens / 2
 

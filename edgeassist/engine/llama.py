@@ -26,6 +26,7 @@ from typing import Any
 
 from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats, Text, Thinking
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
+from edgeassist.engine.prompt import CUT, Shielded, common_prefix_len, shield
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
@@ -39,13 +40,18 @@ _PREFILL_PROBES = ("x", " x", "X", "?", "\n")
 """Continuations tried on a cut prompt: tokens they all agree on are safe to evaluate early."""
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return list(a[:n])
+_SPECIAL_CACHE_MAX = 512
+"""Message texts whose control-token scan is remembered (a chat's history is re-scanned each turn)."""
+
+
+@dataclass
+class Prompt:
+    """A turn's prompt: the text as the model reads it, its tokens, and where the reply starts."""
+
+    text: str
+    tokens: list[int]
+    split: int
+    """Token index where the reply starts as the next turn's history will render it."""
 
 
 def _init_backend() -> None:
@@ -152,6 +158,7 @@ class LlamaEngine:
         self._add_bos = False
         self._bos_text = ""
         self._eog: list[int] | None = None
+        self._specials: dict[str, tuple[str, ...]] = {}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -276,20 +283,48 @@ class LlamaEngine:
 
     # -- tokens ------------------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens for `text`, special tokens parsed, BOS added when the model wants one."""
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens for `text`; control-token strings in it stay plain text unless `special`.
+
+        Only the engine's prompt encoder passes `special=True`, and only for the chat template's
+        own markup (see `engine.prompt`): message text never becomes control tokens.
+        """
         import llama_cpp
 
-        raw = text.encode("utf-8")
-        add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
+        if self._vocab is None:
+            self.load()
+        raw = text.encode("utf-8", "replace")  # a lone surrogate must not stop a reply
         n_max = len(raw) + 8
         buf = (llama_cpp.llama_token * n_max)()
-        n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, True)
+        n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, special)
         if n < 0:
             n_max = -n
             buf = (llama_cpp.llama_token * n_max)()
-            n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, True)
+            n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_bos, special)
         return list(buf[:n])
+
+    def control_strings(self, text: str) -> tuple[str, ...]:
+        """The control-token strings (`<|im_start|>`…) that special parsing would find in `text`."""
+        import llama_cpp
+
+        found = self._specials.get(text)
+        if found is None:
+            flags = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            attr, vocab = llama_cpp.llama_vocab_get_attr, self._vocab
+            tokens = self.tokenize(text, special=True) if text else []
+            found = tuple(sorted({self._piece(t) for t in tokens if attr(vocab, t) & flags}))
+            if len(self._specials) >= _SPECIAL_CACHE_MAX:
+                self._specials.clear()
+            self._specials[text] = found
+        return found
+
+    def _prompt_tokens(self, shielded: Shielded, rendered: str) -> list[int]:
+        """Tokens of a prompt rendered from `shielded`: markup with special parsing, quoted strings without."""
+        out: list[int] = []
+        for i, seg in enumerate(shielded.segments(rendered)):
+            bos = i == 0 and self._add_bos and not (self._bos_text and seg.text.startswith(self._bos_text))
+            out += self.tokenize(seg.text, special=seg.special, add_bos=bos)
+        return out
 
     def _piece(self, token: int) -> str:
         return self.piece_bytes(token).decode("utf-8", "replace")
@@ -307,13 +342,27 @@ class LlamaEngine:
 
     def render(self, messages: Sequence[Message], think: bool) -> str:
         """The prompt text for `messages` under the model's own chat template."""
+        return self.encode(messages, think).text
+
+    def encode(self, messages: Sequence[Message], think: bool) -> Prompt:
+        """The prompt for `messages`: its text, its tokens (message text never special), the reply's start."""
         self.load()
         assert self._template is not None
-        return self._template.render(messages, think=think and self.supports_thinking)
+        think = think and self.supports_thinking
+        shielded = shield(messages, self.control_strings)
+        rendered = self._template.render(shielded.messages, think=think)
+        tokens = self._prompt_tokens(shielded, rendered)
+        head = rendered[: self._template.reply_start(shielded.messages, think=think, prompt=rendered)]
+        split = min(common_prefix_len(self._prompt_tokens(shielded, head), tokens), len(tokens) - 1)
+        return Prompt(shielded.text(rendered), tokens, split)
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
         """Tokens the rendered prompt for `messages` takes."""
-        return len(self.tokenize(self.render(messages, options.think)))
+        self.load()
+        assert self._template is not None
+        shielded = shield(messages, self.control_strings)
+        rendered = self._template.render(shielded.messages, think=options.think and self.supports_thinking)
+        return len(self._prompt_tokens(shielded, rendered))
 
     # -- state -------------------------------------------------------------------------------
 
@@ -362,11 +411,7 @@ class LlamaEngine:
         """Make the context hold `prompt[:start]` for the largest reusable start; return start."""
         import llama_cpp
 
-        common = 0
-        for a, b in zip(self._tokens, prompt, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix_len(self._tokens, prompt)
         last = len(prompt) - 1  # at least one token must be evaluated to get logits
         if common == len(self._tokens) and common <= last:
             return common
@@ -380,18 +425,6 @@ class LlamaEngine:
             return len(cp.tokens)
         self._reset()
         return 0
-
-    def _split_point(self, messages: Sequence[Message], think: bool, prompt: list[int]) -> int:
-        """Token index where this turn's reply starts, as the next turn's history will render it."""
-        assert self._template is not None
-        head = self._template.render(messages, think=think)[: self._template.reply_start(messages, think=think)]
-        head_tokens = self.tokenize(head)
-        n = 0
-        for a, b in zip(head_tokens, prompt, strict=False):
-            if a != b:
-                break
-            n += 1
-        return min(n, len(prompt) - 1)
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -450,22 +483,35 @@ class LlamaEngine:
         stop = Cancel(cancel)
         return MODEL_THREAD.stream(lambda: self._locked_stream(messages, options, stop), stop)
 
-    def prefill(self, text: str, cancel: threading.Event | None = None) -> int:
+    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
         """Evaluate the start of a coming prompt ahead of time; return the tokens evaluated.
 
-        `text` is a rendered prompt cut anywhere (in the middle of the user's words, say). Only the
-        tokens that no continuation of `text` could tokenize differently are evaluated, so the
-        context always holds a prefix of the final prompt and the next `stream()` reuses it. On a
-        hybrid model, whose state cannot be rolled back, this is the only safe way to start early.
+        The last of `messages` is a message still being written (the user's words so far, say); the
+        prompt is cut where the rest of it would go. Only the tokens that no continuation could
+        tokenize differently are evaluated, so the context always holds a prefix of the final
+        prompt and the next `stream()` reuses it. On a hybrid model, whose state cannot be rolled
+        back, this is the only safe way to start early.
         """
-        return MODEL_THREAD.call(self._prefill, text, cancel, stop=cancel)
+        return MODEL_THREAD.call(self._prefill, messages, think, cancel, stop=cancel)
 
-    def _prefill(self, text: str, cancel: threading.Event | None) -> int:
+    def _prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None) -> int:
         with self._lock:
             self._load()
-            tokens = self.tokenize(text)
+            assert self._template is not None
+            if not messages:
+                return 0
+            shielded = shield(messages, self.control_strings)
+            last = shielded.messages[-1]
+            shielded.messages[-1] = {**last, "content": last["content"] + CUT}
+            rendered = self._template.render(shielded.messages, think=think and self.supports_thinking)
+            cut = rendered.find(CUT)
+            if cut <= 0:
+                return 0
+            text = rendered[:cut]
+            tokens = self._prompt_tokens(shielded, text)
             for tail in _PREFILL_PROBES:  # keep only tokens that stay the same whatever follows
-                tokens = _common_prefix(tokens, self.tokenize(text + tail))
+                probe = self._prompt_tokens(shielded, text + tail)
+                tokens = tokens[: common_prefix_len(tokens, probe)]
             held = self._tokens
             if not tokens or (len(held) >= len(tokens) and held[: len(tokens)] == tokens):
                 return 0
@@ -496,8 +542,8 @@ class LlamaEngine:
 
         t0 = time.perf_counter()
         think = options.think and self.supports_thinking
-        text = self.render(messages, think)
-        prompt = self.tokenize(text)
+        encoded = self.encode(messages, think)
+        text, prompt, split = encoded.text, encoded.tokens, encoded.split
         stats = Stats(
             model=self.name,
             backend=self.backend,
@@ -510,7 +556,6 @@ class LlamaEngine:
                 f"the prompt is {len(prompt)} tokens but the context window is {self._n_ctx}: "
                 "shorten it or raise model.n_ctx"
             )
-        split = self._split_point(messages, think, prompt)
         start = self._prepare(prompt, split)
         stats.reused_tokens = start
         stats.evaluated_tokens = len(prompt) - start

@@ -1,0 +1,108 @@
+"""Message text stays text: only the chat template's own markup may become special tokens.
+
+llama.cpp turns the *text* of a control token (`<|im_start|>`, `<|im_end|>`, `<|endoftext|>`…)
+into that control token when a string is tokenized with special parsing on. A prompt has to be
+tokenized that way, or the template's markup would not become the model's turn structure. But a
+message holding the same text (typed, pasted, piped, transcribed, or later a file or a tool
+result) would then forge a turn: `<|im_start|>system\n…` in a user message would start a real
+system turn.
+
+So a prompt is rendered with every control-token string inside message content replaced by a
+placeholder that no one can type (a per-process random nonce between private-use characters),
+and the rendered text is cut at the placeholders: the template's text between them is tokenized
+with special parsing, and each placeholder stands for its string tokenized as plain text. The
+template still sees ordinary text (it may strip, split or test the content as it likes); only
+the control-token strings are held out of its reach.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from edgeassist.engine.base import Message
+
+_NONCE = secrets.token_hex(8)
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile(re.escape(_OPEN + _NONCE) + r"(\d+)" + re.escape(_CLOSE))
+CUT = f"\ue002{_NONCE}\ue003"
+"""A mark no message can contain: put in a message to find where its text lands in the rendering."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of rendered prompt text and how it is tokenized."""
+
+    text: str
+    special: bool
+    """True for template markup (special tokens parsed); False for a control-token string quoted from a message."""
+
+
+@dataclass
+class Shielded:
+    """Messages whose control-token strings were swapped for placeholders, and the table to undo it."""
+
+    messages: list[Message]
+    table: list[str]
+    """The string behind placeholder i."""
+
+    def segments(self, rendered: str) -> list[Segment]:
+        """Cut text rendered from `messages` into markup and quoted control-token strings."""
+        if not self.table:
+            return [Segment(rendered, True)]
+        out: list[Segment] = []
+        at = 0
+        for m in _PLACEHOLDER.finditer(rendered):
+            i = int(m.group(1))
+            if i >= len(self.table):  # not ours (cannot happen: content never holds the nonce)
+                continue
+            if m.start() > at:
+                out.append(Segment(rendered[at : m.start()], True))
+            out.append(Segment(self.table[i], False))
+            at = m.end()
+        if at < len(rendered):
+            out.append(Segment(rendered[at:], True))
+        return out
+
+    def text(self, rendered: str) -> str:
+        """The prompt as the model reads it: placeholders put back as their strings."""
+        return "".join(s.text for s in self.segments(rendered))
+
+
+def shield(messages: Sequence[Message], specials_in: Callable[[str], Iterable[str]]) -> Shielded:
+    """Replace, in every message's content, the control-token strings `specials_in` finds there.
+
+    `specials_in(text)` names the control-token strings the tokenizer would turn into control
+    tokens in `text`. The nonce characters themselves are removed from content too: they are
+    private-use code points no keyboard produces, and a message that smuggled the nonce in could
+    otherwise pose as a placeholder.
+    """
+    found: set[str] = set()
+    for m in messages:
+        found.update(s for s in specials_in(m["content"]) if s)
+    has_marks = any(_NONCE in m["content"] for m in messages)
+    if not found and not has_marks:
+        return Shielded(list(messages), [])
+    table = sorted(found, key=len, reverse=True)  # longest first: one string may contain another
+    index = {s: i for i, s in enumerate(table)}
+    pattern = re.compile("|".join(re.escape(s) for s in table)) if table else None
+
+    def swap(content: str) -> str:
+        content = content.replace(_NONCE, "")
+        if pattern is None:
+            return content
+        return pattern.sub(lambda m: f"{_OPEN}{_NONCE}{index[m.group(0)]}{_CLOSE}", content)
+
+    return Shielded([{**m, "content": swap(m["content"])} for m in messages], table)
+
+
+def common_prefix_len(a: Sequence[object], b: Sequence[object]) -> int:
+    """How many leading items `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
