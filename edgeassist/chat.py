@@ -23,7 +23,7 @@ from edgeassist.engine.base import (
     Thinking,
 )
 from edgeassist.errors import ContextOverflowError, UsageError
-from edgeassist.store import ChatRecord, Store
+from edgeassist.store import ChatRecord, Store, chat_name
 
 
 @dataclass
@@ -82,8 +82,16 @@ class Conversation:
         system_prompt: str | None = None,
         options: GenerationOptions | None = None,
     ) -> Conversation:
-        """Continue the saved chat called `name`, creating it when it does not exist."""
-        chat = store.find_chat(name) or store.create_chat(name, system_prompt=None, model=engine.name)
+        """Continue the saved chat called `name`, creating it when it does not exist.
+
+        A blank name, or one with control characters, is a UsageError (`--chat ""`). Finding and
+        creating are one step in the store, so two processes starting the same chat both get it.
+        """
+        try:
+            name = chat_name(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        chat = store.open_chat(name, system_prompt=None, model=engine.name)
         return cls(engine, system_prompt=system_prompt, options=options, store=store, chat=chat)
 
     # -- context -------------------------------------------------------------------------------

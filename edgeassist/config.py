@@ -21,7 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from edgeassist.errors import ConfigError
+from edgeassist.errors import ConfigError, StoreError
+from edgeassist.private import private_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -236,11 +237,15 @@ def user_config_dir() -> Path:
 
 
 def user_data_dir() -> Path:
-    """The platform's per-user data folder for edgeassist (history, models when installed)."""
+    """The platform's per-user data folder for edgeassist (history, models when installed), created 0700."""
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "edgeassist"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "edgeassist"
+        path = Path.home() / "Library" / "Application Support" / "edgeassist"
+    else:
+        path = Path(os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "edgeassist"
+    try:
+        return private_dir(path)  # chats are personal: the folder is the user's alone
+    except OSError as e:
+        raise StoreError(f"cannot make the data folder {path} private (0700): {e.strerror or e}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

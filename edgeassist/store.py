@@ -1,25 +1,39 @@
 """Chat history in SQLite (WAL): every message is written as soon as it exists.
 
 A user message is saved when it is sent, a reply when it completes; a stopped reply is
-saved with status `cancelled`. Writes are single statements in autocommit transactions,
-so a crash loses at most the reply being generated.
+saved with status `cancelled`. Each write is one short transaction, so a crash loses at most
+the reply being generated.
+
+Several processes may use one history at once (`ask --chat X` twice, the chat app beside
+`voice`): every write that reads before it writes takes the write lock first (`BEGIN
+IMMEDIATE`), waits for another writer up to the busy timeout, and finding-or-creating a chat
+is one transaction. The database and its side files are 0600 (see `edgeassist.private`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from edgeassist.errors import StoreError
+from edgeassist.private import private_database, private_dir
 
 Status = Literal["complete", "cancelled", "error"]
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another process's write before it gives up ("database is locked")."""
+
+SCHEMA_VERSION = 1
+"""`PRAGMA user_version` of a database with the current schema; a lower one is migrated on open."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (
@@ -84,22 +98,77 @@ class MessageRecord:
     """Unix time it was saved."""
 
 
+# Characters a chat name may not hold: controls (tab, newline, escape: they break the one-line
+# list and the terminal), line and paragraph separators, and lone surrogates, which is what
+# bytes that are not UTF-8 become in argv and which SQLite cannot store.
+_NAME_FORBIDDEN = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def chat_name(name: str) -> str:
+    """The name as it is stored: surrounding whitespace removed; ValueError if blank or holding control characters."""
+    clean = name.strip()
+    if not clean:
+        raise ValueError("a chat name cannot be blank: give it at least one visible character")
+    bad = next((ch for ch in clean if unicodedata.category(ch) in _NAME_FORBIDDEN), None)
+    if bad is not None:
+        what = "bytes that are not UTF-8" if unicodedata.category(bad) == "Cs" else "control characters"
+        raise ValueError(f"a chat name cannot contain {what}: {clean!r}")
+    return clean
+
+
 class Store:
-    """The SQLite history; safe to share between the UI thread and worker threads."""
+    """The SQLite history; safe to share between the UI thread and worker threads, and between processes."""
 
     def __init__(self, path: Path) -> None:
-        """Open (creating if needed) the database at `path`."""
+        """Open (creating if needed) the database at `path`, private to the user (0600)."""
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # A folder the user named in `store.path` keeps its mode; the default data dir was already
+            # made 0700 by `user_data_dir()`. Folders created here are private either way.
+            private_dir(self.path.parent, tighten=False)
+            private_database(self.path)  # before SQLite opens it, so no file is ever readable by others
+            # `timeout` is SQLite's busy timeout, set before the first statement, which may have to wait too.
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+            self._enable_wal()
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
+            self._migrate()
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open the chat history at {self.path}: {e}") from None
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL; on a new database several processes may race to do it first.
+
+        Leaving the rollback journal needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+        once, without its busy handler, when waiting could deadlock (two openers both holding a
+        read lock). Retrying the statement is SQLite's documented answer, so retry until the
+        busy timeout is spent.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                busy = "locked" in str(e) or "busy" in str(e)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(random.uniform(0.001, 0.02))  # jitter, so racing openers do not retry in step
+
+    def _migrate(self) -> None:
+        """Bring the schema up to SCHEMA_VERSION, once, even when several processes open a new database at once."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others wait, then see it done
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        finally:
+            self._rollback()
 
     @contextmanager
     def _cursor(self) -> Iterator[sqlite3.Cursor]:
@@ -111,6 +180,27 @@ class Store:
             except sqlite3.Error as e:
                 raise StoreError(f"chat history error ({self.path}): {e}") from None
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One transaction that holds the write lock from its start, for writes that read first.
+
+        A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
+        another process wrote in between; taking the lock up front makes it wait its turn instead.
+        """
+        with self._cursor() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+                c.execute("COMMIT")
+            finally:
+                self._rollback()
+
+    def _rollback(self) -> None:
+        """End a transaction that did not commit; SQLite may already have rolled it back itself (disk full)."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):  # the error that got us here is the one worth reporting
+                self._db.execute("ROLLBACK")
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
@@ -121,9 +211,12 @@ class Store:
     def create_chat(
         self, name: str | None = None, *, system_prompt: str | None = None, model: str | None = None
     ) -> ChatRecord:
-        """Create a chat; without a name it gets a unique one from the date and time."""
+        """Create a chat; without a name it gets a unique one from the date and time.
+
+        A name that is taken is a StoreError; use `open_chat` to continue a chat that may exist.
+        """
         now = time.time()
-        base = name or time.strftime("Chat %Y-%m-%d %H:%M", time.localtime(now))
+        base = self._name(name) if name is not None else time.strftime("Chat %Y-%m-%d %H:%M", time.localtime(now))
         candidate, n = base, 1
         while True:
             try:
@@ -136,11 +229,37 @@ class Store:
                 break
             except sqlite3.IntegrityError:
                 if name is not None:
-                    raise StoreError(f"a chat named {name!r} already exists") from None
+                    raise StoreError(f"a chat named {base!r} already exists") from None
                 n += 1
                 candidate = f"{base} ({n})"
         assert chat_id is not None
         return ChatRecord(chat_id, candidate, system_prompt, model, now, now)
+
+    def open_chat(self, name: str, *, system_prompt: str | None = None, model: str | None = None) -> ChatRecord:
+        """The chat called `name`, created (with `system_prompt` and `model`) if there is none.
+
+        One transaction: when two processes open the same new name at once, one creates the
+        chat and both continue it, instead of the second failing with "already exists".
+        """
+        clean = self._name(name)
+        now = time.time()
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO chats (name, system_prompt, model, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (clean, system_prompt, model, now, now),
+            )
+            row = c.execute(
+                "SELECT id, name, system_prompt, model, created_at, updated_at FROM chats WHERE name = ?", (clean,)
+            ).fetchone()
+        return ChatRecord(*row)
+
+    @staticmethod
+    def _name(name: str) -> str:
+        try:
+            return chat_name(name)
+        except ValueError as e:
+            raise StoreError(str(e)) from None
 
     def _chat(self, where: str, arg: object) -> ChatRecord | None:
         with self._cursor() as c:
@@ -173,17 +292,13 @@ class Store:
         return chats[0] if chats else None
 
     def rename_chat(self, chat_id: int, name: str) -> None:
-        """Rename a chat; names are unique."""
-        if not name.strip():
-            raise StoreError("a chat name cannot be empty")
+        """Rename a chat; names are unique, so renaming onto a taken name is a StoreError."""
+        clean = self._name(name)
         try:
             with self._cursor() as c:
-                c.execute(
-                    "UPDATE chats SET name = ?, updated_at = ? WHERE id = ?",
-                    (name.strip(), time.time(), chat_id),
-                )
+                c.execute("UPDATE chats SET name = ?, updated_at = ? WHERE id = ?", (clean, time.time(), chat_id))
         except sqlite3.IntegrityError:
-            raise StoreError(f"a chat named {name!r} already exists") from None
+            raise StoreError(f"a chat named {clean!r} already exists") from None
 
     def set_system_prompt(self, chat_id: int, system_prompt: str | None) -> None:
         """Set the chat's own system prompt (None: the configured default)."""
@@ -212,17 +327,23 @@ class Store:
         status: Status = "complete",
         stats: dict[str, Any] | None = None,
     ) -> MessageRecord:
-        """Append a message to a chat and commit it."""
+        """Append a message to a chat and commit it, with the chat's last-used time, as one transaction."""
         now = time.time()
         blob = json.dumps(stats) if stats is not None else None
-        with self._cursor() as c:
-            c.execute(
-                "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, role, content, thinking, status, blob, now),
-            )
-            msg_id = c.lastrowid
-            c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
+        try:
+            with self._write() as c:
+                c.execute(
+                    "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (chat_id, role, content, thinking, status, blob, now),
+                )
+                msg_id = c.lastrowid
+                c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
+        except sqlite3.IntegrityError as e:
+            if "FOREIGN KEY" not in str(e):
+                raise StoreError(f"chat history error ({self.path}): {e}") from None
+            # The chat's row is gone: deleted (in the app, or by another process) while this one wrote to it.
+            raise StoreError("the chat was deleted meanwhile, so this message was not saved") from None
         assert msg_id is not None
         return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now)
 
