@@ -623,8 +623,9 @@ def _write_f16(s: Qwen35Shape, path: Path, seed: int, tok: _Tokenizer) -> None:
 def _quantize(src: Path, dst: Path, quant: str, n_threads: int | None) -> None:
     import llama_cpp
 
-    from edgeassist.engine.llama import _init_backend, _log_tail
-    from edgeassist.system import physical_cores
+    from edgeassist.engine.build import init_backend as _init_backend
+    from edgeassist.engine.build import log_tail as _log_tail
+    from edgeassist.engine.build import physical_cores
 
     _init_backend()  # routes llama.cpp's per-tensor log lines away from the terminal
     params = llama_cpp.llama_model_quantize_default_params()

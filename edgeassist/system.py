@@ -1,4 +1,8 @@
-"""Facts about the machine that choose defaults (thread count) and fill the bench's system report."""
+"""The machine as the bench reports it: OS, board, CPU clusters, SIMD, memory, and the llama.cpp build.
+
+The llama.cpp facts and the physical core count (the engine's default thread count) come from
+`edgeassist.engine.build`; `physical_cores` is re-exported here for the front ends that size threads.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +10,10 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-
-@cache
-def physical_cores() -> int:
-    """Physical CPU cores (llama.cpp decodes fastest with one thread per physical core)."""
-    try:
-        if platform.system() == "Darwin":
-            out = (
-                subprocess.run(
-                    ["sysctl", "-n", "hw.perflevel0.physicalcpu"], capture_output=True, text=True, check=False
-                ).stdout.strip()
-                or subprocess.run(
-                    ["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, check=False
-                ).stdout.strip()
-            )
-            if out.isdigit():
-                return max(1, int(out))
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.exists():
-            cores: set[tuple[str, str]] = set()
-            phys = core = ""
-            for line in cpuinfo.read_text().splitlines():
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "physical id":
-                    phys = value
-                elif key == "core id":
-                    core = value
-                elif not key and core:
-                    cores.add((phys, core))
-                    phys = core = ""
-            if core:
-                cores.add((phys, core))
-            if cores:
-                return len(cores)
-    except OSError:
-        pass
-    return max(1, os.cpu_count() or 1)
-
+from edgeassist.engine.build import LlamaBuild, llama_build
+from edgeassist.engine.build import physical_cores as physical_cores
 
 # -- the system report ------------------------------------------------------------------------------------
 
@@ -120,24 +87,6 @@ class CpuCluster:
     """Highest clock of the cluster, when the kernel reports it."""
     capacity: int | None
     """The kernel's relative capacity (1024 = the fastest core), when reported."""
-
-
-@dataclass(frozen=True)
-class LlamaBuild:
-    """The llama.cpp that llama-cpp-python carries."""
-
-    llama_cpp_python: str
-    """llama-cpp-python package version."""
-    llama_version: str
-    """llama.cpp library version (`llama_version()`)."""
-    ggml_version: str
-    """ggml version and commit, when the library exports them."""
-    backend: str
-    """Where edgeassist runs the model: cpu, metal, cuda, vulkan, ..."""
-    devices: list[str]
-    """Compute devices ggml sees, `name: description` (the GPU name appears here)."""
-    features: str
-    """llama.cpp's compiled-in CPU features (`llama_print_system_info`)."""
 
 
 @dataclass(frozen=True)
@@ -326,48 +275,6 @@ def _memory() -> tuple[int | None, int | None]:
         if parts and parts[0].isdigit():
             info[key] = int(parts[0]) * 1024
     return info.get("MemTotal"), info.get("MemAvailable")
-
-
-def llama_build() -> LlamaBuild | None:
-    """Versions, backend and devices of the llama.cpp build in use; None when it does not import."""
-    try:
-        import llama_cpp
-    except ImportError:
-        return None
-    from edgeassist.engine.llama import _init_backend, llama_backend_name
-
-    _init_backend()
-    features = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip().rstrip("|").strip()
-    ggml_version, devices = "", []
-    try:
-        import ctypes
-
-        from llama_cpp import _ctypes_extensions, _ggml
-
-        base = _ctypes_extensions.load_shared_library("ggml-base", _ggml.libggml_base_path)
-        base.ggml_version.restype = base.ggml_commit.restype = ctypes.c_char_p
-        ggml_version = f"{base.ggml_version().decode()} ({base.ggml_commit().decode()})"
-        lib = _ggml.libggml
-        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        for fn in (base.ggml_backend_dev_name, base.ggml_backend_dev_description):
-            fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
-        for i in range(lib.ggml_backend_dev_count()):
-            dev = lib.ggml_backend_dev_get(i)
-            name = base.ggml_backend_dev_name(dev).decode("utf-8", "replace")
-            desc = base.ggml_backend_dev_description(dev).decode("utf-8", "replace")
-            devices.append(f"{name}: {desc}")
-    except (OSError, AttributeError):  # an older or differently packaged build: versions stay unknown
-        pass
-    return LlamaBuild(
-        llama_cpp_python=getattr(llama_cpp, "__version__", "?"),
-        llama_version=llama_cpp.llama_version().decode("utf-8", "replace"),
-        ggml_version=ggml_version,
-        backend=llama_backend_name(),
-        devices=devices,
-        features=features,
-    )
 
 
 def system_report(*, with_llama: bool = True) -> SystemReport:

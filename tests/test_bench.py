@@ -24,10 +24,10 @@ from edgeassist.bench.results import (
     Repetition,
     TurnSample,
     from_json_dict,
-    load_result,
     to_json_dict,
 )
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
+from edgeassist.bench.store import load_result
 from edgeassist.bench.voice import VoiceTarget, run_voice_hook
 from edgeassist.cli import main
 from edgeassist.config import load_settings

@@ -1,8 +1,8 @@
 """The latency bench: the same engine and Conversation as the front ends, a raw llama.cpp baseline, and reports.
 
 Modules: `measure` runs it, `raw` is the baseline loop, `stats` the percentiles, `analysis` the
-summaries, verdict and recommendation, `results` the typed record (JSON), `schema` its JSON
-schema, `report` the terminal table, histogram, markdown and comparison, `voice` the hook the
+summaries, verdict and recommendation, `results` the typed record, `store` its JSON file (save,
+load), `schema` its JSON schema, `report` the terminal table, histogram, markdown and comparison, `voice` the hook the
 voice pipeline fills. No Textual here: the CLI and any other front end render the result.
 """
 

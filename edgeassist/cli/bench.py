@@ -177,7 +177,7 @@ def resolve_targets(args: argparse.Namespace, settings: Settings, say: Any) -> l
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the bench (or the comparison) and print the report."""
     from edgeassist.bench.report import render_compare, render_markdown, render_text
-    from edgeassist.bench.results import load_result, save_result
+    from edgeassist.bench.store import load_result, save_result
 
     out = sys.stdout
     if args.compare:
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from edgeassist.bench.measure import BenchPlan, run_bench
     from edgeassist.bench.report import threads_text
     from edgeassist.bench.voice import find_voice_hook
-    from edgeassist.system import physical_cores
+    from edgeassist.engine.build import physical_cores
 
     progress = ProgressPrinter()
     say = (lambda _text: None) if args.quiet else progress.note

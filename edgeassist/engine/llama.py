@@ -18,22 +18,22 @@ import dataclasses
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats, Text, Thinking
+from edgeassist.engine.build import init_backend as _init_backend
+from edgeassist.engine.build import llama_backend_name as llama_backend_name
+from edgeassist.engine.build import log_tail as _log_tail
+from edgeassist.engine.build import physical_cores
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.prompt import CUT, Shielded, common_prefix_len, shield
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
 
-_backend_lock = threading.Lock()
-_backend_ready = False
-_log_tail: deque[str] = deque(maxlen=20)
 PENALTY_LAST_N = 64
 """Tokens the repetition and presence penalties look back over."""
 _PREFILL_PROBES = ("x", " x", "X", "?", "\n")
@@ -52,41 +52,6 @@ class Prompt:
     tokens: list[int]
     split: int
     """Token index where the reply starts as the next turn's history will render it."""
-
-
-def _init_backend() -> None:
-    """Initialise llama.cpp once per process and route its log into a buffer (never the terminal)."""
-    global _backend_ready, _log_cb
-    with _backend_lock:
-        if _backend_ready:
-            return
-        import llama_cpp
-
-        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-        def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            if level in (2, 3):  # warnings and errors explain load failures
-                _log_tail.append(text.decode("utf-8", "replace").strip())
-
-        _log_cb = _log  # keep a reference: ctypes would free the callback
-        llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-        _backend_ready = True
-
-
-_log_cb: object = None
-
-
-def llama_backend_name() -> str:
-    """The accelerator llama.cpp was built with: cuda, metal, vulkan, or cpu."""
-    import llama_cpp
-
-    if not llama_cpp.llama_supports_gpu_offload():
-        return "cpu"
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").upper()
-    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
-        if name in info:
-            return name.lower()
-    return "gpu"
 
 
 def check_gguf(path: Path, fix_hint: str = "delete it and re-run `edgeassist pull`") -> None:
@@ -132,8 +97,6 @@ class LlamaEngine:
         threads: 38 against 16.5 ms/token), and leaves it to llama.cpp on a GPU. `fix_hint` ends the
         message of a load failure: what the user should do about the file.
         """
-        from edgeassist.system import physical_cores
-
         self.path = Path(path)
         self.name = name or self.path.stem
         self._n_ctx = n_ctx

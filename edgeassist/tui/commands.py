@@ -1,17 +1,36 @@
-"""Command palette providers: switch to any model on disk."""
+"""Command palette providers: switch to any model on disk.
+
+The providers talk to the app through `ModelSwitcher`, the little they need of it, so this module does not
+import the app (which imports it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from edgeassist.hub import ModelRow, list_models
 
 if TYPE_CHECKING:
-    from edgeassist.tui.app import EdgeAssistApp
+    from edgeassist.config import Settings
+
+
+class ModelSwitcher(Protocol):
+    """What the model commands need of the app: its settings, the model in use, and a way to switch."""
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings (the models folder, the context window for RAM estimates)."""
+
+    @property
+    def model_name(self) -> str:
+        """The name of the model in use."""
+
+    async def switch_model(self, name: str) -> None:
+        """Load the model called `name` in place of the current one."""
 
 
 def _size(n: int | None) -> str:
@@ -27,7 +46,7 @@ class ModelCommands(Provider):
 
     async def startup(self) -> None:
         """List the models folder once per palette opening, off the event loop."""
-        app = cast("EdgeAssistApp", self.app)
+        app = cast(ModelSwitcher, self.app)
         try:
             rows = await asyncio.to_thread(list_models, app.settings.models_dir(), app.settings.model.n_ctx)
         except OSError:
@@ -35,7 +54,7 @@ class ModelCommands(Provider):
         self.rows = [r for r in rows if r.on_disk]
 
     def _hits(self) -> list[tuple[str, str, ModelRow]]:
-        app = cast("EdgeAssistApp", self.app)
+        app = cast(ModelSwitcher, self.app)
         current = app.model_name
         out = []
         for row in self.rows:
@@ -47,13 +66,13 @@ class ModelCommands(Provider):
 
     async def discover(self) -> Hits:
         """Every model on disk, shown when the palette opens."""
-        app = cast("EdgeAssistApp", self.app)
+        app = cast(ModelSwitcher, self.app)
         for text, help_text, row in self._hits():
             yield DiscoveryHit(text, partial(app.switch_model, row.name), help=help_text)
 
     async def search(self, query: str) -> Hits:
         """Models whose name matches what was typed."""
-        app = cast("EdgeAssistApp", self.app)
+        app = cast(ModelSwitcher, self.app)
         matcher = self.matcher(query)
         for text, help_text, row in self._hits():
             score = matcher.match(text)

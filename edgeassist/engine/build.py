@@ -1,0 +1,149 @@
+"""Facts about the llama.cpp build and the CPU it runs on: backend start-up, backend name, versions, cores.
+
+The engine needs them (its log buffer, its default thread count) and the system report shows them;
+they live here, in the engine layer, so that the report above takes them from below.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_cb: object = None
+log_tail: deque[str] = deque(maxlen=20)
+"""llama.cpp's last warnings and errors: the reason behind a failed load or quantization."""
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its log into `log_tail` (never the terminal)."""
+    global _backend_ready, _log_cb
+    with _backend_lock:
+        if _backend_ready:
+            return
+        import llama_cpp
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            if level in (2, 3):  # warnings and errors explain load failures
+                log_tail.append(text.decode("utf-8", "replace").strip())
+
+        _log_cb = _log  # keep a reference: ctypes would free the callback
+        llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+def llama_backend_name() -> str:
+    """The accelerator llama.cpp was built with: cuda, metal, vulkan, or cpu."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return "cpu"
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").upper()
+    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
+        if name in info:
+            return name.lower()
+    return "gpu"
+
+
+@cache
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp decodes fastest with one thread per physical core)."""
+    try:
+        if platform.system() == "Darwin":
+            out = (
+                subprocess.run(
+                    ["sysctl", "-n", "hw.perflevel0.physicalcpu"], capture_output=True, text=True, check=False
+                ).stdout.strip()
+                or subprocess.run(
+                    ["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, check=False
+                ).stdout.strip()
+            )
+            if out.isdigit():
+                return max(1, int(out))
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.exists():
+            cores: set[tuple[str, str]] = set()
+            phys = core = ""
+            for line in cpuinfo.read_text().splitlines():
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "physical id":
+                    phys = value
+                elif key == "core id":
+                    core = value
+                elif not key and core:
+                    cores.add((phys, core))
+                    phys = core = ""
+            if core:
+                cores.add((phys, core))
+            if cores:
+                return len(cores)
+    except OSError:
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class LlamaBuild:
+    """The llama.cpp that llama-cpp-python carries."""
+
+    llama_cpp_python: str
+    """llama-cpp-python package version."""
+    llama_version: str
+    """llama.cpp library version (`llama_version()`)."""
+    ggml_version: str
+    """ggml version and commit, when the library exports them."""
+    backend: str
+    """Where edgeassist runs the model: cpu, metal, cuda, vulkan, ..."""
+    devices: list[str]
+    """Compute devices ggml sees, `name: description` (the GPU name appears here)."""
+    features: str
+    """llama.cpp's compiled-in CPU features (`llama_print_system_info`)."""
+
+
+def llama_build() -> LlamaBuild | None:
+    """Versions, backend and devices of the llama.cpp build in use; None when it does not import."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    init_backend()
+    features = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip().rstrip("|").strip()
+    ggml_version, devices = "", []
+    try:
+        from llama_cpp import _ctypes_extensions, _ggml
+
+        base = _ctypes_extensions.load_shared_library("ggml-base", _ggml.libggml_base_path)
+        base.ggml_version.restype = base.ggml_commit.restype = ctypes.c_char_p
+        ggml_version = f"{base.ggml_version().decode()} ({base.ggml_commit().decode()})"
+        lib = _ggml.libggml
+        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        for fn in (base.ggml_backend_dev_name, base.ggml_backend_dev_description):
+            fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+        for i in range(lib.ggml_backend_dev_count()):
+            dev = lib.ggml_backend_dev_get(i)
+            name = base.ggml_backend_dev_name(dev).decode("utf-8", "replace")
+            desc = base.ggml_backend_dev_description(dev).decode("utf-8", "replace")
+            devices.append(f"{name}: {desc}")
+    except (OSError, AttributeError):  # an older or differently packaged build: versions stay unknown
+        pass
+    return LlamaBuild(
+        llama_cpp_python=getattr(llama_cpp, "__version__", "?"),
+        llama_version=llama_cpp.llama_version().decode("utf-8", "replace"),
+        ggml_version=ggml_version,
+        backend=llama_backend_name(),
+        devices=devices,
+        features=features,
+    )
