@@ -3,6 +3,9 @@ on the tiny synthetic Qwen 3.5, and Ctrl+C. Timings on a shared machine are nois
 
 tests/fixtures/bench_a.json and bench_b.json are hand-made results with exact token times (A: a Pi 5 at 2 and 4
 threads, decode 60 and 40 ms/token; B: another board at 4 threads, 20 ms/token, plus a 2B run).
+tests/fixtures/bench_v1_written.json is what `edgeassist bench --json --voice` wrote before the results were
+pydantic-backed (the tiny synthetic model at 1 and 2 threads, 2 repetitions, a fake voice hook): files written by
+earlier code must keep loading and comparing.
 """
 
 from __future__ import annotations
@@ -17,17 +20,9 @@ from edgeassist.bench import analysis, schema
 from edgeassist.bench.analysis import recommend, verdict
 from edgeassist.bench.measure import BenchPlan, BenchTarget, Progress, run_bench
 from edgeassist.bench.report import render_compare, render_markdown, render_text, voice_lines
-from edgeassist.bench.results import (
-    SCHEMA,
-    BenchResult,
-    ModelRun,
-    Repetition,
-    TurnSample,
-    from_json_dict,
-    to_json_dict,
-)
+from edgeassist.bench.results import SCHEMA, ModelRun, Repetition, TurnSample
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
-from edgeassist.bench.store import load_result
+from edgeassist.bench.store import from_json, load_result, save_result, to_json
 from edgeassist.bench.voice import VoiceTarget, run_voice_hook
 from edgeassist.cli import main
 from edgeassist.config import load_settings
@@ -181,8 +176,8 @@ def test_fixtures_match_schema_and_round_trip() -> None:
     for name in ("bench_a.json", "bench_b.json"):
         data = json.loads((FIXTURES / name).read_text())
         assert schema.validate(data) == []
-        result = from_json_dict(BenchResult, data)
-        assert to_json_dict(result) == data
+        result = from_json(data)
+        assert to_json(result) == data
 
 
 def test_validator_catches_problems() -> None:
@@ -194,6 +189,43 @@ def test_validator_catches_problems() -> None:
     assert any("threads" in e for e in errors)
     assert any("token_times" in e for e in errors)
     assert any("extra" in e for e in errors)
+
+
+def test_a_file_written_by_earlier_code_loads_the_same(tmp_path: Path) -> None:
+    path = FIXTURES / "bench_v1_written.json"
+    data = json.loads(path.read_text())
+    result = load_result(path)
+    assert schema.validate(data) == []
+    assert len(result.runs) == 2 and result.system.llama is not None and result.voice is not None
+    assert result.recommendation is not None
+    # The summaries recomputed from the samples are the ones the earlier code wrote, and saving writes the same
+    # keys and values (the recommendation also depends on the catalog, so it is left out of the comparison).
+    again = tmp_path / "again.json"
+    save_result(result, again)
+    written = json.loads(again.read_text())
+    assert {k: v for k, v in written.items() if k != "recommendation"} == {
+        k: v for k, v in data.items() if k != "recommendation"
+    }
+
+
+def test_compare_a_file_written_by_earlier_code(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "--compare", str(FIXTURES / "bench_a.json"), str(FIXTURES / "bench_v1_written.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "synthetic-qwen3.5-tiny-Q4_K_M @ 2 threads" in out and "only in B" in out
+
+
+def test_load_result_ignores_unknown_keys_and_names_a_wrong_one(tmp_path: Path) -> None:
+    data = json.loads((FIXTURES / "bench_a.json").read_text())
+    data["from_a_newer_edgeassist"] = 1
+    data["runs"][0]["repetitions"][0]["first"]["also_new"] = [1, 2]
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps(data))
+    assert load_result(path).runs[0].repetitions[0].first.token_times
+    data["runs"][0]["threads"] = "two"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=r"does not match the bench schema: \$\.runs\[0\]\.threads"):
+        load_result(path)
 
 
 def test_load_result_rejects_foreign_files(tmp_path: Path) -> None:
@@ -348,7 +380,7 @@ def test_ctrl_c_returns_what_was_measured(tiny_qwen35: Path) -> None:
     assert not run.complete and len(run.repetitions) == 1 and run.repetitions[0].raw is not None
     assert run.summary is not None and run.summary.decode_ms is not None  # the first repetition counts
     assert "INTERRUPTED" in render_text(result)
-    assert schema.validate(to_json_dict(result)) == []
+    assert schema.validate(to_json(result)) == []
 
 
 def test_cancel_event_stops_cleanly(tiny_qwen35: Path) -> None:

@@ -2,24 +2,33 @@
 
 Raw samples (every token time of every repetition) are the record; the `summary` of each run,
 the verdicts and the recommendation are derived from them (`edgeassist.bench.analysis`) and
-stored alongside so that a JSON file can be read without this code. The JSON schema in
-`docs/bench-schema.json` is generated from these classes (`edgeassist.bench.schema`).
+stored alongside so that a JSON file can be read without this code. pydantic turns these classes
+into JSON and back (`result_adapter`, used by `edgeassist.bench.store`) and generates their JSON
+schema, `docs/bench-schema.json` (`edgeassist.bench.schema`); the field docstrings are its descriptions.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import cache
+from typing import Final, Literal
+
+from pydantic import ConfigDict, TypeAdapter, with_config
 
 from edgeassist.bench.stats import Percentiles, Spread
 from edgeassist.engine.base import Stats
 from edgeassist.system import SystemReport
 
-SCHEMA = "edgeassist-bench/1"
+SchemaVersion = Literal["edgeassist-bench/1"]
+SCHEMA: Final[SchemaVersion] = "edgeassist-bench/1"
 """Schema name and version written into every result; bumped when a field changes meaning."""
+
+RESULT_CONFIG = ConfigDict(
+    use_attribute_docstrings=True,  # the docstring under each field is its description in the schema
+    extra="forbid",  # a key the schema does not know is reported (`schema.validate`, `store.load_result`)
+    json_schema_serialization_defaults_required=True,  # the schema describes written files: every key is there
+)
+"""pydantic settings for `BenchResult`; the dataclasses nested in it (here, `system`, `engine.build`) take them too."""
 
 
 @dataclass
@@ -335,11 +344,12 @@ class Recommendation:
     """One line on how far to trust it."""
 
 
+@with_config(RESULT_CONFIG)
 @dataclass
 class BenchResult:
     """One `edgeassist bench` invocation: machine, settings, every run's raw samples and the conclusions."""
 
-    schema: str
+    schema: SchemaVersion
     """Schema name and version (`edgeassist-bench/1`)."""
     edgeassist_version: str
     """edgeassist version."""
@@ -363,70 +373,7 @@ class BenchResult:
     """Which catalog model to use here (derived; an estimate)."""
 
 
-# -- JSON -----------------------------------------------------------------------------------------
-
-
-def to_json_dict(obj: Any) -> Any:
-    """A JSON-ready view of a result dataclass (nested dataclasses become objects)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, list | tuple):
-        return [to_json_dict(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_json_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def from_json_dict(cls: type[Any], data: Any) -> Any:
-    """Rebuild `cls` (a result dataclass) from `to_json_dict` output; unknown keys are ignored."""
-    return _convert(cls, data)
-
-
-def _convert(tp: Any, data: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if data is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, data)
-            except (TypeError, ValueError, KeyError):
-                continue
-        raise ValueError(f"{data!r} does not match {tp}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(data, list):
-            raise TypeError(f"expected a list, got {data!r}")
-        return [_convert(item, x) for x in data]
-    if origin is dict:
-        _, value = typing.get_args(tp)
-        if not isinstance(data, dict):
-            raise TypeError(f"expected an object, got {data!r}")
-        return {k: _convert(value, v) for k, v in data.items()}
-    if origin is Literal:
-        if data not in typing.get_args(tp):
-            raise ValueError(f"{data!r} is not one of {typing.get_args(tp)}")
-        return data
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise TypeError(f"expected an object for {tp.__name__}, got {data!r}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = _convert(hints[f.name], data[f.name])
-        return tp(**kwargs)
-    if tp is float:
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            raise TypeError(f"expected a number, got {data!r}")
-        return float(data)
-    if tp in (int, str, bool):
-        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
-            raise TypeError(f"expected {tp.__name__}, got {data!r}")
-        return data
-    if tp is Any:
-        return data
-    raise TypeError(f"cannot read {tp!r}")
+@cache
+def result_adapter() -> TypeAdapter[BenchResult]:
+    """pydantic's validator, serializer and JSON schema for `BenchResult` (built once, on first use)."""
+    return TypeAdapter(BenchResult)
