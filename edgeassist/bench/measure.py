@@ -281,7 +281,7 @@ class _Runner:
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
-            prompt = engine.tokenize(engine.render(messages, options.think))  # the first turn's prompt tokens
+            prompt = engine.encode(messages, options.think).tokens  # the first turn's prompt tokens, as evaluated
             rep.raw = MODEL_THREAD.call(self._raw, engine, prompt, gen_tokens, stop=self.cancel)
 
     # The raw loop runs on the model thread like the engine's own decoding (see `modelthread`).
