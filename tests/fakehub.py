@@ -12,9 +12,12 @@ It speaks what `get_hf_file_metadata` and `http_get` (the calls behind `hf_hub_d
   and `Range: bytes=N-[M]` answered `206` with `Content-Range` (`416` past the end).
 
 Faults, for the failure paths: `cut_next_get(n)` closes the connection after `n` body bytes of the
-next file GET (optionally leaving the hub down: every later connection is dropped unanswered until
-`set_down(False)`), and `add(..., served_sha256=...)` advertises a wrong checksum.
-Every request is logged in `requests` (method, path, Range header).
+next file GET, or of the next GET of one file (`sha256=`), optionally leaving the hub down: every
+later connection is dropped unanswered until `set_down(False)`; `add(..., served_sha256=...)`
+advertises a wrong checksum; `pause_next_get()` holds a file GET after its headers until the test
+lets it go (to run something while a pull is mid-download).
+Every request is logged in `requests` (method, path, Range header), and every body byte sent is
+counted (`bytes_served`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ class HubFile:
     """Its real sha256."""
     served_sha256: str
     """The sha256 the hub advertises (differs from `sha256` to fake a corrupt upload)."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A file GET held after its headers: `reached` is set when it is held, `go` lets it carry on."""
+
+    sha256: str | None
+    """Only a GET of the file advertised with this sha256 is held (None: the next file GET)."""
+    reached: threading.Event
+    """Set once the GET is being held."""
+    go: threading.Event
+    """Set by the test to let the GET send its body."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,10 @@ class FakeHub:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._cut_after: int | None = None
+        self._cut_sha: str | None = None
         self._down_after_cut = False
+        self._pause: Pause | None = None
+        self._sent: list[tuple[str, int]] = []  # (served sha256, body bytes sent), one per file GET
         self._down = False
         self._hub = _Server(self, "hub")
         self._cdn = _Server(self, "cdn")
@@ -108,11 +126,27 @@ class FakeHub:
         self.files[(repo_id, filename)] = hub_file
         return hub_file
 
-    def cut_next_get(self, after_bytes: int, *, stay_down: bool = False) -> None:
-        """Drop the connection after `after_bytes` body bytes of the next file GET; `stay_down` keeps the hub down."""
+    def cut_next_get(self, after_bytes: int, *, stay_down: bool = False, sha256: str | None = None) -> None:
+        """Drop the connection after `after_bytes` body bytes of the next file GET; `stay_down` keeps the hub down.
+
+        `sha256`: only the next GET of the file advertised with it is cut (others pass untouched).
+        """
         with self._lock:
             self._cut_after = after_bytes
+            self._cut_sha = sha256
             self._down_after_cut = stay_down
+
+    def pause_next_get(self, *, sha256: str | None = None) -> Pause:
+        """Hold the next file GET (of the file advertised with `sha256`, if given) after its headers."""
+        pause = Pause(sha256, threading.Event(), threading.Event())
+        with self._lock:
+            self._pause = pause
+        return pause
+
+    def bytes_served(self, sha256: str | None = None) -> int:
+        """Body bytes sent by file GETs so far (of the file advertised with `sha256`, if given)."""
+        with self._lock:
+            return sum(n for sha, n in self._sent if sha256 is None or sha == sha256)
 
     def set_down(self, down: bool) -> None:
         """While down, every new request is answered by closing the connection (a network outage)."""
@@ -155,13 +189,27 @@ class FakeHub:
         with self._lock:
             return self._down
 
-    def _take_cut(self) -> int | None:
-        """The one-shot cut for this GET, if armed (and go down afterwards if asked)."""
+    def _take_cut(self, served_sha: str) -> int | None:
+        """The one-shot cut for this GET, if armed for it (and go down afterwards if asked)."""
         with self._lock:
+            if self._cut_sha is not None and self._cut_sha != served_sha:
+                return None
             cut, self._cut_after = self._cut_after, None
             if cut is not None and self._down_after_cut:
                 self._down = True
             return cut
+
+    def _take_pause(self, served_sha: str) -> Pause | None:
+        with self._lock:
+            pause = self._pause
+            if pause is None or (pause.sha256 is not None and pause.sha256 != served_sha):
+                return None
+            self._pause = None
+            return pause
+
+    def _count(self, served_sha: str, sent: int) -> None:
+        with self._lock:
+            self._sent.append((served_sha, sent))
 
     def _by_sha(self, served_sha: str) -> HubFile | None:
         for f in self.files.values():
@@ -295,20 +343,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not send_body:
             return
-        cut = self.hub._take_cut()
+        pause = self.hub._take_pause(hub_file.served_sha256)
+        if pause is not None:
+            self.wfile.flush()  # the headers reach the client: it is now inside its download
+            pause.reached.set()
+            pause.go.wait(120)  # only a safety net: the test sets it
+        cut = self.hub._take_cut(hub_file.served_sha256)
         budget = length if cut is None else min(cut, length)
-        with hub_file.source.open("rb") as f:
-            f.seek(start)
-            while budget > 0:
-                chunk = f.read(min(1 << 20, budget))
-                if not chunk:
-                    break
-                try:
-                    self.wfile.write(chunk)
-                except OSError:  # the client went away
-                    self.close_connection = True
-                    return
-                budget -= len(chunk)
+        sent = 0
+        try:
+            with hub_file.source.open("rb") as f:
+                f.seek(start)
+                while budget > 0:
+                    chunk = f.read(min(1 << 20, budget))
+                    if not chunk:
+                        break
+                    try:
+                        self.wfile.write(chunk)
+                    except OSError:  # the client went away
+                        self.close_connection = True
+                        return
+                    budget -= len(chunk)
+                    sent += len(chunk)
+        finally:
+            self.hub._count(hub_file.served_sha256, sent)
         if cut is not None and cut < length:
             self.wfile.flush()
             self._drop()

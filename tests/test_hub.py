@@ -553,3 +553,150 @@ def test_cli_pull_and_rm_never_print_tracebacks(cli: Any, capsys: pytest.Capture
     assert cli(["rm", "nope", "--yes"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+# -- speech models through the same download path ---------------------------------------------------------
+
+WHISPER_REPO = "Systran/faster-whisper-tiny.en"
+MODEL_BIN_BYTES = 25_000_000  # over two of http_get's 10 MiB chunks, so a cut leaves whole chunks staged
+
+
+@pytest.fixture
+def speech_hub(online: None, tmp_path: Path) -> Iterator[FakeHub]:
+    """A fake hub serving stand-ins for whisper tiny.en (a 25 MB model.bin) and the voice en_US-joe-medium."""
+    import random
+
+    from edgeassist.speech import models as speech
+
+    served = tmp_path / "served"
+    served.mkdir()
+    rng = random.Random(0)
+    contents = {
+        "config.json": b'{"alignment_heads": []}',
+        "tokenizer.json": b'{"model": {}}',
+        "vocabulary.txt": b"hello\nworld\n",
+        "model.bin": rng.randbytes(MODEL_BIN_BYTES),
+        "voice.onnx": rng.randbytes(300_000),
+        "voice.onnx.json": b'{"audio": {"sample_rate": 22050}}',
+    }
+    for name, data in contents.items():
+        (served / name).write_bytes(data)
+    with FakeHub() as fh:
+        for name in ("config.json", "tokenizer.json", "model.bin", "vocabulary.txt"):  # no vocabulary.json
+            fh.add(WHISPER_REPO, name, served / name)
+        onnx, cfg = speech.voice_files("en_US-joe-medium")
+        fh.add(speech.VOICES_REPO, onnx, served / "voice.onnx")
+        fh.add(speech.VOICES_REPO, cfg, served / "voice.onnx.json")
+        yield fh
+
+
+def served_file(fh: FakeHub, repo: str, filename: str) -> Any:
+    """The fake hub's record of `filename` in `repo` (source, size, advertised sha256)."""
+    return fh.files[(repo, filename)]
+
+
+def test_whisper_pull_cut_off_then_resumed_fetches_only_the_rest(
+    speech_hub: FakeHub, models_dir: Path, no_retry_wait: None
+) -> None:
+    from edgeassist.speech import models as speech
+
+    model = served_file(speech_hub, WHISPER_REPO, "model.bin")
+    speech_hub.cut_next_get(15_000_000, stay_down=True, sha256=model.served_sha256)
+    with pytest.raises(DownloadError) as err:
+        speech.pull_speech_model("whisper:tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"cannot download whisper tiny.en: cannot reach the model hub at {speech_hub.endpoint}")
+    assert message.endswith("; a partial download is kept and resumes on the next pull") and "\n" not in message
+    # Nothing half-made in the models folder: the staged parts wait in .downloads, without a lock.
+    target = models_dir / "whisper" / "tiny.en"
+    assert not target.exists()
+    staging = models_dir / hub.STAGING_DIR / "whisper" / "tiny.en"
+    parts = {p.name.rsplit(".", 2)[0]: p for p in staging.iterdir()}  # <file>.<etag tag>.part
+    assert set(parts) == {"config.json", "tokenizer.json", "model.bin"}
+    assert parts["config.json"].stat().st_size == served_file(speech_hub, WHISPER_REPO, "config.json").size
+    staged = parts["model.bin"].stat().st_size
+    assert 0 < staged < MODEL_BIN_BYTES
+    assert [p for p in staged_parts(models_dir) if p.name.endswith(".lock")] == []
+
+    speech_hub.set_down(False)
+    gets_before, bytes_before = len(speech_hub.file_gets()), speech_hub.bytes_served()
+    said: list[str] = []
+    got = speech.pull_speech_model(
+        "whisper:tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False, echo=said.append
+    )
+    assert said[0].startswith("resuming whisper tiny.en from ")
+    # Only the rest: model.bin from where its part stopped, and vocabulary.txt (never reached before).
+    vocab = served_file(speech_hub, WHISPER_REPO, "vocabulary.txt")
+    gets = speech_hub.file_gets()[gets_before:]
+    assert [(g.path, g.range) for g in gets] == [
+        (f"/cdn/{model.served_sha256}", f"bytes={staged}-"),
+        (f"/cdn/{vocab.served_sha256}", None),
+    ]
+    assert speech_hub.bytes_served() - bytes_before == (MODEL_BIN_BYTES - staged) + vocab.size
+    assert got.path == target and got.source == "pulled"
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    assert sha256_file(target / "model.bin") == model.sha256
+    assert not (models_dir / hub.STAGING_DIR).exists()
+
+
+def test_voice_pull_with_a_corrupt_file_is_refused_and_nothing_appears(
+    online: None, models_dir: Path, tmp_path: Path
+) -> None:
+    from edgeassist.speech import models as speech
+
+    onnx, cfg = speech.voice_files("en_US-joe-medium")
+    (tmp_path / "voice.onnx").write_bytes(b"not the voice the hub vouches for")
+    (tmp_path / "voice.onnx.json").write_bytes(b"{}")
+    wrong = "0123abcd" * 8
+    with FakeHub() as fh:
+        fh.add(speech.VOICES_REPO, cfg, tmp_path / "voice.onnx.json")
+        fh.add(speech.VOICES_REPO, onnx, tmp_path / "voice.onnx", served_sha256=wrong)
+        with pytest.raises(DownloadError) as err:
+            speech.pull_speech_model("voice:en_US-joe-medium", models_dir, endpoint=fh.endpoint, progress=False)
+        assert len(fh.file_gets()) == 2  # both were fetched; the .onnx failed its check
+    assert str(err.value) == (
+        f"checksum mismatch for voice en_US-joe-medium (en_US-joe-medium.onnx): expected sha256 {wrong}, "
+        f"got {sha256_file(tmp_path / 'voice.onnx')}; nothing was kept, run the pull again"
+    )
+    assert list(models_dir.rglob("*")) == []
+
+
+def test_two_concurrent_pulls_of_one_speech_model_end_with_one_good_copy(speech_hub: FakeHub, models_dir: Path) -> None:
+    import threading
+
+    from edgeassist.speech import models as speech
+
+    model = served_file(speech_hub, WHISPER_REPO, "model.bin")
+    pause = speech_hub.pause_next_get(sha256=model.served_sha256)
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            outcome["model"] = speech.pull_whisper("tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert pause.reached.wait(60), outcome  # the first pull is in the middle of model.bin
+        with pytest.raises(DownloadError, match="^another pull of whisper tiny.en is already running$"):
+            speech.pull_whisper("tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False)
+        # Even asked to start over, the second pull may not touch the first one's staged files.
+        with pytest.raises(DownloadError, match="already running"):
+            speech.pull_whisper("tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False, force=True)
+    finally:
+        pause.go.set()
+        thread.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    target = models_dir / "whisper" / "tiny.en"
+    assert outcome["model"].path == target
+    assert [p.name for p in (models_dir / "whisper").iterdir()] == ["tiny.en"]
+    for name in ("config.json", "tokenizer.json", "model.bin", "vocabulary.txt"):
+        assert sha256_file(target / name) == served_file(speech_hub, WHISPER_REPO, name).sha256
+    assert not (models_dir / hub.STAGING_DIR).exists()
+    assert sum(g.path == f"/cdn/{model.served_sha256}" for g in speech_hub.file_gets()) == 1
+    # A pull after it finds the one copy and downloads nothing.
+    gets = len(speech_hub.file_gets())
+    assert speech.pull_whisper("tiny.en", models_dir, endpoint=speech_hub.endpoint, progress=False).path == target
+    assert len(speech_hub.file_gets()) == gets

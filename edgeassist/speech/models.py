@@ -14,6 +14,9 @@ Every name becomes a place in the models folder only through `pulled_path`, whic
 `..` and malformed repo ids; folders are made with `hub.models_subdir` and everything is deleted
 through `hub.delete_in_models`, so nothing outside the models folder is written or deleted. A
 folder or `.onnx` path given in the settings is still loaded from wherever it is.
+
+Pulls go through the hub's one download path (`hub.pull_files`), the one GGUFs take: staged,
+locked, resumable, checked against the hub's size and sha256, and moved into place whole.
 """
 
 from __future__ import annotations
@@ -24,17 +27,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
 from edgeassist.hub import (
     STAGING_DIR,
+    RemoteFile,
     check_name,
     check_repo_id,
     check_text,
     delete_in_models,
     in_models,
-    models_subdir,
+    pull_files,
 )
 
 # faster-whisper's names for the CTranslate2 conversions on the hub.
@@ -294,56 +298,28 @@ def disk_bytes(path: Path) -> int:
 
 
 # -- pulling ---------------------------------------------------------------------------------------
+# Every file comes through the hub's one download path (`hub.pull_files`): staged in
+# `.downloads/whisper/<name>/` or `.downloads/voices/<name>.onnx/` under one lock per model,
+# resumed after an interruption, checked against the hub's size and sha256, and moved into place
+# only once the whole set is there.
 
 
-def _hub_error(what: str, e: Exception, endpoint: str | None) -> DownloadError:
-    where = f" from {endpoint}" if endpoint else ""
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return DownloadError(f"cannot download {what}{where}: {reason}")
+def _drop_legacy_staging(models_dir: Path, folder: str) -> None:
+    """Delete what pulls before the hub's download path left in `.downloads/<folder>` (huggingface-hub's files).
+
+    Only a name without `--`: a GGUF repo's staging folder (`owner--repo`) always has one.
+    """
+    legacy = models_dir / STAGING_DIR / folder
+    if "--" not in folder and os.path.lexists(legacy):
+        delete_in_models(legacy, models_dir)  # a link in there is removed, never followed
+        delete_in_models(legacy.parent, models_dir, only_if_empty=True)
 
 
-def _tqdm_class(progress: bool) -> Any:
-    """None (huggingface-hub's own bars) or a bar class that shows nothing."""
-    if progress:
-        return None
-    from tqdm.auto import tqdm
-
-    class Silent(tqdm):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    return Silent
-
-
-def _download(
-    repo: str,
-    filename: str,
-    staging: Path,
-    endpoint: str | None,
-    force: bool,
-    progress: bool,
-    *,
-    optional: bool = False,
-) -> Path | None:
-    """One file of `repo` into `staging` (resuming a partial one); None for a missing optional file."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        path = hf_hub_download(
-            repo,
-            filename,
-            local_dir=str(staging),
-            endpoint=endpoint.rstrip("/") if endpoint else None,
-            force_download=force,
-            tqdm_class=_tqdm_class(progress),
-        )
-    except EntryNotFoundError:
-        if optional:
-            return None
-        raise
-    return Path(str(path))
+def whisper_files(repo: str) -> list[RemoteFile]:
+    """The files of a CTranslate2 whisper model in hub repo `repo` (the optional ones only where the repo has them)."""
+    return [RemoteFile(repo, f, f) for f in WHISPER_FILES] + [
+        RemoteFile(repo, f, f, optional=True) for f in WHISPER_OPTIONAL_FILES
+    ]
 
 
 def pull_whisper(
@@ -356,7 +332,6 @@ def pull_whisper(
     echo: Callable[[str], None] | None = None,
 ) -> SpeechModel:
     """Download whisper model `name` (a faster-whisper name, or a hub repo id) into `models_dir/whisper/`."""
-    say = echo or (lambda _msg: None)
     target = pulled_path("whisper", name, models_dir)
     repo = name if "/" in name else WHISPER_REPOS.get(name)
     if repo is None:
@@ -365,46 +340,22 @@ def pull_whisper(
             "of a CTranslate2 conversion (owner/name)"
         )
     if _is_whisper_dir(target) and not force:
-        say(f"whisper {name} is already downloaded: {target}")
+        if echo is not None:
+            echo(f"whisper {name} is already downloaded: {target}")
         return SpeechModel("whisper", name, target, "pulled")
-    # Both folders are made (and checked) before downloading: a link out of the models folder fails fast.
-    models_subdir(models_dir, "whisper")
-    staging = _staging(models_dir, f"whisper-{target.name}")
-    say(f"pulling whisper {name} from {repo}")
-    try:
-        for filename in WHISPER_FILES:
-            _download(repo, filename, staging, endpoint, force, progress)
-        for filename in WHISPER_OPTIONAL_FILES:
-            _download(repo, filename, staging, endpoint, force, progress, optional=True)
-    except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
-        raise _hub_error(f"whisper {name} ({repo})", e, endpoint) from None
-    delete_in_models(staging / ".cache", models_dir)  # huggingface-hub's download metadata
-    if target.exists() or target.is_symlink():
-        delete_in_models(target, models_dir)
-    _move_into_place(staging, target, models_dir)
+    pull_files(
+        whisper_files(repo),
+        target,
+        models_dir,
+        display=f"whisper {name}",
+        folder=True,
+        endpoint=endpoint,
+        progress=progress,
+        force=force,
+        echo=echo,
+    )
+    _drop_legacy_staging(models_dir, f"whisper-{target.name}")
     return SpeechModel("whisper", name, target, "pulled")
-
-
-def _staging(models_dir: Path, name: str) -> Path:
-    """The staging folder `name` under `.downloads/`, with any link left in it from before removed.
-
-    huggingface-hub writes into it by path (`local_dir`): a link in there, to a folder or a file,
-    would have it write outside the models folder.
-    """
-    staging = models_subdir(models_dir, STAGING_DIR, name)
-    for root, dirs, files in os.walk(staging):  # does not descend into linked folders
-        for entry in dirs + files:
-            if (Path(root) / entry).is_symlink():
-                delete_in_models(Path(root) / entry, models_dir)
-    return staging
-
-
-def _move_into_place(source: Path, target: Path, models_dir: Path) -> None:
-    """Rename a finished download onto its place in the models folder (a link there is replaced, not followed)."""
-    try:
-        source.replace(in_models(target, models_dir, "write"))
-    except OSError as e:
-        raise DownloadError(f"cannot move the download into place at {target}: {e.strerror or e}") from None
 
 
 def voice_files(name: str) -> tuple[str, str]:
@@ -429,26 +380,23 @@ def pull_voice(
     echo: Callable[[str], None] | None = None,
 ) -> SpeechModel:
     """Download piper voice `name` (`en_US-lessac-medium`) into `models_dir/voices/`."""
-    say = echo or (lambda _msg: None)
     target = pulled_path("voice", name, models_dir)
     onnx, config = voice_files(name)
-    if target.is_file() and Path(f"{target}.json").is_file() and not force:
-        say(f"voice {name} is already downloaded: {target}")
-        return SpeechModel("voice", name, target, "pulled")
-    # Both folders are made (and checked) before downloading: a link out of the models folder fails fast.
-    models_subdir(models_dir, "voices")
-    staging = _staging(models_dir, f"voice-{name}")
-    say(f"pulling voice {name} from {VOICES_REPO}")
-    try:
-        # The config first: it is small, and a wrong name fails fast on it.
-        cfg = _download(VOICES_REPO, config, staging, endpoint, force, progress)
-        model = _download(VOICES_REPO, onnx, staging, endpoint, force, progress)
-    except Exception as e:  # noqa: BLE001 - network, HTTP and hub errors all become one line
-        raise _hub_error(f"voice {name}", e, endpoint) from None
-    assert cfg is not None and model is not None
-    _move_into_place(cfg, Path(f"{target}.json"), models_dir)
-    _move_into_place(model, target, models_dir)
-    delete_in_models(staging, models_dir)
+    # The config first: it is small, a wrong name fails on it, and the voice is only visible once
+    # its `.onnx` is in place beside it.
+    files = [RemoteFile(VOICES_REPO, config, f"{target.name}.json"), RemoteFile(VOICES_REPO, onnx, target.name)]
+    pull_files(
+        files,
+        target,
+        models_dir,
+        display=f"voice {name}",
+        folder=False,
+        endpoint=endpoint,
+        progress=progress,
+        force=force,
+        echo=echo,
+    )
+    _drop_legacy_staging(models_dir, f"voice-{name}")
     return SpeechModel("voice", name, target, "pulled")
 
 
