@@ -208,18 +208,47 @@ class Conversation:
                 elif isinstance(event, Done):
                     reply.stats = replace(event.stats, trimmed_messages=self._dropped)
                     reply.status = "cancelled" if event.stats.finish_reason == "cancelled" else "complete"
+                    saved = True  # before the save: an interruption landing in it must not save it twice
                     self._save(reply, answer, thinking)
-                    saved = True
                     yield Done(reply.stats)
                     continue
                 yield event
         finally:
-            # Ctrl+C, a closed stream or an engine error: keep what arrived, marked as stopped.
+            # Ctrl+C, SIGTERM, a closed stream or an engine error: keep what arrived, marked as
+            # stopped (complete, if the reply had ended before the interruption landed).
             if not saved:
-                reply.status = "cancelled"
                 self._save(reply, answer, thinking)
 
     def _save(self, reply: Turn, answer: list[str], thinking: list[str]) -> None:
+        """Keep the reply in the turns and the store, whatever interrupts the main thread meanwhile.
+
+        Ctrl+C and SIGTERM raise in the main thread (`ask`), wherever it is: there the save runs
+        in a short thread of its own and is waited for, so that it is never cut in half. Even a
+        second interruption only stops the waiting; Python finishes the (non-daemon) thread
+        before it exits.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            self._write(reply, answer, thinking)
+            return
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                self._write(reply, answer, thinking)
+            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+                failed.append(e)
+
+        writer = threading.Thread(target=write, name="edgeassist-save")
+        writer.start()
+        try:
+            writer.join()
+        except BaseException:
+            writer.join()
+            raise
+        if failed:
+            raise failed[0]
+
+    def _write(self, reply: Turn, answer: list[str], thinking: list[str]) -> None:
         reply.content = "".join(answer).strip()
         reply.thinking = "".join(thinking).strip()
         if not reply.content and not reply.thinking and reply.status == "cancelled":

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,22 +105,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+"""The signals that stop a command the way Ctrl+C does (`kill`, a closed SSH session), and how each
+is reported; the exit code is 128 + the signal's number (130, 143, 129)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl+C raises KeyboardInterrupt.
+
+    A KeyboardInterrupt, so that every path that stops the model and saves the partial reply on
+    Ctrl+C does the same for these; `main` reports it and exits with 128 + `signum`.
+    """
+
+    def __init__(self, signum: int) -> None:
+        """The exception for signal `signum`."""
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """While the block runs, SIGINT, SIGTERM and SIGHUP stop it the way Ctrl+C does.
+
+    The first one raises KeyboardInterrupt (SIGINT) or `Terminated` in the main thread; any later
+    one is ignored, so that stopping the model and saving the reply finish instead of being cut
+    short (a second Ctrl+C used to leave llama.cpp running while Python shut down). Yields the list
+    the first signal's number is added to. A signal ignored when this starts (`nohup`, a background
+    job's SIGINT) stays ignored; the previous handlers come back at the end. Off the main thread
+    nothing changes.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        if received:
+            return  # already stopping: let the model stop and the reply be saved
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, stop)
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _settle_output(line: str | None = None) -> None:
+    """Flush stdout, then print `line` to stderr; a stream that can no longer be written (a closed
+    pipe, or the terminal of a closed SSH session) is pointed at /dev/null instead, so that Python's
+    own flush at exit cannot fail too (a warning on stderr, and exit code 120)."""
+    for stream, text in ((sys.stdout, None), (sys.stderr, line)):
+        try:
+            if text is not None:
+                stream.write(text + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, load settings, run the subcommand; errors become one line and an exit code."""
+    """Entry point: parse, load settings, run the subcommand; errors become one line and an exit code.
+
+    Ctrl+C, SIGTERM and SIGHUP stop the command (a reply being written is stopped and saved as
+    stopped) and exit with 128 + the signal's number; `ask | head -1` exits 141 (SIGPIPE's).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "chat"])
-    try:
-        from edgeassist.config import load_settings
+    with stop_signals() as received:
+        try:
+            from edgeassist.config import load_settings
 
-        settings = load_settings(getattr(args, "config", None), settings_flags(args))
-        return int(args.handler(args, settings) or 0)
-    except EdgeAssistError as e:
-        print(f"edgeassist: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("\nedgeassist: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 141
+            settings = load_settings(getattr(args, "config", None), settings_flags(args))
+            code = int(args.handler(args, settings) or 0)
+        except EdgeAssistError as e:
+            print(f"edgeassist: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt as e:
+            signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+            _settle_output(f"\nedgeassist: {STOP_SIGNALS[signal.Signals(signum)]}")
+            return 128 + signum
+        except BrokenPipeError:
+            _settle_output()
+            return 141
+    # A command that stopped for SIGTERM or SIGHUP and returned (voice and bench clean up; the chat
+    # app catches them itself and returns 128 + the signal) exits the same way.
+    signum = received[0] if received else code - 128
+    if signum in (signal.SIGTERM, signal.SIGHUP):
+        _settle_output(f"edgeassist: {STOP_SIGNALS[signal.Signals(signum)]}")
+        return 128 + signum
+    return code

@@ -9,6 +9,7 @@ Pressing it while the reply plays interrupts (barge-in) and records. Esc or Ctrl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import select
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from edgeassist.cli import setting_flag
+from edgeassist.cli import Terminated, setting_flag
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -245,10 +246,11 @@ def _terminal(fd: int, out: TextIO) -> Iterator[bool]:
             out.flush()
         yield kitty
     finally:
-        if kitty:
-            out.write("\x1b[<u")
-            out.flush()
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(OSError, termios.error):  # the terminal may be gone (SIGHUP)
+            if kitty:
+                out.write("\x1b[<u")
+                out.flush()
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class _Loop:
@@ -399,9 +401,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with _terminal(fd, out) as releases:
             try:
                 return _Loop(pipeline, printer, fd, releases).run()
-            except KeyboardInterrupt:  # Ctrl+C quits cleanly, like Esc
-                pipeline.interrupt()
-                printer.clear_meter()
+            except KeyboardInterrupt as e:  # Ctrl+C quits cleanly, like Esc; kill and a closed terminal too
+                pipeline.interrupt()  # the reply stops and is saved as stopped when `close` waits for it
+                with contextlib.suppress(OSError):
+                    printer.clear_meter()
+                if isinstance(e, Terminated):
+                    raise  # exit code 143 or 129
                 return 0
     finally:
         pipeline.close()

@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -181,6 +182,8 @@ GIL_SWITCH_S = 0.0005
 """GIL switch interval while the app runs (Python's default is 5 ms)."""
 SIDEBAR_MIN_WIDTH = 70
 """Narrower terminals start with the chats sidebar hidden (ctrl+b shows it)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+"""`kill`, a closed terminal (SSH session) and `kill -INT` quit the app the way ctrl+q does."""
 
 
 class EdgeAssistApp(App[None]):
@@ -252,6 +255,10 @@ class EdgeAssistApp(App[None]):
         self._voice: Any = None  # the VoicePipeline, built on the first press of the talk key
         self._voice_loading = False
         self._talks: dict[int, _Run] = {}  # voice turns whose audio may still be playing
+        self._exit_code = 0  # 128 + the signal's number once a stop signal has come
+        self._signal_handlers: dict[int, Any] = {}  # the handlers ours replaced
+        self._signalled = False  # a stop signal has come from outside
+        self._tty_fds: list[int] = []
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -267,6 +274,43 @@ class EdgeAssistApp(App[None]):
                 yield PromptInput(id="input")
         yield StatusBar(id="status")
         yield Footer(compact=True)
+
+    def on_load(self) -> None:
+        """Catch the stop signals from the start: Textual leaves SIGTERM and SIGHUP fatal, which
+        would lose the reply being written and leave the terminal in the app's modes."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        self._tty_fds = [fd for fd in (0, 1, 2) if os.isatty(fd)]
+
+        def handler(signum: int, frame: object) -> None:
+            if self._signalled:
+                return  # already quitting: let the reply be saved
+            self._signalled = True
+            if signum == signal.SIGHUP:
+                self._drop_lost_terminal()
+            loop.call_soon_threadsafe(self.quit_on_signal, signum)
+
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+                self._signal_handlers[sig] = signal.signal(sig, handler)
+
+    def _drop_lost_terminal(self) -> None:
+        """After a hang-up the terminal is gone and every write to it fails: send them to /dev/null."""
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for fd in self._tty_fds:
+                if not os.isatty(fd):
+                    os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+    def quit_on_signal(self, signum: int) -> None:
+        """A stop signal came: quit as ctrl+q does (the reply is stopped and saved), exit code 128 + signum."""
+        if self._exit_code:
+            return
+        self._exit_code = 128 + signum
+        self.call_later(self.action_quit)
 
     async def on_mount(self) -> None:
         # The decode thread takes the GIL back after every llama.cpp call; a short switch interval
@@ -1175,7 +1219,7 @@ class EdgeAssistApp(App[None]):
         await self._stop_and_wait(timeout=10)
         if self._voice is not None:
             await asyncio.to_thread(self._voice.close)  # releases the microphone and the speaker
-        self.exit()
+        self.exit(return_code=self._exit_code)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette's actions, besides the model switcher."""
@@ -1186,8 +1230,12 @@ class EdgeAssistApp(App[None]):
                 yield SystemCommand(title, f"{b.key}", partial_action(self, b.action))
 
     def on_unmount(self) -> None:
-        """Put the GIL switch interval back."""
+        """Put the GIL switch interval and the signal handlers back (once a signal has come, ours stay
+        and ignore the next ones, so that the reply's save is not cut short)."""
         sys.setswitchinterval(self._switch_interval)
+        if not self._signalled:
+            for sig, previous in self._signal_handlers.items():
+                signal.signal(sig, previous)
 
 
 def partial_action(app: App[Any], action: str) -> Callable[[], Any]:
