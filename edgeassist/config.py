@@ -1,25 +1,27 @@
 """Settings: one pydantic-settings model fed by flags, environment, the user's file and the repo's file.
 
 Sources, strongest first: command-line flags (passed in as a nested dict), `EDGEASSIST_*`
-environment variables (`__` nests: `EDGEASSIST_MODEL__N_CTX=8192`), the user's config file
-(`--config PATH`, else the platform's user config dir), then the repo's `config.toml`.
-A wrong type or unknown key becomes a `ConfigError` that names the key and its source.
+environment variables (`__` nests: `EDGEASSIST_MODEL__N_CTX=8192`; a bare section takes a JSON
+object: `EDGEASSIST_MODEL='{"n_ctx": 8192}'`), the user's config file (`--config PATH`, else the
+platform's user config dir), then the repo's `config.toml`. `load_settings` reads every source
+itself and merges them, so that anything wrong (a bad value, an unknown key or variable, a file
+that is not UTF-8 TOML) becomes one `ConfigError` line naming the key and the source it came from.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import stat
 import sys
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edgeassist.errors import ConfigError, StoreError
 from edgeassist.private import private_dir
@@ -30,31 +32,78 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENV_PREFIX = "EDGEASSIST_"
+NON_SETTINGS_ENV = frozenset({"EDGEASSIST_CACHE_DIR"})
+"""`EDGEASSIST_*` variables that are not settings (the synthetic models' asset cache), so never unknown keys."""
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 REPO_CONFIG = REPO_DIR / "config.toml"
+INT_MAX = 2**31 - 1
+"""The largest whole number a setting takes: llama.cpp reads them as C ints, where a bigger one wraps around."""
+
+
+def _kind(annotation: Any) -> tuple[Any, bool]:
+    """A field's base type (`Literal` for a choice) and whether it may be empty (None)."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    base = next(a for a in args if a is not type(None))
+    return (Literal if get_origin(base) is Literal else base), type(None) in args
 
 
 class Section(BaseModel):
-    """Base for config sections: unknown keys are errors, docstrings document fields."""
+    """Base for config sections: unknown keys are errors, docstrings document fields.
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    Every source goes through the same checks, so a flag, an environment variable and a file
+    accept exactly the same values: numbers are finite, true/false is not a number (nor a number
+    true/false), text is UTF-8 without NUL, and an empty value leaves an optional setting unset.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _same_rules_for_every_source(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        base, optional = _kind(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, str):
+            if optional and not value.strip():
+                return None  # TOML has no null and an environment variable is a string: "" is how to say "unset"
+            if "\x00" in value:
+                raise ValueError("contains a NUL character")
+            if base is Path:
+                try:
+                    Path(value).expanduser()
+                except RuntimeError:
+                    raise ValueError("names a user that does not exist") from None
+            # Undecodable bytes from argv or the environment arrive as lone surrogates (PEP 383); as
+            # text they would fail later, far from here. A path may hold them: the OS takes them back.
+            elif any("\ud800" <= c <= "\udfff" for c in value):
+                raise ValueError("is not valid UTF-8 text")
+        elif isinstance(value, bool):
+            if base in (int, float):
+                raise ValueError("expected a number, not true or false")
+        elif isinstance(value, int | float) and base is bool:
+            raise ValueError("expected true or false, not a number")
+        return value
+
+
+SectionT = TypeVar("SectionT", bound=Section)
 
 
 class ModelSettings(Section):
     """Which model to run and how llama.cpp loads it."""
 
-    name: str = "qwen3.5-0.8b"
+    name: str = Field("qwen3.5-0.8b", min_length=1)
     """Catalog name (`qwen3.5-2b:q8_0`), `repo/file.gguf`, or a path to a GGUF file."""
     models_dir: Path | None = None
     """Where pulled GGUFs live; empty means the repo's `models/` (or the user data dir when installed)."""
-    n_ctx: int = Field(4096, ge=256)
+    n_ctx: int = Field(4096, ge=256, le=INT_MAX)
     """Context window in tokens; old turns are trimmed when a conversation outgrows it."""
-    n_threads: int | None = Field(None, ge=1)
+    n_threads: int | None = Field(None, ge=1, le=INT_MAX)
     """CPU threads for decoding; empty means the number of physical cores."""
-    n_gpu_layers: int | None = None
+    n_gpu_layers: int | None = Field(None, ge=-1, le=INT_MAX)
     """Layers offloaded to the GPU; empty means all when the build has Metal or CUDA, else 0."""
-    n_batch: int = Field(512, ge=1)
+    n_batch: int = Field(512, ge=1, le=INT_MAX)
     """Prompt tokens evaluated per llama.cpp batch."""
     flash_attn: Literal["auto", "on", "off"] = "auto"
     """Flash attention; auto: off on the CPU (slower there as the chat grows), llama.cpp's choice on a GPU."""
@@ -67,7 +116,7 @@ class GenerationSettings(Section):
 
     think: bool = False
     """Let Qwen 3.5 think before answering (slower first answer token; thinking is shown, never spoken)."""
-    max_tokens: int = Field(1024, ge=1)
+    max_tokens: int = Field(1024, ge=1, le=INT_MAX)
     """Most tokens generated for one reply (thinking included)."""
     system_prompt: str = (
         "You are a helpful assistant running offline on the user's device. Answer clearly and concisely."
@@ -77,7 +126,7 @@ class GenerationSettings(Section):
     """Sampling temperature; empty: 1.0 thinking, 0.7 otherwise."""
     top_p: float | None = Field(None, gt=0, le=1)
     """Nucleus sampling; empty: 0.95 thinking, 0.8 otherwise."""
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=INT_MAX)
     """Top-k sampling; empty: 20."""
     min_p: float | None = Field(None, ge=0, le=1)
     """Min-p sampling; empty: 0 (off)."""
@@ -85,7 +134,7 @@ class GenerationSettings(Section):
     """Presence penalty; empty: 1.5."""
     repeat_penalty: float | None = Field(None, gt=0)
     """Repetition penalty; empty: 1.0 (off)."""
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=INT_MAX)
     """Sampling seed for reproducible replies; empty means random."""
 
 
@@ -108,15 +157,15 @@ class HubSettings(Section):
 class SpeechSettings(Section):
     """Speech to text (faster-whisper) and text to speech (piper)."""
 
-    whisper_model: str = "tiny.en"
+    whisper_model: str = Field("tiny.en", min_length=1)
     """faster-whisper model name or directory; `tiny.en` suits small boards."""
     language: str | None = "en"
     """Spoken language code for whisper; empty lets whisper detect it."""
-    compute_type: str = "int8"
+    compute_type: str = Field("int8", min_length=1)
     """CTranslate2 compute type for whisper on CPU."""
-    beam_size: int = Field(1, ge=1)
+    beam_size: int = Field(1, ge=1, le=INT_MAX)
     """Whisper beam size; 1 is greedy and fastest."""
-    voice: str = "en_US-joe-medium"
+    voice: str = Field("en_US-joe-medium", min_length=1)
     """Piper voice name or path to a `.onnx` voice."""
     speak_replies: bool = True
     """Speak replies aloud in voice mode."""
@@ -148,7 +197,7 @@ class AudioSettings(Section):
 class TuiSettings(Section):
     """The chat app."""
 
-    theme: str = "textual-dark"
+    theme: str = Field("textual-dark", min_length=1)
     """Textual theme name."""
     resume_last_chat: bool = True
     """Open the most recent chat at start."""
@@ -159,29 +208,20 @@ class BenchSettings(Section):
 
     target_ms: float = Field(50.0, gt=0)
     """Per-token decode target in milliseconds."""
-    repetitions: int = Field(3, ge=1)
+    repetitions: int = Field(3, ge=1, le=INT_MAX)
     """Measured repetitions after the warm-up."""
-    prompt_tokens: int = Field(128, ge=1)
+    prompt_tokens: int = Field(128, ge=1, le=INT_MAX)
     """Prompt length for the time-to-first-token measurement."""
-    gen_tokens: int = Field(64, ge=1)
+    gen_tokens: int = Field(64, ge=1, le=INT_MAX)
     """Tokens generated per decode measurement."""
-    warmup: int = Field(1, ge=0)
+    warmup: int = Field(1, ge=0, le=INT_MAX)
     """Untimed warm-up repetitions before the measured ones (per model and thread count)."""
 
 
 class Settings(BaseSettings):
     """All of edgeassist's settings."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        use_attribute_docstrings=True,
-        validate_default=True,
-    )
-    # pydantic-settings calls settings_customise_sources on the class, so the files for
-    # one load are carried by a throwaway subclass (see `load_settings`).
-    _toml_files: ClassVar[tuple[Path, ...]] = ()
+    model_config = SettingsConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
 
     model: ModelSettings = ModelSettings()
     """Which model to run and how llama.cpp loads it."""
@@ -209,9 +249,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags, then environment, then TOML files (user's before the repo's)."""
-        tomls = tuple(TomlConfigSettingsSource(settings_cls, toml_file=p) for p in cls._toml_files)
-        return (init_settings, env_settings, *tomls)
+        """Only the values passed in: `load_settings` reads and merges every source itself.
+
+        pydantic-settings' own environment source drops unknown `EDGEASSIST_*` names, fails on
+        bad JSON without naming the variable, and cannot say which source a bad value came from.
+        """
+        return (init_settings,)
 
     def models_dir(self) -> Path:
         """The folder pulled models live in."""
@@ -248,70 +291,257 @@ def user_data_dir() -> Path:
         raise StoreError(f"cannot make the data folder {path} private (0700): {e.strerror or e}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+Entry = tuple[str, dict[str, Any]]
+"""One source of settings values: how errors name it, and its values as a nested dict."""
+
+
+class FlagSettings(dict[str, Any]):
+    """Command-line overrides as a nested settings dict (`{"model": {"n_ctx": "2048"}}`) that also
+    remembers which option set each key, so that an error names the flag the user typed."""
+
+    def __init__(self) -> None:
+        """An empty set of overrides."""
+        super().__init__()
+        self.options: dict[tuple[str, str], str] = {}
+        """`(section, key)` -> the option that set it (`--n-ctx`)."""
+
+    def set(self, section: str, key: str, value: Any, option: str | None = None) -> None:
+        """Override `[section] key` with `value` (given as `option` on the command line)."""
+        self.setdefault(section, {})[key] = value
+        if option:
+            self.options[(section, key)] = option
+
+
+def _error(text: str) -> ConfigError:
+    """A ConfigError whose message is one line whatever it quotes (a path with a newline, a control character)."""
+    return ConfigError("".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text))
+
+
+def _show(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config error: {path} is not valid TOML: {e}") from None
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return "<a number too long to show>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _known_keys() -> list[str]:
+    """Every section and `section.key` name, for suggestions."""
+    return [
+        *Settings.model_fields,
+        *(f"{name}.{key}" for name, section in _sections().items() for key in section.model_fields),
+    ]
+
+
+def _sections() -> dict[str, type[Section]]:
+    """Section name -> its model."""
+    sections: dict[str, type[Section]] = {}
+    for name, f in Settings.model_fields.items():
+        assert isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+        sections[name] = f.annotation
+    return sections
+
+
+def _unknown_key(key: str, where: str) -> ConfigError:
+    """The error for a key that is not a setting, with the closest real one as a hint."""
+    close = difflib.get_close_matches(key, _known_keys(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (see config.toml for every key)"
+    return _error(f"config error: unknown key {key!r} (from {where}){hint}")
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a config file, or None when it is a regular file (reading it may still fail)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "no such file"
     except OSError as e:
-        raise ConfigError(f"config error: cannot read {path}: {e.strerror}") from None
+        return f"cannot read it: {e.strerror or e}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a TOML file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"  # a FIFO or a device: reading it could block or never end
+    return None
 
 
-def _lookup(data: dict[str, Any], loc: tuple[str | int, ...]) -> tuple[bool, Any]:
+def _read_toml(path: Path) -> dict[str, Any]:
+    """One config file's values; unreadable, non-UTF-8 or invalid TOML is a ConfigError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise _error(f"config error: cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a leading BOM (Windows editors write one) is not part of the TOML
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise _error(
+            f"config error: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}): save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:  # its message ends with "(at line L, column C)"
+        raise _error(f"config error: {path} is not valid TOML: {e}") from None
+    except ValueError:  # tomllib's int() past Python's 4300-digit limit
+        raise _error(f"config error: {path} is not valid TOML: a number has too many digits") from None
+    except RecursionError:
+        raise _error(f"config error: {path} is not valid TOML: arrays or tables nested too deeply") from None
+
+
+def _file_entries(config_path: Path | None) -> list[Entry]:
+    """The user's file (`--config`, else the user config dir's, if any), then the repo's."""
+    files: list[Path] = []
+    if config_path is not None:
+        try:
+            config_path = config_path.expanduser()
+        except RuntimeError:  # ~user for a user that does not exist: report the path as given
+            pass
+        problem = _file_problem(config_path)
+        if problem:
+            raise _error(f"config error: --config {config_path}: {problem}")
+        files.append(config_path)
+    else:
+        user_file = user_config_dir() / "config.toml"
+        problem = _file_problem(user_file)
+        if problem and problem != "no such file":  # no file is fine; an unusable one is not ignored
+            raise _error(f"config error: {user_file}: {problem}")
+        if not problem:
+            files.append(user_file)
+    if REPO_CONFIG.is_file():
+        files.append(REPO_CONFIG)
+    return [(str(path), _read_toml(path)) for path in files]
+
+
+def _env_entries(environ: Mapping[str, str]) -> list[Entry]:
+    """The `EDGEASSIST_*` variables as settings, those naming one key before whole-section JSON ones.
+
+    Names are case-insensitive, as they were with pydantic-settings. A name that is not a setting,
+    and a section variable whose value is not a JSON object, are errors: a typo must not silently
+    leave the default in place.
+    """
+    sections = _sections()
+    keyed: list[Entry] = []
+    whole: list[Entry] = []
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NON_SETTINGS_ENV:
+            continue
+        where = f"environment variable {name}"
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        section = sections.get(parts[0])
+        if section is None or len(parts) > 2 or (len(parts) == 2 and parts[1] not in section.model_fields):
+            raise _unknown_key(".".join(parts), where)
+        if len(parts) == 2:
+            keyed.append((where, {parts[0]: {parts[1]: value}}))
+            continue
+        example = f"""{name}='{{"{next(iter(section.model_fields))}": ...}}' or {name}__<KEY>=value"""
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise _error(f"config error: {where} = {_show(value)} is not JSON ({e.msg}); set {example}") from None
+        except (ValueError, RecursionError):
+            raise _error(f"config error: {where} = {_show(value)} is not usable JSON; set {example}") from None
+        if not isinstance(data, dict):
+            raise _error(f"config error: {where} = {_show(value)} is not a JSON object; set {example}")
+        whole.append((where, {parts[0]: data}))
+    return keyed + whole  # `EDGEASSIST_MODEL__N_CTX` beats `EDGEASSIST_MODEL='{"n_ctx": ...}'`
+
+
+def _flag_entries(flags: Mapping[str, Any]) -> list[Entry]:
+    """One entry per flag, named by its option when `flags` is a FlagSettings."""
+    options = flags.options if isinstance(flags, FlagSettings) else {}
+    entries: list[Entry] = []
+    for section, values in flags.items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            entries.append(("command-line flag", {section: values}))
+            continue
+        for key, value in values.items():
+            option = options.get((section, key))
+            entries.append((f"command-line flag {option}" if option else "command-line flag", {section: {key: value}}))
+    return entries
+
+
+def _merged(entries: Sequence[Entry]) -> dict[str, Any]:
+    """The entries (strongest first) merged: tables key by key, anything else the stronger one whole."""
+
+    def update(into: dict[str, Any], data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if isinstance(value, dict):
+                if not isinstance(into.get(key), dict):
+                    into[key] = {}
+                update(into[key], value)
+            else:
+                into[key] = value
+
+    merged: dict[str, Any] = {}
+    for _, data in reversed(entries):
+        update(merged, data)
+    return merged
+
+
+def _lookup(data: dict[str, Any], loc: tuple[str, ...]) -> bool:
+    """Whether `data` holds a value at `loc`."""
     cur: Any = data
     for part in loc:
         if not isinstance(cur, dict) or part not in cur:
-            return False, None
+            return False
         cur = cur[part]
-    return True, cur
+    return True
 
 
-def _source_of(
-    loc: tuple[str | int, ...], flags: dict[str, Any], files: list[tuple[Path, dict[str, Any]]]
-) -> tuple[str, Any]:
-    """Which source supplied the value at `loc` (strongest first), and that value."""
-    found, value = _lookup(flags, loc)
-    if found:
-        return "command-line flag", value
-    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
-    for key, value in os.environ.items():
-        if key.upper() == env_name:
-            return f"environment variable {key}", value
-    for path, data in files:
-        found, value = _lookup(data, loc)
-        if found:
-            return str(path), value
-    return "defaults", None
+def _where(loc: tuple[str, ...], entries: Sequence[Entry]) -> str:
+    """The source whose value is at `loc`: the strongest that holds it, as the merge let it win (a
+    location that pydantic reports deeper than any source goes is looked up by its longest held prefix)."""
+    for n in range(len(loc), 0, -1):
+        for name, data in entries:
+            if _lookup(data, loc[:n]):
+                return name
+    return "defaults"
 
 
-def load_settings(config_path: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
-    """Build the settings from every source; raise `ConfigError` naming the key and source on a bad value."""
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    files: list[tuple[Path, dict[str, Any]]] = []
-    if config_path is not None:
-        config_path = config_path.expanduser()
-        if not config_path.is_file():
-            raise ConfigError(f"config error: --config {config_path}: no such file")
-        files.append((config_path, _read_toml(config_path)))
-    else:
-        user_file = user_config_dir() / "config.toml"
-        if user_file.is_file():
-            files.append((user_file, _read_toml(user_file)))
-    if REPO_CONFIG.is_file():
-        files.append((REPO_CONFIG, _read_toml(REPO_CONFIG)))
+def _explain(e: ValidationError, entries: Sequence[Entry], within: tuple[str, ...] = ()) -> ConfigError:
+    """The first problem in `e` (from validating the part of the settings at `within`) as one line:
+    key, offending value, what is wrong, and the source that gave it."""
+    err = e.errors()[0]
+    loc = within + tuple(str(p) for p in err["loc"])
+    key = ".".join(loc)
+    where = _where(loc, entries)
+    if err["type"] == "extra_forbidden":
+        return _unknown_key(key, where)
+    msg = err["msg"].removeprefix("Value error, ")
+    if len(loc) == 1 and err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"should be a [{key}] table of settings"
+    return _error(f"config error: {key} = {_show(err['input'])}: {msg} (from {where})")
 
-    cls: type[Settings] = type("Settings", (Settings,), {"_toml_files": tuple(p for p, _ in files)})
+
+def load_settings(config_path: Path | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings from every source; raise `ConfigError` naming the key and source on a bad value.
+
+    `flags` is the nested dict of command-line overrides (a `FlagSettings` also names each option).
+    """
+    entries = [*_flag_entries(flags or {}), *_env_entries(os.environ), *_file_entries(config_path)]
+    merged = _merged(entries)
+    for key in merged:
+        # Checked here, not left to pydantic: BaseSettings takes `_env_file=` and the like as options,
+        # so `_env_file = "/etc/passwd"` in a config file would make it read that file.
+        if key not in Settings.model_fields:
+            raise _unknown_key(key, _where((key,), entries))
     try:
-        return cls(**flags)
+        return Settings(**merged)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        where, value = _source_of(loc, flags, files)
-        key = ".".join(str(p) for p in loc)
-        if err["type"] == "extra_forbidden":
-            raise ConfigError(f"config error: unknown key {key!r} (from {where})") from None
-        raise ConfigError(f"config error: {key} = {value!r}: {err['msg']} (from {where})") from None
+        raise _explain(e, entries) from None
+
+
+def section_with(section: SectionT, updates: Mapping[str, Any], source: str) -> SectionT:
+    """A copy of one settings section with `updates` applied, checked exactly as `load_settings` checks;
+    a bad value is a ConfigError naming the key and `source`."""
+    name = next(n for n, cls in _sections().items() if cls is type(section))
+    try:
+        return type(section).model_validate({**section.model_dump(), **updates})
+    except ValidationError as e:
+        raise _explain(e, [(source, {name: dict(updates)})], within=(name,)) from None
 
 
 def _toml_value(value: object) -> str:

@@ -16,10 +16,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeassist import __version__
 from edgeassist.errors import EdgeAssistError
+
+if TYPE_CHECKING:
+    from edgeassist.config import FlagSettings
 
 # Subcommand name -> module under edgeassist.cli (imported when the parser is built; keep them light).
 SUBCOMMANDS = {
@@ -33,11 +36,35 @@ SUBCOMMANDS = {
 }
 
 
+SETTING_ATTR = "setting flag "
+"""Namespace attributes that hold setting flags start with this, one attribute per key: a subcommand's
+parser copies its attributes over the main parser's, so one shared dict would lose `edgeassist --threads 2
+voice --voice x`'s `--threads`."""
+
+MODEL_FLAGS = (
+    ("model", "name", "--model"),
+    ("n_ctx", "n_ctx", "--n-ctx"),
+    ("gpu_layers", "n_gpu_layers", "--gpu-layers"),
+)
+"""Plain attributes that stand for `[model]` settings: `--model` (also read as such: a model named on the
+command line is never swapped for the starter) and bench's own `--n-ctx` and `--gpu-layers`."""
+
+
 def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
     """An argparse action that stores the flag as the `[section] key` settings override (key: the flag's
-    dest), so that its value is validated, and named in errors, like the config file's."""
+    dest), so that its value is validated, and named in errors, like the config file's.
+
+    The flag's text goes to the settings model unconverted (a `type=` is dropped), to be parsed and
+    checked exactly as an environment variable is: argparse's own conversion would let through what
+    the config file may not hold (`nan`) and report the rest as a multi-line usage message. The
+    flag's dest is left alone (its default, if any, stays): read the value from the settings.
+    """
 
     class SettingFlag(argparse.Action):
+        def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+            kwargs.pop("type", None)
+            super().__init__(option_strings, dest, **kwargs)
+
         def __call__(
             self,
             parser: argparse.ArgumentParser,
@@ -45,9 +72,7 @@ def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
             values: Any,
             option_string: str | None = None,
         ) -> None:
-            overrides = getattr(namespace, "settings_overrides", None) or {}
-            overrides.setdefault(section, {})[key or self.dest] = values
-            namespace.settings_overrides = overrides
+            setattr(namespace, f"{SETTING_ATTR}{section}.{key or self.dest}", (option_string or self.dest, values))
 
     return SettingFlag
 
@@ -63,26 +88,38 @@ def common_options() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="catalog name (qwen3.5-2b:q8_0), repo/file.gguf or path",
     )
-    g.add_argument("--n-ctx", type=int, default=argparse.SUPPRESS, help="context window in tokens")
-    g.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="CPU threads (default: physical cores)")
-    g.add_argument("--gpu-layers", type=int, default=argparse.SUPPRESS, help="layers to offload (-1: all)")
+    g.add_argument(
+        "--n-ctx", action=setting_flag("model", "n_ctx"), default=argparse.SUPPRESS, help="context window in tokens"
+    )
+    g.add_argument(
+        "--threads",
+        action=setting_flag("model", "n_threads"),
+        default=argparse.SUPPRESS,
+        help="CPU threads (default: physical cores)",
+    )
+    g.add_argument(
+        "--gpu-layers",
+        action=setting_flag("model", "n_gpu_layers"),
+        default=argparse.SUPPRESS,
+        help="layers to offload (-1: all)",
+    )
     return p
 
 
-def settings_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The nested settings dict that the common flags (and subcommand flags) stand for."""
-    model: dict[str, Any] = {}
-    for flag, key in (
-        ("model", "name"),
-        ("n_ctx", "n_ctx"),
-        ("threads", "n_threads"),
-        ("gpu_layers", "n_gpu_layers"),
-    ):
-        if hasattr(args, flag):
-            model[key] = getattr(args, flag)
-    flags: dict[str, Any] = {"model": model} if model else {}
-    for section, values in getattr(args, "settings_overrides", {}).items():
-        flags.setdefault(section, {}).update(values)
+def settings_flags(args: argparse.Namespace) -> FlagSettings:
+    """The nested settings dict that the common flags (and subcommand flags) stand for, each key
+    remembering its option for error messages."""
+    from edgeassist.config import FlagSettings
+
+    flags = FlagSettings()
+    for attr, key, option in MODEL_FLAGS:
+        if hasattr(args, attr):
+            flags.set("model", key, getattr(args, attr), option)
+    for attr in sorted(vars(args)):
+        if attr.startswith(SETTING_ATTR):
+            section, key = attr.removeprefix(SETTING_ATTR).split(".", 1)
+            option, value = getattr(args, attr)
+            flags.set(section, key, value, option)
     return flags
 
 

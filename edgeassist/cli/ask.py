@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from edgeassist.cli import setting_flag
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -23,18 +24,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("prompt", help="the question, or - to read it from stdin")
     p.add_argument("--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first")
     p.add_argument("--show-thinking", action="store_true", help="print the thinking to stderr")
-    p.add_argument("--system", help="system prompt for this question")
-    p.add_argument("--max-tokens", type=int, help="most tokens to generate")
-    p.add_argument("--temperature", type=float, help="sampling temperature (0: greedy)")
-    p.add_argument("--seed", type=int, help="sampling seed")
+    # Settings flags: checked like the config file, and they reach `run` through `settings.generation`
+    # (their own attributes stay None, so the per-call overrides below change nothing).
+    gen = setting_flag("generation")
+    p.add_argument(
+        "--system", action=setting_flag("generation", "system_prompt"), help="system prompt for this question"
+    )
+    p.add_argument("--max-tokens", action=gen, help="most tokens to generate")
+    p.add_argument("--temperature", action=gen, help="sampling temperature (0: greedy)")
+    p.add_argument("--seed", action=gen, help="sampling seed")
     p.add_argument("--json", action="store_true", help="print the answer and its stats as one JSON object")
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
     p.set_defaults(handler=run)
 
 
 def read_prompt(arg: str) -> str:
-    """The prompt from the argument, or from stdin for `-`; empty is an error."""
-    text = sys.stdin.read() if arg == "-" else arg
+    """The prompt from the argument, or from stdin for `-`; empty, binary or non-UTF-8 text is a UsageError."""
+    where = "on stdin" if arg == "-" else "argument"
+    if arg == "-":
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise UsageError("the prompt is `-` but there is no stdin to read it from")
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as e:  # a UTF-8 locale reads stdin strictly
+            raise UsageError(
+                f"the prompt on stdin is not UTF-8 text (byte 0x{e.object[e.start]:02x}): convert it, e.g. with iconv"
+            ) from None
+        except OSError as e:
+            raise UsageError(f"cannot read the prompt from stdin: {e.strerror or e}") from None
+    else:
+        text = arg
+    # Bytes that are not UTF-8 arrive from argv (and from stdin under the C locale) as lone surrogates
+    # (PEP 383); the model, the terminal and the history database would each fail on them later.
+    bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if "\udc80" <= bad <= "\udcff" else f"U+{ord(bad):04X}"
+        raise UsageError(f"the prompt {where} is not UTF-8 text ({byte}): convert it, e.g. with iconv")
+    if "\x00" in text:
+        raise UsageError(f"the prompt {where} contains a NUL byte: is it a binary file?")
     if not text.strip():
         raise UsageError("the prompt is empty: pass a question, or pipe one in with `-`")
     return text.strip()

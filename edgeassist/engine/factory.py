@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeassist.config import Settings
+from edgeassist.config import GenerationSettings, Settings, section_with
 from edgeassist.engine.base import GenerationOptions
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.hub import ResolvedModel, resolve
@@ -50,8 +50,15 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
 
 
 def generation_options(settings: Settings, **overrides: object) -> GenerationOptions:
-    """Generation options from the `[generation]` settings, with per-call overrides."""
+    """Generation options from the `[generation]` settings, with per-call overrides.
+
+    Overrides of `[generation]` keys are checked as the settings are (a front end's `--max-tokens 0`
+    is a ConfigError, not a reply of no tokens); None leaves a value as configured.
+    """
     g = settings.generation
+    checked = {k: v for k, v in overrides.items() if v is not None and k in GenerationSettings.model_fields}
+    if checked:
+        g = section_with(g, checked, "a command-line option")
     values: dict[str, object] = {
         "think": g.think,
         "max_tokens": g.max_tokens,
@@ -63,5 +70,5 @@ def generation_options(settings: Settings, **overrides: object) -> GenerationOpt
         "repeat_penalty": g.repeat_penalty,
         "seed": g.seed,
     }
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None and k not in checked})  # e.g. ignore_eos
     return GenerationOptions(**values)  # type: ignore[arg-type]
