@@ -287,10 +287,6 @@ def test_ask_with_a_blank_chat_name_is_a_usage_error(models_dir: Path, isolated_
     assert store.list_chats() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgeassist/cli/ask.py tests `if args.chat:`, so an empty name skips the store; needs `is not None`",
-)
 def test_ask_with_an_empty_chat_name_is_a_usage_error(models_dir: Path) -> None:
     r = ask("--chat", "", "Say hi.")
     assert r.returncode == 2, r.stderr

@@ -75,20 +75,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from edgeassist.store import Store
 
     prompt = read_prompt(args.prompt)
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise UsageError("--max-tokens must be at least 1")
     opened = open_engine(settings, explicit=hasattr(args, "model"))
     if opened.resolved.note:
         print(f"edgeassist: {opened.resolved.note}", file=sys.stderr)
     engine = opened.engine
     engine.load()
-    options = generation_options(
-        settings, think=args.think, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
-    )
+    # --max-tokens, --temperature, --seed and --system are setting flags: they arrive in `settings`.
+    options = generation_options(settings, think=args.think)
     if options.think and not engine.supports_thinking:
         print(f"edgeassist: {engine.name} has no thinking mode; answering directly", file=sys.stderr)
-    system = args.system if args.system is not None else settings.generation.system_prompt
-    if args.chat:
+    system = settings.generation.system_prompt
+    if args.chat is not None:  # an empty name is refused by Conversation.open, never silently unsaved
         store = Store(settings.store_path())
         convo = Conversation.open(engine, store, args.chat, system_prompt=system, options=options)
     else:

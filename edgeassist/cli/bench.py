@@ -51,8 +51,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     g = p.add_argument_group("settings (override config.toml and EDGEASSIST_* variables)")
     g.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="user config file (TOML)")
-    g.add_argument("--n-ctx", type=int, default=argparse.SUPPRESS, help="context window in tokens")
-    g.add_argument("--gpu-layers", type=int, default=argparse.SUPPRESS, help="layers to offload (-1: all)")
+    g.add_argument(
+        "--n-ctx", action=setting_flag("model", "n_ctx"), default=argparse.SUPPRESS, help="context window in tokens"
+    )
+    g.add_argument(
+        "--gpu-layers",
+        action=setting_flag("model", "n_gpu_layers"),
+        default=argparse.SUPPRESS,
+        help="layers to offload (-1: all)",
+    )
     w = p.add_argument_group("what to run")
     w.add_argument(
         "-m",

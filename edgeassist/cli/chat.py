@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edgeassist.config import Settings
+from edgeassist.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -24,12 +25,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the app until the user quits; a reply being written is stopped and saved first."""
+    from edgeassist.store import chat_name
     from edgeassist.tui import create_app  # Textual loads only for this command
 
+    name = getattr(args, "chat", None)
+    if name is not None:
+        try:  # before the app takes the screen: a blank or control-character name is a usage error
+            name = chat_name(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     app = create_app(
         settings,
         explicit_model=hasattr(args, "model"),
-        chat_name=getattr(args, "chat", None),
+        chat_name=name,
         new_chat=bool(getattr(args, "new", False)),
     )
     try:

@@ -63,13 +63,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         action="store_true",
         help="listen hands-free for one question (recording stops after a silence), answer, exit",
     )
-    p.add_argument("--end-silence", type=float, metavar="S", help="with --once: silence that ends the question")
+    p.add_argument(
+        "--end-silence",
+        action=setting_flag("speech", "end_silence_s"),
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="with --once: silence that ends the question",
+    )
     p.add_argument(
         "--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first (never spoken)"
     )
-    p.add_argument("--system", help="system prompt")
+    p.add_argument(
+        "--system", action=setting_flag("generation", "system_prompt"), default=argparse.SUPPRESS, help="system prompt"
+    )
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
-    p.add_argument("--max-tokens", type=int, help="most tokens per reply")
+    p.add_argument(
+        "--max-tokens",
+        action=setting_flag("generation"),
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="most tokens per reply",
+    )
     p.add_argument("--timings", action="store_true", help="print where each turn's time went")
     p.set_defaults(handler=run)
 
@@ -339,8 +353,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out, err = sys.stdout, sys.stderr
     if args.list_devices:
         return print_devices(out)
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise UsageError("--max-tokens must be at least 1")
     interactive = args.input_wav is None and not args.once
     if interactive and not sys.stdin.isatty():
         raise UsageError(
@@ -355,7 +367,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from edgeassist.engine.factory import generation_options, open_engine
     from edgeassist.voice import VoiceConfig, build_pipeline
 
-    end_silence = (args.end_silence or settings.speech.end_silence_s or 1.0) if args.once else None
+    end_silence = (settings.speech.end_silence_s or 1.0) if args.once else None
     config = VoiceConfig.from_settings(settings, speak=speak, end_silence_s=end_silence)
     printer = _Printer(out, err, args.timings)
 
@@ -367,9 +379,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             printer.partial = text
 
     opened = open_engine(settings, explicit=hasattr(args, "model"))
-    options = generation_options(settings, think=args.think, max_tokens=args.max_tokens)
-    system = args.system if args.system is not None else settings.generation.system_prompt
-    if args.chat:
+    # --max-tokens, --system and --end-silence are setting flags: validated and read from `settings`.
+    options = generation_options(settings, think=args.think)
+    system = settings.generation.system_prompt
+    if args.chat is not None:  # an empty name is refused by Conversation.open, never silently unsaved
         from edgeassist.store import Store
 
         convo = Conversation.open(opened.engine, Store(settings.store_path()), args.chat, system_prompt=system)

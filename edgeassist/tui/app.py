@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial, wraps
@@ -339,8 +340,8 @@ class EdgeAssistApp(App[None]):
         await self._refresh_chat_list()
 
     def _initial_chat(self) -> ChatRecord | None:
-        if self._chat_name:
-            return self.store.find_chat(self._chat_name) or self.store.create_chat(self._chat_name)
+        if self._chat_name is not None:
+            return self.store.open_chat(self._chat_name)  # one transaction: two apps may open one new name
         if self._new_chat or not self.settings.tui.resume_last_chat:
             return None
         return self.store.last_chat()
@@ -537,6 +538,8 @@ class EdgeAssistApp(App[None]):
         if self.chat is not None or self.conversation is None:
             return
         words = re.sub(r"\s+", " ", first_message).strip()
+        # A pasted escape sequence or other control character must not stop the chat being saved.
+        words = "".join(ch for ch in words if unicodedata.category(ch)[0] != "C").strip() or "Chat"
         base = words if len(words) <= 40 else words[:39].rstrip() + "…"
         system = self.conversation.system_prompt
         custom = system if system != self.settings.generation.system_prompt else None
