@@ -655,12 +655,16 @@ async def test_push_to_talk_shows_level_and_transcript_sends_it_and_speaks_the_r
             await pilot.press("ctrl+space")  # send
         await wait_until(pilot, lambda: not app._talks, timeout=180, what="the voice turn to end")
 
-        assert words(str(mine.render())) == words(QUESTION)  # the transcript became the message
+        # The transcript became the message. whisper tiny.en is borderline on this voice's last word: with
+        # piper-tts 1.8 / onnxruntime 1.32 it hears "France" after no pause and "friends" after one, so
+        # the check is on what it heard (most of the question, the message, the saved text all alike).
+        heard = words(str(mine.render()))
+        assert heard[:5] == words(QUESTION)[:5] and word_recall(QUESTION, " ".join(heard)) >= 0.8, heard
         reply = replies(app)[-1]
         assert reply.content.strip() and reply.status == "complete"
         saved = app.store.messages(app.chat.id)
         assert [m.role for m in saved] == ["user", "assistant"]
-        assert words(saved[0].content) == words(QUESTION) and saved[1].content == reply.content
+        assert words(saved[0].content) == heard and saved[1].content == reply.content
         assert not bar.display and not app.generating
     spoken, spoken_rate = read_wav(tmp_path / "reply.wav")
     heard_back = transcribe_any(spoken, spoken_rate)  # whisper listens to what the app said
