@@ -29,7 +29,7 @@ from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
 from edgeassist.engine.build import physical_cores
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
-from edgeassist.engine.prompt import CUT, Shielded, common_prefix_len, shield
+from edgeassist.engine.prompt import CUT, Segment, Shielded, common_prefix_len, shield
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
@@ -281,13 +281,25 @@ class LlamaEngine:
             self._specials[text] = found
         return found
 
-    def _prompt_tokens(self, shielded: Shielded, rendered: str) -> list[int]:
-        """Tokens of a prompt rendered from `shielded`: markup with special parsing, quoted strings without."""
+    def _prompt_tokens(
+        self, shielded: Shielded, rendered: str, known: list[tuple[Segment, list[int]]] | None = None
+    ) -> tuple[list[int], list[tuple[Segment, list[int]]]]:
+        """Tokens of a prompt rendered from `shielded`: markup with special parsing, quoted strings without.
+
+        Also returns each segment with its tokens; pass them back as `known` to tokenize a prefix of
+        the same rendering (the reply's head) without tokenizing its segments again.
+        """
         out: list[int] = []
+        parts: list[tuple[Segment, list[int]]] = []
         for i, seg in enumerate(shielded.segments(rendered)):
-            bos = i == 0 and self._add_bos and not (self._bos_text and seg.text.startswith(self._bos_text))
-            out += self.tokenize(seg.text, special=seg.special, add_bos=bos)
-        return out
+            if known is not None and i < len(known) and known[i][0] == seg:
+                tokens = known[i][1]
+            else:
+                bos = i == 0 and self._add_bos and not (self._bos_text and seg.text.startswith(self._bos_text))
+                tokens = self.tokenize(seg.text, special=seg.special, add_bos=bos)
+            parts.append((seg, tokens))
+            out += tokens
+        return out, parts
 
     def _piece(self, token: int) -> str:
         return self.piece_bytes(token).decode("utf-8", "replace")
@@ -314,9 +326,10 @@ class LlamaEngine:
         think = think and self.supports_thinking
         shielded = shield(messages, self.control_strings)
         rendered = self._template.render(shielded.messages, think=think)
-        tokens = self._prompt_tokens(shielded, rendered)
+        tokens, parts = self._prompt_tokens(shielded, rendered)
         head = rendered[: self._template.reply_start(shielded.messages, think=think, prompt=rendered)]
-        split = min(common_prefix_len(self._prompt_tokens(shielded, head), tokens), len(tokens) - 1)
+        head_tokens, _ = self._prompt_tokens(shielded, head, parts)
+        split = min(common_prefix_len(head_tokens, tokens), len(tokens) - 1)
         return Prompt(shielded.text(rendered), tokens, split)
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
@@ -325,7 +338,7 @@ class LlamaEngine:
         assert self._template is not None
         shielded = shield(messages, self.control_strings)
         rendered = self._template.render(shielded.messages, think=options.think and self.supports_thinking)
-        return len(self._prompt_tokens(shielded, rendered))
+        return len(self._prompt_tokens(shielded, rendered)[0])
 
     # -- state -------------------------------------------------------------------------------
 
@@ -471,9 +484,9 @@ class LlamaEngine:
             if cut <= 0:
                 return 0
             text = rendered[:cut]
-            tokens = self._prompt_tokens(shielded, text)
+            tokens, parts = self._prompt_tokens(shielded, text)
             for tail in _PREFILL_PROBES:  # keep only tokens that stay the same whatever follows
-                probe = self._prompt_tokens(shielded, text + tail)
+                probe, _ = self._prompt_tokens(shielded, text + tail, parts)
                 tokens = tokens[: common_prefix_len(tokens, probe)]
             held = self._tokens
             if not tokens or (len(held) >= len(tokens) and held[: len(tokens)] == tokens):
