@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from edgeassist.errors import DownloadError, EdgeAssistError, ModelNotFoundError, UsageError
+from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -748,14 +749,6 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover - loop always returns
-
-
 class _SilentBar:
     """A progress bar that shows nothing (what `http_get` gets when progress=False)."""
 
@@ -989,13 +982,13 @@ def _download(
         free = shutil.disk_usage(staging).free
         if free < needed:
             raise DownloadError(
-                f"not enough disk space for {job.display}: it needs {_human(needed)} more, "
-                f"{_human(free)} is free in {models_dir}"
+                f"not enough disk space for {job.display}: it needs {format_bytes(needed)} more, "
+                f"{format_bytes(free)} is free in {models_dir}"
             )
-        size_text = _human(total) if total is not None else "unknown size"
+        size_text = format_bytes(total) if total is not None else "unknown size"
         if sum(have):
             pct = f" ({100 * sum(have) / total:.0f}%)" if total else ""
-            job.say(f"resuming {job.display} from {_human(sum(have))}{pct} of {size_text}")
+            job.say(f"resuming {job.display} from {format_bytes(sum(have))}{pct} of {size_text}")
         else:
             job.say(f"pulling {job.display} ({size_text}) from {remotes[0].file.repo} on {job.hub}")
         for remote, part, already in zip(remotes, parts, have, strict=True):

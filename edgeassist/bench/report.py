@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from edgeassist.bench.results import BenchResult, ModelRun, RunSummary, VoiceStage
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
 from edgeassist.system import SystemReport
+from edgeassist.units import format_bytes, format_seconds
 
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -19,17 +20,7 @@ _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
 def _bytes(n: int | None) -> str:
-    if n is None:
-        return "–"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.0f} MB"
-
-
-def _secs(x: float | None) -> str:
-    if x is None:
-        return "–"
-    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
+    return "–" if n is None else format_bytes(n, coarse=True, gb_digits=2)
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -39,7 +30,7 @@ def _num(x: float | None, digits: int = 1) -> str:
 def _spread_s(s: Spread | None) -> tuple[str, str]:
     if s is None:
         return "–", ""
-    return _secs(s.median), f"{_secs(s.min)}–{_secs(s.max)}" if s.n > 1 else ""
+    return format_seconds(s.median), f"{format_seconds(s.min)}–{format_seconds(s.max)}" if s.n > 1 else ""
 
 
 def _ratio_mark(ratio: float | None, limit: float = 1.05) -> str:
@@ -277,8 +268,8 @@ def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
             [
                 run.model,
                 str(run.threads),
-                _secs(s.load_s.median) if s.load_s else "–",
-                _secs(s.ttft_s.median) if s.ttft_s else "–",
+                format_seconds(s.load_s.median) if s.load_s else "–",
+                format_seconds(s.ttft_s.median) if s.ttft_s else "–",
                 _num(s.prefill_tps.median if s.prefill_tps else None, 0),
                 _num(d.p50 if d else None),
                 _num(d.p90 if d else None),
@@ -286,7 +277,7 @@ def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
                 _num(s.decode_tps.median if s.decode_tps else None),
                 _num(r.p50 if r else None),
                 _num(s.ratio, 3),
-                _secs(s.followup_ttft_s.median) if s.followup_ttft_s else "–",
+                format_seconds(s.followup_ttft_s.median) if s.followup_ttft_s else "–",
                 _bytes(s.peak_rss_bytes),
                 s.verdict.status if s.verdict else "–",
             ]
@@ -375,7 +366,7 @@ def voice_lines(result: BenchResult) -> list[str]:
     if headline is not None and headline.summary is not None and v.target_s:
         met = headline.summary.median <= v.target_s
         out.append(
-            f"  verdict: end of speech → first audio {_secs(headline.summary.median)} median, "
+            f"  verdict: end of speech → first audio {format_seconds(headline.summary.median)} median, "
             f"{'meets' if met else 'misses'} the {v.target_s:.1f} s target"
         )
     return out
@@ -471,8 +462,8 @@ def _p(attr: str, field: str) -> Callable[[RunSummary], float | None]:
 
 
 _METRICS = [
-    _Metric("load", _p("load_s", "median"), _secs),
-    _Metric("time to first token", _p("ttft_s", "median"), _secs),
+    _Metric("load", _p("load_s", "median"), format_seconds),
+    _Metric("time to first token", _p("ttft_s", "median"), format_seconds),
     _Metric("prefill tok/s", _p("prefill_tps", "median"), lambda x: f"{x:.0f}", lower_is_better=False),
     _Metric("decode p50 ms", _p("decode_ms", "p50"), lambda x: f"{x:.1f}"),
     _Metric("decode p90 ms", _p("decode_ms", "p90"), lambda x: f"{x:.1f}"),
@@ -480,7 +471,7 @@ _METRICS = [
     _Metric("decode tok/s", _p("decode_tps", "median"), lambda x: f"{x:.1f}", lower_is_better=False),
     _Metric("raw decode p50 ms", _p("raw_decode_ms", "p50"), lambda x: f"{x:.1f}"),
     _Metric("edgeassist/raw", lambda s: s.ratio, lambda x: f"{x:.3f}"),
-    _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), _secs),
+    _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), format_seconds),
     _Metric(
         "peak memory",
         lambda s: float(s.peak_rss_bytes) if s.peak_rss_bytes is not None else None,

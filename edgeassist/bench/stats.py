@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edgeassist.units import median as median  # the bench's median is the package's one
+
 
 def percentile(samples: Sequence[float], q: float) -> float:
     """The `q`-th percentile (0-100) of `samples`, linearly interpolated (numpy's default method)."""
@@ -18,11 +20,6 @@ def percentile(samples: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def median(samples: Sequence[float]) -> float:
-    """The median (the 50th percentile)."""
-    return percentile(samples, 50)
 
 
 def gaps(times: Sequence[float]) -> list[float]:

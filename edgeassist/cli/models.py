@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgeassist.config import Settings
 from edgeassist.errors import EdgeAssistError, UsageError
+from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
     from edgeassist.hub import ModelRow
@@ -54,14 +55,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=run_rm)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover - loop always returns
 
 
 def _stderr(message: str) -> None:
@@ -178,7 +171,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
 
     table = [("NAME", "QUANT", "SIZE", "RAM", "ON DISK", "")]
     for r in rows:
-        size = "" if r.size_bytes is None else ("" if r.size_is_exact else "~") + _human(r.size_bytes)
+        size = "" if r.size_bytes is None else ("" if r.size_is_exact else "~") + format_bytes(r.size_bytes)
         ram = "" if r.ram_gb is None else f"~{r.ram_gb:.1f} GB"
         notes = []
         if is_default(r):
@@ -199,7 +192,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         for m in speech:
             notes = ["default"] if (m.kind, m.name) in in_use else []
             notes.append("pulled" if m.source == "pulled" else "from PyPI (offline fallback)")
-            speech_table.append((m.kind, m.name, _human(disk_bytes(m.path)), ", ".join(notes)))
+            speech_table.append((m.kind, m.name, format_bytes(disk_bytes(m.path)), ", ".join(notes)))
         widths = [max(len(line[i]) for line in speech_table) for i in range(len(speech_table[0]))]
         for line in speech_table:
             print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -223,7 +216,7 @@ def run_rm(args: argparse.Namespace, settings: Settings) -> int:
             if f.is_symlink():  # say so: only the link goes, what it points to stays
                 print(f"  {f} (a link to {f.resolve()}: only the link is deleted)")
                 continue
-            size = _human(disk_bytes(f)) if f.exists() else "?"
+            size = format_bytes(disk_bytes(f)) if f.exists() else "?"
             print(f"  {f} ({size})")
         try:
             answer = input(f"Delete {'these files' if len(files) > 1 else 'this file'}? [y/N] ")

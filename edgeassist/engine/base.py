@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
+from edgeassist.units import median
+
 
 class Message(TypedDict):
     """One chat message as the chat template sees it."""
@@ -114,12 +116,8 @@ class Stats:
 
     def decode_ms_per_token(self) -> float | None:
         """Median milliseconds between generated tokens (decode only, prefill excluded)."""
-        gaps = sorted(b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False))
-        if not gaps:
-            return None
-        mid = len(gaps) // 2
-        median = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
-        return median * 1000.0
+        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
+        return median(gaps) * 1000.0 if gaps else None
 
     def tokens_per_s(self) -> float | None:
         """Decode rate over the whole reply after the first token."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from edgeassist.hub import ModelRow, list_models
+from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
     from edgeassist.config import Settings
@@ -34,9 +35,7 @@ class ModelSwitcher(Protocol):
 
 
 def _size(n: int | None) -> str:
-    if not n:
-        return "?"
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+    return format_bytes(n, coarse=True) if n else "?"
 
 
 class ModelCommands(Provider):

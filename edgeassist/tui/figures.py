@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from edgeassist.engine.base import Stats
 from edgeassist.tui.stream import Chunk
+from edgeassist.units import format_seconds
 
 SEP = " │ "
 BACKENDS = {"cpu": "CPU", "metal": "Metal", "cuda": "CUDA", "vulkan": "Vulkan", "hip": "ROCm", "sycl": "SYCL"}
 """How backends are written for people."""
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def speed(tokens_per_s: float | None, ms_per_token: float | None, target_ms: float) -> str:
@@ -40,7 +35,7 @@ def final_figures(stats: Stats, target_ms: float) -> str:
     return SEP.join(
         [
             speed(stats.tokens_per_s(), stats.decode_ms_per_token(), target_ms),
-            f"TTFT {_secs(stats.ttft_s)}",
+            f"TTFT {format_seconds(stats.ttft_s)}",
             context(stats.context_used, stats.n_ctx),
         ]
     )
@@ -51,7 +46,7 @@ def live_figures(chunk: Chunk, target_ms: float, n_ctx: int | None, prompt_token
     rate = chunk.rate()
     ms = 1000 / rate if rate else None
     used = (prompt_tokens or 0) + chunk.pieces if prompt_tokens else None
-    parts = [speed(rate, ms, target_ms), f"TTFT {_secs(chunk.first_s)}"]
+    parts = [speed(rate, ms, target_ms), f"TTFT {format_seconds(chunk.first_s)}"]
     parts.append(context(used, n_ctx) if used is not None else "ctx …")
     return SEP.join(parts)
 
