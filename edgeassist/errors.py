@@ -55,9 +55,3 @@ class StoreError(EdgeAssistError):
     """The chat history database cannot be read or written."""
 
     exit_code = 7
-
-
-class Cancelled(EdgeAssistError):
-    """The user stopped the operation (Ctrl+C); exit code follows the shell convention."""
-
-    exit_code = 130

@@ -27,7 +27,6 @@ happened.
 from __future__ import annotations
 
 import queue
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -861,17 +860,6 @@ def simulate_turn(
         [np.asarray(samples, dtype=np.float32), np.zeros(int(hold_after_s * sample_rate), np.float32)]
     )
     return pipeline.run_turn(ArrayIn(audio, sample_rate, realtime=realtime), on_event=on_event)
-
-
-def summarize_timings(turns: Sequence[VoiceTurnTimings]) -> dict[str, float | None]:
-    """Median of each figure over several turns (None where no turn had it)."""
-    out: dict[str, float | None] = {}
-    for f in fields(VoiceTurnTimings):
-        if f.name == "stats":
-            continue
-        values = [getattr(t, f.name) for t in turns if getattr(t, f.name) is not None]
-        out[f.name] = float(statistics.median(values)) if values else None
-    return out
 
 
 # -- building one from the settings ----------------------------------------------------------------

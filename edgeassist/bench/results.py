@@ -267,7 +267,7 @@ class BenchConfig:
     raw_baseline: bool
     """Whether the raw llama.cpp loop ran."""
     ignore_eos: str
-    """How end-of-generation was suppressed: `option` (GenerationOptions.ignore_eos) or `logit-bias` (bench hook)."""
+    """How end-of-generation was suppressed: `option` (GenerationOptions.ignore_eos; older files: `logit-bias`)."""
 
 
 @dataclass

@@ -76,8 +76,6 @@ class _Checkpoint:
 class LlamaEngine:
     """A chat engine over one GGUF file; loads lazily, once, and serves one reply at a time."""
 
-    supports_streaming = True
-
     def __init__(
         self,
         path: Path,

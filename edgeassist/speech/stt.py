@@ -352,11 +352,6 @@ class IncrementalTranscriber:
         self._thread: threading.Thread | None = None
 
     @property
-    def committed_text(self) -> str:
-        """The text committed so far (it will start the final transcript unchanged)."""
-        return self._committed
-
-    @property
     def duration_s(self) -> float:
         """Seconds of audio fed so far."""
         return self._n / self.rate
