@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial, wraps
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -89,31 +89,12 @@ from edgeassist.tui.widgets import (
     VoiceBar,
 )
 
-
-class ResolvedLike(Protocol):
-    """What the app needs to know about where the model came from (`hub.ResolvedModel`)."""
-
-    name: str
-    quant: str | None
-    is_starter: bool
-    note: str | None
+if TYPE_CHECKING:
+    from edgeassist.engine.factory import OpenedModel
+    from edgeassist.hub import ResolvedModel
 
 
-class OpenedLike(Protocol):
-    """An engine and its origin (`engine.factory.OpenedModel`)."""
-
-    @property
-    def engine(self) -> ChatEngine:
-        """The engine, not yet loaded."""
-        ...
-
-    @property
-    def resolved(self) -> ResolvedLike:
-        """Where its model came from."""
-        ...
-
-
-OpenModel = Callable[[Settings, bool], OpenedLike]
+OpenModel = Callable[[Settings, bool], "OpenedModel"]
 """Builds the (not yet loaded) engine for the settings; the flag says the model was named explicitly."""
 MakeVoice = Callable[[Settings, Conversation, Callable[[float], None], Callable[[str, bool], None]], Any]
 """Builds the voice pipeline (settings, conversation, on_level, on_transcript); default `voice.build_pipeline`."""
@@ -126,7 +107,7 @@ def _decode_threads_and_cpus(settings: Settings) -> tuple[int, int]:
     return settings.model.n_threads or physical_cores(), cpus
 
 
-def _default_open_model(settings: Settings, explicit: bool) -> OpenedLike:
+def _default_open_model(settings: Settings, explicit: bool) -> OpenedModel:
     from edgeassist.engine.factory import open_engine
 
     return open_engine(settings, explicit=explicit)
@@ -236,7 +217,7 @@ class EdgeAssistApp(App[None]):
         self._chat_name = chat_name
         self._new_chat = new_chat
         self.engine: ChatEngine | None = None
-        self.resolved: ResolvedLike | None = None
+        self.resolved: ResolvedModel | None = None
         self.conversation: Conversation | None = None
         self.chat: ChatRecord | None = None
         self.model_ready = False
