@@ -390,3 +390,32 @@ async def test_chat_app_signal_path_stops_and_saves_the_reply(tmp_path: Path, fa
         ("assistant", "alpha beta", "cancelled"),
     ]
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # put back once the app is gone
+
+
+def test_textual_output_survives_a_terminal_that_hangs_up() -> None:
+    # Textual's output thread dies on the first failed write; the app then blocks on its full queue.
+    import errno
+    import io
+
+    from textual.drivers._writer_thread import MAX_QUEUED_WRITES, WriterThread
+
+    from edgeassist.tui.terminal import LostTerminalSafe
+
+    class HungUp(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    safe = LostTerminalSafe(HungUp())
+    writer = WriterThread(safe)  # type: ignore[arg-type]
+    writer.start()
+    done = threading.Event()
+
+    def frames() -> None:
+        for _ in range(MAX_QUEUED_WRITES * 4):
+            writer.write("frame")
+        writer.stop()
+        done.set()
+
+    threading.Thread(target=frames, daemon=True).start()
+    assert done.wait(WAIT_S), "the app would block on Textual's output queue"
+    assert safe.lost

@@ -40,8 +40,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         chat_name=name,
         new_chat=bool(getattr(args, "new", False)),
     )
+    from edgeassist.tui.terminal import lost_terminal_safe
+
     try:
-        app.run()
+        with lost_terminal_safe():  # a hung-up terminal must not block the app before it saves the reply
+            app.run()
     finally:
         # However the app ended, let a reply thread finish saving its part before the process exits.
         app.stop_reply()
