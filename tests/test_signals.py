@@ -124,10 +124,20 @@ class Terminal:
         os.close(slave)
         self.output = bytearray()
         self._lock = threading.Lock()
+        self._more = threading.Condition(self._lock)  # notified on new output and when the output ends
+        self._ended = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
+        try:
+            self._read_until_closed()
+        finally:
+            with self._more:
+                self._ended = True
+                self._more.notify_all()
+
+    def _read_until_closed(self) -> None:
         fd = self.master
         while True:
             try:
@@ -146,19 +156,20 @@ class Terminal:
                 if not data:
                     return
                 self.output += data
+                self._more.notify_all()
 
     def wait_until(self, predicate: Any, what: str) -> Any:
         """Wait until `predicate(output so far)` is true-ish; return it."""
         deadline = time.monotonic() + WAIT_S
-        while True:
-            more = self._reader.is_alive()
-            with self._lock:
+        with self._more:
+            while True:
                 result = predicate(bytes(self.output))
-            if result:
-                return result
-            assert more, f"the output ended ({self.proc.poll()}): {bytes(self.output)!r}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {bytes(self.output[-2000:])!r}"
-            time.sleep(0.02)
+                if result:
+                    return result
+                assert not self._ended, f"the output ended ({self.proc.poll()}): {bytes(self.output)!r}"
+                left = deadline - time.monotonic()
+                assert left > 0, f"timed out waiting for {what}: {bytes(self.output[-2000:])!r}"
+                self._more.wait(left)
 
     def wait_for(self, needle: bytes, start: int = 0) -> int:
         """Wait until `needle` appears in the output after `start`; where it ends."""
@@ -266,6 +277,8 @@ def test_a_second_interrupt_does_not_cut_the_first_ones_cleanup_short() -> None:
     main = threading.main_thread().ident or 0
     stop = threading.Event()
     finished = threading.Event()
+    second_handled = threading.Event()
+    raised: list[BaseException | None] = []
 
     def make() -> Iterator[int]:
         i = 0
@@ -273,15 +286,31 @@ def test_a_second_interrupt_does_not_cut_the_first_ones_cleanup_short() -> None:
             i += 1
             yield i
         signal.pthread_kill(main, signal.SIGINT)  # the second Ctrl+C, while the caller waits for this
-        for _ in range(50):
-            time.sleep(0.01)  # the model finishing its token
-        finished.set()
+        assert second_handled.wait(WAIT_S), "the second Ctrl+C never reached its handler"
+        finished.set()  # the model finishes its token only after the second Ctrl+C was handled
 
     with pytest.raises(KeyboardInterrupt), stop_signals():
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler)
+
+        def counted(signum: int, frame: Any) -> None:
+            # The handler stop_signals installed, watched: what it does with each Ctrl+C is recorded.
+            try:
+                handler(signum, frame)
+                raised.append(None)
+            except BaseException as e:
+                raised.append(e)
+                raise
+            finally:
+                if len(raised) == 2:
+                    second_handled.set()
+
+        signal.signal(signal.SIGINT, counted)
         for i in MODEL_THREAD.stream(make, stop):
             if i == 3:
                 signal.pthread_kill(main, signal.SIGINT)  # the first Ctrl+C
     assert finished.is_set(), "the interrupt reached the caller while the model was still running"
+    assert isinstance(raised[0], KeyboardInterrupt) and raised[1] is None  # the second one is ignored
 
 
 # -- voice ------------------------------------------------------------------------------------------------
