@@ -41,13 +41,9 @@ SETTING_ATTR = "setting flag "
 parser copies its attributes over the main parser's, so one shared dict would lose `edgeassist --threads 2
 voice --voice x`'s `--threads`."""
 
-MODEL_FLAGS = (
-    ("model", "name", "--model"),
-    ("n_ctx", "n_ctx", "--n-ctx"),
-    ("gpu_layers", "n_gpu_layers", "--gpu-layers"),
-)
+MODEL_FLAGS = (("model", "name", "--model"),)
 """Plain attributes that stand for `[model]` settings: `--model` (also read as such: a model named on the
-command line is never swapped for the starter) and bench's own `--n-ctx` and `--gpu-layers`."""
+command line is never swapped for the starter)."""
 
 
 def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
@@ -77,32 +73,33 @@ def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
     return SettingFlag
 
 
+def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool = True) -> None:
+    """Add the settings flags (`--config`, `--model`, `--n-ctx`, `--threads`, `--gpu-layers`) to `parser`.
+
+    `model_and_threads=False` leaves out `--model` and `--threads`, for the bench, where they take
+    comma lists (a sweep) and are its own.
+    """
+    g = parser.add_argument_group("settings (override config.toml and EDGEASSIST_* variables)")
+    g.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="user config file (TOML)")
+    if model_and_threads:
+        g.add_argument(
+            "-m",
+            "--model",
+            default=argparse.SUPPRESS,
+            help="catalog name (qwen3.5-2b:q8_0), repo/file.gguf or path",
+        )
+    flags = [("--n-ctx", "n_ctx", "context window in tokens")]
+    if model_and_threads:
+        flags.append(("--threads", "n_threads", "CPU threads (default: physical cores)"))
+    flags.append(("--gpu-layers", "n_gpu_layers", "layers to offload (-1: all)"))
+    for flag, key, text in flags:
+        g.add_argument(flag, action=setting_flag("model", key), default=argparse.SUPPRESS, help=text)
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes; they become the strongest settings source."""
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("settings (override config.toml and EDGEASSIST_* variables)")
-    g.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="user config file (TOML)")
-    g.add_argument(
-        "-m",
-        "--model",
-        default=argparse.SUPPRESS,
-        help="catalog name (qwen3.5-2b:q8_0), repo/file.gguf or path",
-    )
-    g.add_argument(
-        "--n-ctx", action=setting_flag("model", "n_ctx"), default=argparse.SUPPRESS, help="context window in tokens"
-    )
-    g.add_argument(
-        "--threads",
-        action=setting_flag("model", "n_threads"),
-        default=argparse.SUPPRESS,
-        help="CPU threads (default: physical cores)",
-    )
-    g.add_argument(
-        "--gpu-layers",
-        action=setting_flag("model", "n_gpu_layers"),
-        default=argparse.SUPPRESS,
-        help="layers to offload (-1: all)",
-    )
+    settings_group(p)
     return p
 
 

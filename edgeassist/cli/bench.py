@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from edgeassist.cli import setting_flag
+from edgeassist.cli import setting_flag, settings_group
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -49,17 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "per-token target and the catalog model to use here. With no model given it runs the configured "
         "one (else the offline starter). Ctrl+C stops and prints what was measured.",
     )
-    g = p.add_argument_group("settings (override config.toml and EDGEASSIST_* variables)")
-    g.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="user config file (TOML)")
-    g.add_argument(
-        "--n-ctx", action=setting_flag("model", "n_ctx"), default=argparse.SUPPRESS, help="context window in tokens"
-    )
-    g.add_argument(
-        "--gpu-layers",
-        action=setting_flag("model", "n_gpu_layers"),
-        default=argparse.SUPPRESS,
-        help="layers to offload (-1: all)",
-    )
+    settings_group(p, model_and_threads=False)
     w = p.add_argument_group("what to run")
     w.add_argument(
         "-m",
