@@ -53,6 +53,38 @@ def tiny_qwen35(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build("tiny", "Q4_K_M", out).path
 
 
+@pytest.fixture(scope="session")
+def gguf(starter_gguf: Path) -> Path:
+    """A small real GGUF for the fake hub to serve: the starter model's file."""
+    with starter_gguf.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    return starter_gguf
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty models folder, named to every edgeassist process the test starts: the starter model answers."""
+    d = tmp_path / "models"
+    d.mkdir()
+    monkeypatch.setenv("EDGEASSIST_MODEL__MODELS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Let huggingface-hub talk to the fake hub: not offline, no token, no xet, its own HF_HOME."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    # huggingface-hub reads these once at import; isolated_env turns offline mode on for every test.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+
 # -- TUI: a scripted engine behind the ChatEngine protocol ---------------------------------------
 
 

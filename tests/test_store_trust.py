@@ -38,15 +38,6 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
         os.umask(old)
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty models folder, so `ask` runs the offline starter model."""
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("EDGEASSIST_MODEL__MODELS_DIR", str(d))
-    return d
-
-
 def ask(*args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgeassist", "ask", "--max-tokens", "4", "--temperature", "0", *args],
