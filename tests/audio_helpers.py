@@ -16,13 +16,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeassist.engine.base import Done, GenerationOptions, Message, Stats, Text, Thinking
+from edgeassist.engine.base import Capabilities, Done, GenerationOptions, Message, Stats, Text, Thinking
 from edgeassist.speech.audio import WHISPER_RATE, resample
 from edgeassist.speech.tts import SpeechChunk
 
@@ -115,7 +116,8 @@ class ScriptedEngine:
     """
 
     backend = "cpu"
-    supports_thinking = True
+    capabilities = Capabilities(thinking=True)
+    loaded = True
 
     def __init__(
         self,
@@ -140,6 +142,18 @@ class ScriptedEngine:
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
         return 20 + sum(len(m["content"]) for m in messages) // 4
+
+    def load(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+        return 0
+
+    def held(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def stream(
         self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None = None

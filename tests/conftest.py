@@ -118,6 +118,7 @@ class FakeChatEngine:
         self.supports_thinking = supports_thinking
         self.gate, self.pause_at, self.fail_at, self.load_error = gate, pause_at, fail_at, load_error
         self._n_ctx = n_ctx
+        self._loaded = False
         self.calls: list[tuple[list[dict[str, str]], object]] = []
         import threading
 
@@ -127,12 +128,34 @@ class FakeChatEngine:
     def n_ctx(self) -> int:
         return self._n_ctx
 
+    @property
+    def capabilities(self) -> Any:
+        from edgeassist.engine.base import Capabilities
+
+        return Capabilities(thinking=self.supports_thinking)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
     def load(self) -> float:
         from edgeassist.errors import ModelLoadError
 
         if self.load_error:
             raise ModelLoadError(self.load_error)
+        self._loaded = True
         return 0.25
+
+    def close(self) -> None:
+        self._loaded = False
+
+    def prefill(self, messages: Any, think: bool, cancel: Any = None) -> int:
+        return 0
+
+    def held(self) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext()
 
     def count_tokens(self, messages: Any, options: Any) -> int:
         return 40 + sum(len(m["content"]) for m in messages) // 4

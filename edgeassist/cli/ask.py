@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine.load()
     # --max-tokens, --temperature, --seed and --system are setting flags: they arrive in `settings`.
     options = generation_options(settings, think=args.think)
-    if options.think and not engine.supports_thinking:
+    if options.think and not engine.capabilities.thinking:
         print(f"edgeassist: {engine.name} has no thinking mode; answering directly", file=sys.stderr)
     system = settings.generation.system_prompt
     if args.chat is not None:  # an empty name is refused by Conversation.open, never silently unsaved

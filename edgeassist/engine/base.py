@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
@@ -169,16 +170,59 @@ class Done:
 Event = Thinking | Text | Notice | Done
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do. Front ends read this instead of probing the engine."""
+
+    thinking: bool = False
+    """The model's template can switch thinking on and off (`GenerationOptions.think`)."""
+    tools: bool = False
+    """Tools can be offered to the model and its calls constrained."""
+    images: bool = False
+    """Messages may carry images."""
+    local: bool = True
+    """The model runs in this process; False for a server elsewhere."""
+
+
 @runtime_checkable
 class ChatEngine(Protocol):
-    """A backend that streams a reply to a list of messages."""
+    """Everything a front end may ask of an engine: the TUI, `ask`, voice and the bench use only this.
+
+    Any thread may call any method; how an engine schedules its own work (a local one runs all
+    model compute on one thread of its own) is its business. One reply at a time: a second
+    `stream()` waits for the first to end.
+    """
 
     name: str
     """Model name shown to people."""
-    backend: str
-    """cpu, metal, cuda, or remote."""
-    supports_thinking: bool
-    """Whether the model's template can switch thinking on and off."""
+
+    @property
+    def backend(self) -> str:
+        """Where the model runs: cpu, metal, cuda, or remote; before `load()`, where it will."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens (final once loaded)."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """Whether `load()` has finished and the model is ready."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the engine can do; final once loaded."""
+        ...
+
+    def load(self) -> float:
+        """Get the model ready (once); return the seconds it took, 0 when it already was."""
+        ...
+
+    def close(self) -> None:
+        """Release the model; a later call loads it again."""
+        ...
 
     def stream(
         self,
@@ -186,14 +230,28 @@ class ChatEngine(Protocol):
         options: GenerationOptions,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Yield Thinking/Text events, then exactly one Done; stop within one token of `cancel`."""
+        """Yield Thinking/Text events, then exactly one Done; stop within one token of `cancel`.
+
+        Closing the iterator early cancels the reply and returns once the engine is free again.
+        """
         ...
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
         """Tokens the rendered prompt for `messages` takes."""
         ...
 
-    @property
-    def n_ctx(self) -> int:
-        """The context window in tokens."""
+    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+        """Start on a coming prompt while its last message is still being written; return tokens evaluated.
+
+        Speculative: the next `stream()` reuses the work when its prompt begins the same way, and
+        nothing is lost when it does not. Engines that cannot start early return 0.
+        """
+        ...
+
+    def held(self) -> AbstractContextManager[None]:
+        """While this block runs, a reply in progress computes no further tokens.
+
+        Voice lends the cores to the first sentence's synthesis this way; an engine whose model
+        runs elsewhere has nothing to lend and runs on.
+        """
         ...

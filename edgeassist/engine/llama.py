@@ -19,11 +19,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Stats, Text, Thinking
+from edgeassist.engine.base import Capabilities, Done, Event, GenerationOptions, Message, Stats, Text, Thinking
 from edgeassist.engine.build import init_backend as _init_backend
 from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
@@ -104,7 +105,7 @@ class LlamaEngine:
         self.flash_attn = flash_attn
         self._offloaded = False
         self.fix_hint = fix_hint
-        self.backend = "cpu"
+        self._backend: str | None = None  # known once loaded
         self.load_s = 0.0
         self.supports_thinking = False
         self.recurrent = False
@@ -132,6 +133,22 @@ class LlamaEngine:
     def n_ctx(self) -> int:
         """The context window in tokens."""
         return self._n_ctx
+
+    @property
+    def backend(self) -> str:
+        """Where llama.cpp runs the model: cpu, or the GPU backend it was built with when layers go there."""
+        if self._backend is not None:
+            return self._backend
+        return "cpu" if self._n_gpu_layers == 0 else llama_backend_name()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Thinking when the model's template has the switch; no tools or images yet."""
+        return Capabilities(thinking=self.supports_thinking, local=True)
+
+    def held(self) -> AbstractContextManager[None]:
+        """Hold a reply in progress between tokens (see `ModelThread.held`)."""
+        return MODEL_THREAD.held()
 
     def load(self) -> float:
         """Load the model and create the context (once); return the load time in seconds."""
@@ -185,7 +202,7 @@ class LlamaEngine:
             self.supports_thinking = self._template.supports_thinking
             arch = self._meta("general.architecture")
             self.family = "qwen3.5" if arch.startswith("qwen35") else "other"
-            self.backend = llama_backend_name() if layers != 0 else "cpu"
+            self._backend = llama_backend_name() if self._offloaded else "cpu"
             self.load_s = time.perf_counter() - t0
             return self.load_s
 
