@@ -1,0 +1,121 @@
+"""Speculative prefill: the conversation's prompt evaluated while the user is still speaking.
+
+`TurnScheduler` is the thread that orders one turn's work in the model: a prefill each time the
+transcriber commits words while the key is held, then the reply, after the last prefill and never
+beside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from edgeassist.chat import Conversation
+from edgeassist.engine.base import GenerationOptions, Message
+from edgeassist.engine.modelthread import MODEL_THREAD
+
+
+def prefill_prompt(
+    engine: object,
+    messages: Sequence[Message],
+    options: GenerationOptions,
+    user_prefix: str = "",
+    cancel: threading.Event | None = None,
+) -> int:
+    """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
+
+    The engine renders the conversation with a user message that starts with `user_prefix`, cut
+    where the rest of the message would begin, and evaluates the part of it that no continuation
+    can change, which the reply then reuses. Engines without `prefill` return 0.
+    """
+    prefill = getattr(engine, "prefill", None)
+    if not callable(prefill):
+        return 0
+    think = options.think and bool(getattr(engine, "supports_thinking", False))
+    return int(prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel))
+
+
+class TurnScheduler:
+    """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
+
+    A newer prefill request replaces one still waiting, and the reply runs after the last prefill,
+    never beside it. Each piece of work runs on the process's model thread (see
+    `edgeassist.engine.modelthread`), the reply's loop included, so the decode loop and its
+    consumer take turns on one thread. It starts after the previous turn's has exited and exits
+    itself when the turn is over.
+    """
+
+    def __init__(self, conversation: Conversation, options: GenerationOptions, previous: TurnScheduler | None) -> None:
+        """Start the thread; it waits for `previous` (the last turn's scheduler) to exit before any work."""
+        self.conversation = conversation
+        self.options = options
+        self.tokens = 0
+        """Prompt tokens evaluated ahead by this thread."""
+        self._previous = previous
+        self._cond = threading.Condition()
+        self._want: str | None = None
+        self._job: Callable[[], None] | None = None
+        self._busy = False
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="voice-turn", daemon=True)
+        self._thread.start()
+
+    def prefill(self, user_prefix: str) -> None:
+        """Evaluate the prompt up to `user_prefix` of the coming message (a newer request replaces a waiting one)."""
+        with self._cond:
+            if not self._done and self._job is None:
+                self._want = user_prefix
+                self._cond.notify_all()
+
+    def discard(self) -> None:
+        """Forget a prefill request that has not started."""
+        with self._cond:
+            self._want = None
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no prefill is waiting or running."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._want is None and not self._busy, timeout)
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run `job` (the reply) on this thread next; the thread exits after it."""
+        with self._cond:
+            self._want = None
+            self._job = job
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        """Exit without a reply (nothing was heard, or the turn was abandoned)."""
+        with self._cond:
+            self._want = None
+            self._done = True
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to exit."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        if self._previous is not None:
+            self._previous.join()
+            self._previous = None
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._want is not None or self._job is not None or self._done)
+                if self._job is not None or self._done:
+                    job, self._done = self._job, True
+                    break
+                prefix, self._want = self._want, None
+                self._busy = True
+            try:
+                engine, context = self.conversation.engine, self.conversation.context()
+                n = MODEL_THREAD.call(prefill_prompt, engine, context, self.options, prefix or "")
+            except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
+                n = 0
+            with self._cond:
+                self.tokens += n
+                self._busy = False
+                self._cond.notify_all()
+        if job is not None:
+            MODEL_THREAD.call(job)  # the reply's loop on the model thread: no hand-off per token
