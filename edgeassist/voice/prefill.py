@@ -2,7 +2,8 @@
 
 `TurnScheduler` is the thread that orders one turn's work in the model: a prefill each time the
 transcriber commits words while the key is held, then the reply, after the last prefill and never
-beside it.
+beside it. It only orders the work: where the engine computes it is the engine's business (a
+`LlamaEngine` runs it on the process's model thread, whichever thread asks).
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import threading
 from collections.abc import Callable, Sequence
 
 from edgeassist.chat import Conversation
-from edgeassist.engine.base import GenerationOptions, Message
-from edgeassist.engine.modelthread import MODEL_THREAD
+from edgeassist.engine.base import ChatEngine, GenerationOptions, Message
 
 
 def prefill_prompt(
-    engine: object,
+    engine: ChatEngine,
     messages: Sequence[Message],
     options: GenerationOptions,
     user_prefix: str = "",
@@ -26,23 +26,18 @@ def prefill_prompt(
 
     The engine renders the conversation with a user message that starts with `user_prefix`, cut
     where the rest of the message would begin, and evaluates the part of it that no continuation
-    can change, which the reply then reuses. Engines without `prefill` return 0.
+    can change, which the reply then reuses. Engines that cannot start early return 0.
     """
-    prefill = getattr(engine, "prefill", None)
-    if not callable(prefill):
-        return 0
-    think = options.think and bool(getattr(engine, "supports_thinking", False))
-    return int(prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel))
+    think = options.think and engine.capabilities.thinking
+    return engine.prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel)
 
 
 class TurnScheduler:
     """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
 
-    A newer prefill request replaces one still waiting, and the reply runs after the last prefill,
-    never beside it. Each piece of work runs on the process's model thread (see
-    `edgeassist.engine.modelthread`), the reply's loop included, so the decode loop and its
-    consumer take turns on one thread. It starts after the previous turn's has exited and exits
-    itself when the turn is over.
+    A newer prefill request replaces one still waiting, and the reply (its whole loop, from sending
+    the message to the last event) runs on this thread after the last prefill, never beside it. It
+    starts after the previous turn's has exited and exits itself when the turn is over.
     """
 
     def __init__(self, conversation: Conversation, options: GenerationOptions, previous: TurnScheduler | None) -> None:
@@ -110,7 +105,7 @@ class TurnScheduler:
                 self._busy = True
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
-                n = MODEL_THREAD.call(prefill_prompt, engine, context, self.options, prefix or "")
+                n = prefill_prompt(engine, context, self.options, prefix or "")
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:
@@ -118,4 +113,4 @@ class TurnScheduler:
                 self._busy = False
                 self._cond.notify_all()
         if job is not None:
-            MODEL_THREAD.call(job)  # the reply's loop on the model thread: no hand-off per token
+            job()

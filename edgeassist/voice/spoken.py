@@ -17,7 +17,6 @@ from typing import Any
 
 from edgeassist.chat import Conversation
 from edgeassist.engine.base import Done, GenerationOptions, Stats, Text
-from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.speech.audio import AudioOut
 from edgeassist.speech.text import SentenceSplitter
 from edgeassist.speech.tts import SpeechChunk, Synthesizer
@@ -182,7 +181,7 @@ class SpokenReply:
                     # On a small board the model and the voice compete for the same cores: the first
                     # audio gets them to itself. The model catches up while that sentence plays.
                     deadline = time.perf_counter() + FIRST_CHUNK_WAIT_S
-                    with MODEL_THREAD.held():
+                    with self.conversation.engine.held():
                         while not marks.first_chunk.wait(0.02) and not cancel.is_set():
                             if time.perf_counter() > deadline:
                                 break
