@@ -13,7 +13,6 @@ from edgeassist.voice.pipeline import (
     build_pipeline,
     simulate_turn,
     simulation_pipeline,
-    speech_models,
 )
 from edgeassist.voice.prefill import prefill_prompt
 
@@ -37,5 +36,4 @@ __all__ = [
     "prefill_prompt",
     "simulate_turn",
     "simulation_pipeline",
-    "speech_models",
 ]

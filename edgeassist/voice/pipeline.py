@@ -38,6 +38,7 @@ from edgeassist.chat import Conversation
 from edgeassist.engine.base import GenerationOptions, Notice
 from edgeassist.errors import UsageError
 from edgeassist.speech.audio import WHISPER_RATE, ArrayIn, AudioIn, AudioOut, Resampler
+from edgeassist.speech.build import audio_input, audio_output, speech_models
 from edgeassist.speech.stt import Transcriber, Transcript
 from edgeassist.speech.tts import SpeechChunk, Synthesizer
 from edgeassist.voice.config import VoiceConfig
@@ -306,33 +307,6 @@ def simulate_turn(
 # -- building one from the settings ----------------------------------------------------------------
 
 
-def speech_models(
-    settings: Settings, *, speak: bool = True, window_s: float | None = None
-) -> tuple[Transcriber, Synthesizer | None, list[str]]:
-    """Whisper and (when `speak`) piper as the `[speech]` settings describe them, and one-line notes
-    about offline fallbacks in use. Nothing is loaded yet; nothing touches the network."""
-    from edgeassist.speech.stt import WhisperTranscriber
-    from edgeassist.speech.tts import PiperSynthesizer
-
-    s = settings.speech
-    models_dir = settings.models_dir()
-    transcriber = WhisperTranscriber(
-        s.whisper_model,
-        models_dir=models_dir,
-        language=s.language,
-        compute_type=s.compute_type,
-        beam_size=s.beam_size,
-        window_s=window_s or s.whisper_window_s,
-    )
-    notes = [n for n in (transcriber.resolved.note,) if n]
-    synthesizer = None
-    if speak:
-        synthesizer = PiperSynthesizer(s.voice, models_dir=models_dir, length_scale=s.length_scale)
-        if synthesizer.resolved.note:
-            notes.append(synthesizer.resolved.note)
-    return transcriber, synthesizer, notes
-
-
 def simulation_pipeline(
     settings: Settings,
     conversation: Conversation,
@@ -371,20 +345,12 @@ def build_pipeline(
     speech extra, PortAudio or a device is missing; nothing here touches the network.
     """
     from edgeassist.speech import require_speech
-    from edgeassist.speech.audio import MicrophoneIn, SpeakerOut, WavIn, WavOut
 
     config = config or VoiceConfig.from_settings(settings, speak=speak)
     require_speech("faster_whisper", *(("piper",) if config.speak else ()))
-    # The microphone first: without one there is no turn at all.
-    audio_in: AudioIn = (
-        WavIn(input_wav, realtime=realtime_input)
-        if input_wav is not None
-        else MicrophoneIn(settings.audio.input_device)
-    )
+    audio_in = audio_input(settings, input_wav, realtime=realtime_input)  # first: without one there is no turn
     transcriber, synthesizer, notes = speech_models(settings, speak=config.speak)
-    audio_out: AudioOut | None = None
-    if config.speak:
-        audio_out = WavOut(output_wav) if output_wav is not None else SpeakerOut(settings.audio.output_device)
+    audio_out = audio_output(settings, output_wav) if config.speak else None
     return VoicePipeline(
         conversation,
         transcriber,
