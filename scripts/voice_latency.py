@@ -28,20 +28,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgeassist.bench.voice import (  # noqa: E402
+    BENCH_QUESTIONS,
+    RANDOM_TEXT_FIRST_CHUNK_TOKENS,
+    StandInSynthesizer,
+    simulation_pipeline,
+)
 from edgeassist.chat import Conversation  # noqa: E402
 from edgeassist.config import load_settings  # noqa: E402
 from edgeassist.engine.factory import generation_options  # noqa: E402
 from edgeassist.engine.llama import LlamaEngine  # noqa: E402
 from edgeassist.hub import resolve  # noqa: E402
-from edgeassist.voice import (  # noqa: E402
-    BENCH_QUESTIONS,
-    RANDOM_TEXT_FIRST_CHUNK_TOKENS,
-    StandInSynthesizer,
-    VoiceConfig,
-    VoiceTurnTimings,
-    simulate_turn,
-    simulation_pipeline,
-)
+from edgeassist.voice import VoiceConfig, VoiceTurnTimings, simulate_turn  # noqa: E402
 
 QUIET_CORES = 0.3
 """A turn during which other processes kept more than this many cores busy is not a quiet one."""

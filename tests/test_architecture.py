@@ -70,12 +70,7 @@ def test_every_subcommand_has_help() -> None:
 
 # -- the import graph ------------------------------------------------------------------------------------
 
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The bench's voice stages come from the voice pipeline through an importlib hook (a module named in a
-    # string), and voice and bench are independent layers. Issue 10, point 3 moves the bench code out of
-    # voice.py into bench/ and removes the hook; delete this entry then.
-    ("edgeassist.bench.voice", "edgeassist.voice"): "importlib hook: issue 10, point 3",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 """Imports that break the layer rule today, each with why and what removes it."""
 
 
@@ -190,7 +185,7 @@ def test_the_graph_sees_lazy_typing_and_string_imports() -> None:
     graph = import_graph()
     assert "edgeassist.engine.llama" in graph["edgeassist.engine.factory"]  # imported inside a function
     assert "edgeassist.config" in graph["edgeassist.tui.commands"]  # under TYPE_CHECKING
-    assert "edgeassist.voice" in graph["edgeassist.bench.voice"]  # named in a string for importlib
+    assert "edgeassist.voice" in graph["edgeassist.bench.voice"]  # a plain import (no string hooks are left)
 
 
 def test_the_import_graph_has_no_cycles() -> None:

@@ -24,7 +24,7 @@ from audio_helpers import (
     words,
 )
 
-from edgeassist.bench.voice import VoiceTarget
+from edgeassist.bench.voice import BENCH_STAGES, STAND_IN_SENTENCE, StandInSynthesizer, VoiceTarget, bench_stages
 from edgeassist.chat import Conversation
 from edgeassist.cli import main
 from edgeassist.cli.voice import Key, parse_keys
@@ -35,15 +35,11 @@ from edgeassist.errors import UsageError
 from edgeassist.speech.audio import ArrayIn, WavIn, WavOut, read_wav, write_wav
 from edgeassist.speech.text import CODE_PLACEHOLDER, markdown_to_prose
 from edgeassist.voice import (
-    BENCH_STAGES,
-    STAND_IN_SENTENCE,
     Heard,
     Speaking,
-    StandInSynthesizer,
     TurnDone,
     VoiceConfig,
     VoicePipeline,
-    bench_stages,
     build_pipeline,
     prefill_prompt,
     simulate_turn,

@@ -1,27 +1,34 @@
-"""The hook through which `edgeassist bench --voice` times the speech stages.
+"""`edgeassist bench --voice`: the speech stages timed through the voice pipeline itself.
 
-The voice pipeline provides `bench_stages(settings, target) -> dict[str, list[float]]` in the
-module `edgeassist.voice`: stage name to one figure per turn, stages in pipeline order (the
-seconds and real-time factors of its `VoiceTurnTimings`: `stt_final_s`, `stt_rtf`,
-`llm_first_token_s`, ..., `speech_end_to_first_audio_s`). It runs `settings.bench.repetitions`
-turns of recorded speech through the same objects voice mode uses (`simulate_turn`), with the
-model and thread count in `target`. The bench only calls it, summarises and reports the stages;
-it never imports the speech libraries itself.
+`bench_stages(settings, target)` runs `settings.bench.repetitions` turns of recorded speech through
+the same objects voice mode uses (`edgeassist.voice.simulate_turn`), with the model and thread
+count in `target`, and returns stage name to one figure per turn, stages in pipeline order (the
+seconds and real-time factors of `VoiceTurnTimings`: `stt_final_s`, `stt_rtf`,
+`llm_first_token_s`, ..., `speech_end_to_first_audio_s`). The bench summarises and reports them
+(`run_voice_hook`); the speech libraries load only when a turn needs them.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edgeassist.bench.results import VoiceResult, VoiceStage
 from edgeassist.bench.stats import Spread
+from edgeassist.chat import Conversation
 from edgeassist.config import Settings
-from edgeassist.errors import AudioUnavailableError, EdgeAssistError
+from edgeassist.engine.base import GenerationOptions
+from edgeassist.engine.factory import generation_options, open_engine
+from edgeassist.errors import EdgeAssistError
+from edgeassist.speech import require_speech
+from edgeassist.speech.audio import NullOut
+from edgeassist.speech.build import speech_models
+from edgeassist.speech.tts import SpeechChunk, Synthesizer
+from edgeassist.voice import VoiceConfig, VoicePipeline, simulate_turn
 
 
 @dataclass(frozen=True)
@@ -41,33 +48,125 @@ class VoiceTarget:
 VoiceStages = dict[str, list[float]]
 """Stage name to seconds (or a ratio, for names ending in `_rtf`) per turn."""
 VoiceHook = Callable[[Settings, VoiceTarget], VoiceStages]
-"""What the voice pipeline provides: settings and the model in, stage timings out."""
-HOOK_MODULE = "edgeassist.voice"
-"""Module that provides the hook."""
-HOOK_FUNCTION = "bench_stages"
-"""Name of the hook function in that module."""
+"""What times the voice turns: settings and the model in, stage timings out (`bench_stages`; a fake in tests)."""
 TARGET_S = 1.0
 """The voice target: first reply audio within this many seconds of the end of speech (median)."""
 HEADLINE = "speech_end_to_first_audio_s"
 """The stage the voice target is about."""
+BENCH_QUESTIONS = (
+    "How do I list all the files in a folder, including the hidden ones?",
+    "What is the difference between a process and a thread?",
+    "Can you suggest a quick dinner I could cook with rice and eggs?",
+    "Why is the sky blue during the day and red at sunset?",
+    "What should I pack for a weekend hiking trip in the mountains?",
+)
+"""Spoken questions of about three seconds each, read by the configured voice."""
+BENCH_STAGES = (
+    "stt_final_s",
+    "stt_rtf",
+    "llm_first_token_s",
+    "llm_first_sentence_s",
+    "tts_first_s",
+    "tts_rtf",
+    "first_audio_s",
+    "speech_end_to_first_audio_s",
+)
+"""The `VoiceTurnTimings` fields `bench_stages` reports, in pipeline order."""
+RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
+"""With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
+STAND_IN_SENTENCE = "To list every file in a folder, use this command."
+"""What is spoken for each chunk of a random-weight model's reply: an answer's first sentence of the usual length."""
 
 
-def find_voice_hook() -> VoiceHook | None:
-    """The voice pipeline's `bench_stages`, or None when this build has no voice pipeline or no hook in it.
+class StandInSynthesizer:
+    """Speaks `STAND_IN_SENTENCE` for every chunk it is given.
 
-    Raises `AudioUnavailableError` when the voice pipeline is there but its speech libraries are not.
+    A random-weight model's text is noise (long runs of rare tokens, other scripts), which piper
+    would take far longer to speak than an answer's words; the bench times the model on that text
+    and piper on an ordinary sentence in its place.
     """
+
+    def __init__(self, inner: Synthesizer, sentence: str = STAND_IN_SENTENCE) -> None:
+        """Wrap the real synthesizer."""
+        self.inner = inner
+        self.sentence = sentence
+
+    @property
+    def sample_rate(self) -> int:
+        """The wrapped voice's rate."""
+        return self.inner.sample_rate
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        """The stand-in sentence, spoken by the wrapped voice."""
+        return self.inner.synthesize(self.sentence)
+
+
+def simulation_pipeline(
+    settings: Settings,
+    conversation: Conversation,
+    *,
+    options: GenerationOptions | None = None,
+    config: VoiceConfig | None = None,
+    window_s: float | None = None,
+) -> VoicePipeline:
+    """The pipeline without sound devices, for the bench and `scripts/voice_latency.py`: whisper and
+    piper from the settings, replies played to a paced null speaker; feed it turns with `simulate_turn`."""
+    require_speech("faster_whisper", "piper")
+    transcriber, synthesizer, notes = speech_models(settings, window_s=window_s)
+    return VoicePipeline(
+        conversation, transcriber, synthesizer, None, NullOut(), options=options, config=config, notes=notes
+    )
+
+
+def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
+    """Time `settings.bench.repetitions` voice turns for `edgeassist bench --voice`.
+
+    Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
+    pace like a microphone, with the key released as the speech ends; the reply plays to a paced
+    null speaker. `target` names the model and threads; the engine is opened as the front ends open
+    it. Whisper, piper and the model are warmed up, and one unmeasured turn runs first. With a
+    random-weight model (`target.random_text`) the first chunk is cut at a fixed token count and
+    piper speaks an ordinary sentence in place of each chunk (`StandInSynthesizer`).
+    """
+    model = settings.model.model_copy(
+        update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
+    )
+    engine = open_engine(settings.model_copy(update={"model": model}), explicit=True).engine
+    engine.name = target.name
+    # Greedy, and short: the first audio does not depend on how long the reply goes on.
+    options = generation_options(settings, temperature=0.0, max_tokens=48)
+    first_chunk = RANDOM_TEXT_FIRST_CHUNK_TOKENS if target.random_text else None
+    config = VoiceConfig.from_settings(settings, speak=True, first_chunk_tokens=first_chunk)
+    convo = Conversation(engine, system_prompt=settings.generation.system_prompt, options=options)
+    pipeline = simulation_pipeline(settings, convo, options=options, config=config)
+    tts = pipeline.synthesizer
+    assert tts is not None
+    if target.random_text:
+        pipeline.synthesizer = StandInSynthesizer(tts)
     try:
-        if importlib.util.find_spec(HOOK_MODULE) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    try:
-        module = importlib.import_module(HOOK_MODULE)
-    except ImportError as e:
-        raise AudioUnavailableError(f"voice timings need the speech extra ({e}): pip install -e '.[speech]'") from None
-    hook = getattr(module, HOOK_FUNCTION, None)
-    return hook if callable(hook) else None
+        pipeline.warm_up()
+        spoken = []
+        for question in BENCH_QUESTIONS:
+            chunks = list(tts.synthesize(question))
+            spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
+        simulate_turn(pipeline, *spoken[-1], realtime=False)  # unmeasured
+        out: VoiceStages = {name: [] for name in BENCH_STAGES}
+        for i in range(max(1, settings.bench.repetitions)):
+            samples, rate = spoken[i % len(spoken)]
+            timings = simulate_turn(pipeline, samples, rate).timings
+            for name in BENCH_STAGES:
+                value = getattr(timings, name)
+                if value is not None:
+                    out[name].append(float(value))
+        return out
+    finally:
+        pipeline.close()
+        engine.close()
+
+
+def find_voice_hook() -> VoiceHook:
+    """What `edgeassist bench --voice` runs to time the voice turns: `bench_stages` (the tests put a fake here)."""
+    return bench_stages
 
 
 def run_voice_hook(hook: VoiceHook, settings: Settings, target: VoiceTarget) -> VoiceResult:

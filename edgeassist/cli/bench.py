@@ -190,14 +190,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     progress = ProgressPrinter()
     say = (lambda _text: None) if args.quiet else progress.note
-    voice = None
-    if args.voice:
-        voice = find_voice_hook()
-        if voice is None:
-            raise UsageError(
-                "--voice needs the voice pipeline's bench hook (edgeassist.voice.bench_stages), "
-                "which this build does not have yet"
-            )
+    voice = find_voice_hook() if args.voice else None
     bs = settings.bench
     if bs.prompt_tokens + bs.gen_tokens + 64 > settings.model.n_ctx:
         raise UsageError(

@@ -1,29 +1,28 @@
-"""The push-to-talk voice turn (see `edgeassist.voice.pipeline`)."""
+"""The push-to-talk voice turn, written once for every front end (no Textual, no CLI here).
+
+    pipeline    VoicePipeline: the controls (key down, key up, Esc) and the turn's event stream
+    events      what a turn yields (Heard, Speaking, TurnDone) and where its time went
+    config      VoiceConfig, from the `[speech]` settings
+    recording   one press of the key: capture, level, incremental transcription
+    prefill     the prompt evaluated while the user speaks; TurnScheduler orders a turn's model work
+    spoken      one reply, cut into sentences, synthesized and played as it is generated
+
+The speech parts come from `edgeassist.speech` (`speech.build` makes them from the settings); the
+bench's voice timings live in `edgeassist.bench.voice`, which uses this package, never the reverse.
+"""
 
 from edgeassist.voice.config import VoiceConfig
 from edgeassist.voice.events import Heard, Speaking, TurnDone, TurnStatus, VoiceEvent, VoiceTurnResult, VoiceTurnTimings
 from edgeassist.voice.pipeline import (
-    BENCH_QUESTIONS,
-    BENCH_STAGES,
-    RANDOM_TEXT_FIRST_CHUNK_TOKENS,
-    STAND_IN_SENTENCE,
-    StandInSynthesizer,
     VoicePipeline,
-    bench_stages,
     build_pipeline,
     simulate_turn,
-    simulation_pipeline,
 )
 from edgeassist.voice.prefill import prefill_prompt
 
 __all__ = [
-    "BENCH_QUESTIONS",
-    "BENCH_STAGES",
-    "RANDOM_TEXT_FIRST_CHUNK_TOKENS",
-    "STAND_IN_SENTENCE",
     "Heard",
     "Speaking",
-    "StandInSynthesizer",
     "TurnDone",
     "TurnStatus",
     "VoiceConfig",
@@ -31,9 +30,7 @@ __all__ = [
     "VoicePipeline",
     "VoiceTurnResult",
     "VoiceTurnTimings",
-    "bench_stages",
     "build_pipeline",
     "prefill_prompt",
     "simulate_turn",
-    "simulation_pipeline",
 ]

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from edgeassist.errors import UsageError
 from edgeassist.speech.audio import WHISPER_RATE, ArrayIn, AudioIn, AudioOut, Resampler
 from edgeassist.speech.build import audio_input, audio_output, speech_models
 from edgeassist.speech.stt import Transcriber, Transcript
-from edgeassist.speech.tts import SpeechChunk, Synthesizer
+from edgeassist.speech.tts import Synthesizer
 from edgeassist.voice.config import VoiceConfig
 from edgeassist.voice.events import (
     Heard,
@@ -307,26 +307,6 @@ def simulate_turn(
 # -- building one from the settings ----------------------------------------------------------------
 
 
-def simulation_pipeline(
-    settings: Settings,
-    conversation: Conversation,
-    *,
-    options: GenerationOptions | None = None,
-    config: VoiceConfig | None = None,
-    window_s: float | None = None,
-) -> VoicePipeline:
-    """The pipeline without sound devices, for the bench and `scripts/voice_latency.py`: whisper and
-    piper from the settings, replies played to a paced null speaker; feed it turns with `simulate_turn`."""
-    from edgeassist.speech import require_speech
-    from edgeassist.speech.audio import NullOut
-
-    require_speech("faster_whisper", "piper")
-    transcriber, synthesizer, notes = speech_models(settings, window_s=window_s)
-    return VoicePipeline(
-        conversation, transcriber, synthesizer, None, NullOut(), options=options, config=config, notes=notes
-    )
-
-
 def build_pipeline(
     settings: Settings,
     conversation: Conversation,
@@ -362,98 +342,3 @@ def build_pipeline(
         on_transcript=on_transcript,
         notes=notes,
     )
-
-
-# -- the bench's voice stages ----------------------------------------------------------------------
-
-BENCH_QUESTIONS = (
-    "How do I list all the files in a folder, including the hidden ones?",
-    "What is the difference between a process and a thread?",
-    "Can you suggest a quick dinner I could cook with rice and eggs?",
-    "Why is the sky blue during the day and red at sunset?",
-    "What should I pack for a weekend hiking trip in the mountains?",
-)
-"""Spoken questions of about three seconds each, read by the configured voice."""
-BENCH_STAGES = (
-    "stt_final_s",
-    "stt_rtf",
-    "llm_first_token_s",
-    "llm_first_sentence_s",
-    "tts_first_s",
-    "tts_rtf",
-    "first_audio_s",
-    "speech_end_to_first_audio_s",
-)
-"""The `VoiceTurnTimings` fields `bench_stages` reports, in pipeline order."""
-RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
-"""With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
-STAND_IN_SENTENCE = "To list every file in a folder, use this command."
-"""What is spoken for each chunk of a random-weight model's reply: an answer's first sentence of the usual length."""
-
-
-class StandInSynthesizer:
-    """Speaks `STAND_IN_SENTENCE` for every chunk it is given.
-
-    A random-weight model's text is noise (long runs of rare tokens, other scripts), which piper
-    would take far longer to speak than an answer's words; the bench times the model on that text
-    and piper on an ordinary sentence in its place.
-    """
-
-    def __init__(self, inner: Synthesizer, sentence: str = STAND_IN_SENTENCE) -> None:
-        """Wrap the real synthesizer."""
-        self.inner = inner
-        self.sentence = sentence
-
-    @property
-    def sample_rate(self) -> int:
-        """The wrapped voice's rate."""
-        return self.inner.sample_rate
-
-    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
-        """The stand-in sentence, spoken by the wrapped voice."""
-        return self.inner.synthesize(self.sentence)
-
-
-def bench_stages(settings: Settings, target: Any) -> dict[str, list[float]]:
-    """Time `settings.bench.repetitions` voice turns for `edgeassist bench --voice`.
-
-    Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
-    pace like a microphone, with the key released as the speech ends; the reply plays to a paced
-    null speaker. `target` (an `edgeassist.bench.voice.VoiceTarget`) names the model and threads.
-    Whisper, piper and the model are warmed up, and one unmeasured turn runs first. With a
-    random-weight model (`target.random_text`) the first chunk is cut at a fixed token count and
-    piper speaks an ordinary sentence in place of each chunk (`StandInSynthesizer`).
-    """
-    from edgeassist.engine.factory import generation_options
-    from edgeassist.engine.llama import LlamaEngine
-
-    engine = LlamaEngine(target.path, name=target.name, n_ctx=settings.model.n_ctx, n_threads=target.threads)
-    # Greedy, and short: the first audio does not depend on how long the reply goes on.
-    options = generation_options(settings, temperature=0.0, max_tokens=48)
-    first_chunk = RANDOM_TEXT_FIRST_CHUNK_TOKENS if target.random_text else None
-    config = VoiceConfig.from_settings(settings, speak=True, first_chunk_tokens=first_chunk)
-    convo = Conversation(engine, system_prompt=settings.generation.system_prompt, options=options)
-    pipeline = simulation_pipeline(settings, convo, options=options, config=config)
-    tts = pipeline.synthesizer
-    assert tts is not None
-    if target.random_text:
-        pipeline.synthesizer = StandInSynthesizer(tts)
-    try:
-        pipeline.warm_up()
-        spoken = []
-        for question in BENCH_QUESTIONS:
-            chunks = list(tts.synthesize(question))
-            spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
-        simulate_turn(pipeline, *spoken[-1], realtime=False)  # unmeasured
-        out: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
-        for i in range(max(1, settings.bench.repetitions)):
-            samples, rate = spoken[i % len(spoken)]
-            timings = simulate_turn(pipeline, samples, rate).timings
-            for name in BENCH_STAGES:
-                value = getattr(timings, name)
-                if value is not None:
-                    out[name].append(float(value))
-        return out
-    finally:
-        pipeline.close()
-        engine.close()
