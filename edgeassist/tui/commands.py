@@ -1,15 +1,18 @@
-"""Command palette providers: switch to any model on disk.
+"""The command palette and the key list: switch to any model on disk, run any key's action, list every key.
 
-The providers talk to the app through `ModelSwitcher`, the little they need of it, so this module does not
-import the app (which imports it).
+Everything here talks to the app through a small protocol, the little it needs of it
+(`ModelSwitcher`, `KeyActions`), so this module does not import the app (which imports it).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
+from textual.app import SystemCommand
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from edgeassist.hub import ModelRow, list_models
@@ -32,6 +35,48 @@ class ModelSwitcher(Protocol):
 
     async def switch_model(self, name: str) -> None:
         """Load the model called `name` in place of the current one."""
+
+
+class KeyActions(Protocol):
+    """What the palette's action entries need of the app: its key bindings and a way to run an action."""
+
+    BINDINGS: ClassVar[list[BindingType]]
+
+    async def run_action(self, action: str) -> bool:
+        """Run `action` as its key would."""
+
+
+HIDDEN_KEYS = {"ctrl+@"}
+"""Key names bound only because terminals send them for another key (ctrl+space sends NUL: ctrl+@)."""
+KEYS_ONLY = ("quit", "stop")
+"""Actions the palette leaves out (Textual's own entries include Quit; stopping is Esc's alone)."""
+
+
+def key_rows(bindings: Sequence[BindingType]) -> list[tuple[str, str]]:
+    """(keys, what they do) for each binding, the keys a terminal sends for another left out."""
+    rows: list[tuple[str, str]] = []
+    for b in bindings:
+        if isinstance(b, Binding):
+            keys = [k for k in b.key.split(",") if k not in HIDDEN_KEYS]
+            rows.append((", ".join(keys), b.tooltip or b.description))
+    return rows
+
+
+def action_commands(app: KeyActions) -> Iterator[SystemCommand]:
+    """A palette entry for each key's action, titled by what it does."""
+    for b in app.BINDINGS:
+        if isinstance(b, Binding) and b.action not in KEYS_ONLY:
+            title = (b.tooltip or b.description).capitalize()
+            yield SystemCommand(title, f"{b.key}", partial_action(app, b.action))
+
+
+def partial_action(app: KeyActions, action: str) -> Callable[[], Any]:
+    """A callback that runs `action` on `app` (for palette entries)."""
+
+    async def run() -> None:
+        await app.run_action(action)
+
+    return run
 
 
 def _size(n: int | None) -> str:

@@ -52,8 +52,11 @@ def live_figures(chunk: Chunk, target_ms: float, n_ctx: int | None, prompt_token
 
 
 def model_label(name: str, quant: str | None, backend: str) -> str:
-    """`cpu · q4_k_m · qwen3.5-0.8b` (most important first, since a narrow terminal cuts the end)."""
-    parts = [BACKENDS.get(backend, backend), name]
+    """`cpu · q4_k_m · qwen3.5-0.8b` (most important first, since a narrow terminal cuts the end).
+
+    An empty `backend` (not known yet: the engine is still finding out) is left out.
+    """
+    parts = [BACKENDS.get(backend, backend), name] if backend else [name]
     if quant and quant.lower() not in name.lower():
-        parts.insert(1, quant.upper())
+        parts.insert(len(parts) - 1, quant.upper())
     return " · ".join(parts)

@@ -41,6 +41,15 @@ class PromptInput(TextArea):
             placeholder="Message (Enter sends, ctrl+j new line)",
             id=id,
         )
+        self.editing = False
+        """Enter resends the last message in place of the one sent (ctrl+l); Esc gives the edit up."""
+
+    def set_editing(self, editing: bool) -> None:
+        """Enter or leave edit mode: the border says so, and Esc's binding follows."""
+        self.editing = editing
+        self.border_title = "Edit last message · Enter resends · Esc cancels" if editing else None
+        self.set_class(editing, "editing")
+        self.app.refresh_bindings()
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
