@@ -13,7 +13,7 @@ from edgeassist.config import Settings, load_settings
 from edgeassist.hub import starter_model_path
 from edgeassist.store import Store
 from edgeassist.tui import EdgeAssistApp, create_app
-from edgeassist.tui.app import HIDDEN_KEYS
+from edgeassist.tui.commands import HIDDEN_KEYS
 from edgeassist.tui.screens import ConfirmScreen, HelpScreen, ModelErrorScreen, TextPromptScreen
 from edgeassist.tui.widgets import ChatItem, ChatList, PromptInput, ReplyView, StatusBar, UserMessage
 
@@ -503,7 +503,7 @@ async def test_new_chat_mid_reply_stops_and_saves_it(tmp_path: Path, fake_engine
 
 
 async def test_a_long_chat_shows_its_last_messages(tmp_path: Path, fake_engine: Any) -> None:
-    from edgeassist.tui.app import MAX_SHOWN
+    from edgeassist.tui.chats import MAX_SHOWN
 
     settings = make_settings(tmp_path)
     store = Store(settings.store_path())
@@ -651,9 +651,9 @@ async def test_push_to_talk_shows_level_and_transcript_sends_it_and_speaks_the_r
         mine = app.query(UserMessage).last()
         await wait_until(pilot, lambda: "capital" in str(mine.render()).lower(), what="the live transcript")
         assert "🎙" in str(mine.render()) and max(levels) > 0.3
-        if app._voice.state == "recording":
+        if app.talk.pipeline.state == "recording":
             await pilot.press("ctrl+space")  # send
-        await wait_until(pilot, lambda: not app._talks, timeout=180, what="the voice turn to end")
+        await wait_until(pilot, lambda: not app.talk.turns, timeout=180, what="the voice turn to end")
 
         # The transcript became the message. whisper tiny.en is borderline on this voice's last word: with
         # piper-tts 1.8 / onnxruntime 1.32 it hears "France" after no pause and "friends" after one, so
@@ -700,13 +700,13 @@ async def test_talking_over_a_spoken_reply_stops_it_and_records(tmp_path: Path, 
         await ready(pilot)
         await pilot.press("ctrl+space")
         await wait_until(pilot, out.playing.is_set, timeout=30, what="the reply to be spoken")
-        first = next(iter(app._talks.values()))
+        first = next(iter(app.talk.turns.values()))
         await pilot.press("ctrl+space")  # talk over it
-        await wait_until(pilot, lambda: first.reply_id not in app._talks, what="the first turn to stop")
+        await wait_until(pilot, lambda: first.reply.reply_id not in app.talk.turns, what="the first turn to stop")
         assert out.stopped_while_playing.is_set()  # playback was cut short
-        assert first.view.status in ("cancelled", "complete")  # generation may have ended before the audio
+        assert first.reply.view.status in ("cancelled", "complete")  # generation may have ended before the audio
         out.hold = False
-        await wait_until(pilot, lambda: not app._talks, timeout=30, what="the second turn to end")
+        await wait_until(pilot, lambda: not app.talk.turns, timeout=30, what="the second turn to end")
         assert app.chat is not None
         saved = app.store.messages(app.chat.id)
         assert [m.content for m in saved if m.role == "user"] == ["Tell me a long story"] * 2
@@ -721,9 +721,9 @@ async def test_esc_while_recording_discards_the_voice_message(tmp_path: Path, fa
     async with app.run_test() as pilot:
         await ready(pilot)
         await pilot.press("ctrl+space")
-        await wait_until(pilot, lambda: app._talks, what="the recording to start")
+        await wait_until(pilot, lambda: app.talk.turns, what="the recording to start")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not app._talks, what="the turn to end")
+        await wait_until(pilot, lambda: not app.talk.turns, what="the turn to end")
         assert len(app.query(UserMessage)) == 0 and not replies(app)
         assert app.chat is None or app.store.messages(app.chat.id) == []
 
@@ -738,7 +738,7 @@ async def test_voice_without_the_speech_parts_says_so_and_chat_goes_on(tmp_path:
     async with app.run_test() as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await wait_until(pilot, lambda: not app._voice_loading, what="the failure")
+        await wait_until(pilot, lambda: not app.talk.loading, what="the failure")
         assert any("speech extra" in str(n.message) for n in app._notifications)
         await send(pilot, "Still there?")
         await wait_until(pilot, lambda: replies(app) and replies(app)[-1].status == "complete", what="a reply")

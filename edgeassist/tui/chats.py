@@ -1,0 +1,292 @@
+"""The chats room: which chat is open and its `Conversation`, the sidebar's list, and what can be done to a chat.
+
+Open, new, rename, delete, export, the per-chat system prompt, and copying its last reply. Opening or deleting the chat
+being written to stops its reply first (through `stop_replies`, which the app hands in).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeassist.chat import Conversation
+from edgeassist.errors import StoreError
+from edgeassist.store import ChatRecord
+from edgeassist.tui.codeblocks import CodeBlock, code_blocks
+from edgeassist.tui.models import ModelRoom
+from edgeassist.tui.room import Room, Session
+from edgeassist.tui.screens import CodeBlockScreen, ConfirmScreen, SystemPromptScreen, TextPromptScreen
+from edgeassist.tui.widgets import ChatItem, ChatList, ChatView, PromptInput, ReplyView, TopBar, UserMessage
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+
+MAX_SHOWN = 40
+"""Messages kept on screen; older ones stay in the history (and the export). Bounds the cost of a frame."""
+
+
+class ChatRoom(Room):
+    """The open chat (None: a new one, saved when its first message is sent) and the chats sidebar."""
+
+    def __init__(
+        self, app: App[Any], session: Session, models: ModelRoom, stop_replies: Callable[[], Awaitable[None]]
+    ) -> None:
+        """`stop_replies` stops every reply and waits until each has been saved."""
+        super().__init__(app, session)
+        self.models = models
+        self._stop_replies = stop_replies
+        self.chat: ChatRecord | None = None
+        self.conversation: Conversation | None = None
+
+    def resume(self, name: str | None, new: bool) -> None:
+        """At start-up: open the chat called `name` (created if need be), else a new one or the last one."""
+        store = self.session.store
+        try:
+            if name is not None:
+                self.chat = store.open_chat(name)  # one transaction: two apps may open one new name
+            elif not new and self.session.settings.tui.resume_last_chat:
+                self.chat = store.last_chat()
+        except StoreError as e:
+            self.chat = None
+            self.app.notify(str(e), severity="error", timeout=10)
+
+    def reconnect(self) -> None:
+        """A new Conversation for the open chat over the engine in use (after the engine changed)."""
+        engine = self.models.engine
+        self.conversation = None
+        if engine is not None:
+            self.conversation = Conversation(
+                engine,
+                system_prompt=self.session.settings.generation.system_prompt,
+                options=self.models.options(),
+                store=self.session.store,
+                chat=self.chat,
+            )
+
+    async def render(self) -> None:
+        """Show the open chat's messages (its last `MAX_SHOWN`) and its name."""
+        view = self.app.query_one(ChatView)
+        await view.remove_children()
+        if self.conversation is None and self.chat is not None:
+            # No engine (the model failed): still show the saved messages.
+            msgs = self.session.store.messages(self.chat.id)
+            widgets: list[UserMessage | ReplyView] = [
+                UserMessage(m.content) if m.role == "user" else ReplyView(m.content, m.thinking, status=m.status)
+                for m in msgs
+                if m.role in ("user", "assistant")
+            ]
+        else:
+            turns = self.conversation.turns if self.conversation is not None else []
+            widgets = [
+                UserMessage(t.content) if t.role == "user" else ReplyView(t.content, t.thinking, status=t.status)
+                for t in turns
+            ]
+        if widgets:
+            await view.mount_all(widgets)
+        await view.trim(MAX_SHOWN)
+        view.anchor()
+        title = self.chat.name if self.chat is not None else "New chat"
+        self.app.query_one(TopBar).set_title(title)
+        self.app.sub_title = title
+
+    async def refresh_list(self) -> None:
+        """List the saved chats in the sidebar, the open one marked."""
+        if self.session.quitting:
+            return
+        try:
+            chats = self.session.store.list_chats()
+        except StoreError as e:
+            self.app.notify(str(e), severity="error")
+            return
+        await self.app.query_one(ChatList).show(chats, self.chat.id if self.chat else None)
+
+    async def open(self, chat: ChatRecord | None) -> None:
+        """Show `chat` (None: a new, not yet saved chat), stopping any reply first."""
+        await self._stop_replies()
+        box = self.app.query_one(PromptInput)
+        box.set_editing(False)
+        self.chat = chat
+        self.reconnect()
+        await self.render()
+        await self.refresh_list()
+        box.focus()
+
+    async def open_selected(self, item: object) -> None:
+        """Open the chat picked in the sidebar (unless it is the open one)."""
+        if isinstance(item, ChatItem) and (self.chat is None or item.chat.id != self.chat.id):
+            chat = self.session.store.get_chat(item.chat.id)
+            if chat is not None:
+                await self.open(chat)
+
+    def ensure(self, first_message: str) -> None:
+        """Save the chat when its first message is sent, named after that message."""
+        if self.chat is not None or self.conversation is None:
+            return
+        store, settings = self.session.store, self.session.settings
+        words = re.sub(r"\s+", " ", first_message).strip()
+        # A pasted escape sequence or other control character must not stop the chat being saved.
+        words = "".join(ch for ch in words if unicodedata.category(ch)[0] != "C").strip() or "Chat"
+        base = words if len(words) <= 40 else words[:39].rstrip() + "…"
+        system = self.conversation.system_prompt
+        custom = system if system != settings.generation.system_prompt else None
+        for n in range(1, 100):
+            name = base if n == 1 else f"{base} ({n})"
+            try:
+                self.chat = store.create_chat(name, system_prompt=custom, model=self.models.name)
+                break
+            except StoreError:
+                if store.find_chat(name) is None:
+                    raise
+        self.conversation.chat = self.chat
+        self.app.query_one(TopBar).set_title(self.chat.name if self.chat else "New chat")
+
+    def ensure_quietly(self, first_message: str) -> None:
+        """`ensure`, and when the history cannot be written, say so and carry on unsaved."""
+        try:
+            self.ensure(first_message)
+        except StoreError as e:
+            self.app.notify(f"{e}; this chat is not being saved", severity="error", timeout=10)
+
+    def _target(self) -> ChatRecord | None:
+        """The chat highlighted in the sidebar when it has the focus, else the open one."""
+        chat_list = self.app.query_one(ChatList)
+        if self.app.focused is chat_list and isinstance(chat_list.highlighted_child, ChatItem):
+            return chat_list.highlighted_child.chat
+        return self.chat
+
+    def rename(self) -> None:
+        """Rename the chat (the one highlighted in the sidebar, else the open one)."""
+        chat = self._target()
+        current = chat.name if chat is not None else ""
+        store = self.session.store
+
+        async def done(name: str | None) -> None:
+            if not name or not name.strip() or name.strip() == current:
+                return
+            try:
+                if chat is None:
+                    self.chat = store.create_chat(name.strip(), model=self.models.name)
+                    if self.conversation is not None:
+                        self.conversation.chat = self.chat
+                else:
+                    store.rename_chat(chat.id, name.strip())
+                    if self.chat is not None and self.chat.id == chat.id:
+                        self.chat = store.get_chat(chat.id)
+            except StoreError as e:
+                self.app.notify(str(e), severity="error")
+                return
+            if self.chat is not None:
+                self.app.query_one(TopBar).set_title(self.chat.name)
+            await self.refresh_list()
+            self.app.notify(f"Renamed to {name.strip()!r}.", timeout=3)
+
+        self.app.push_screen(TextPromptScreen("Name of the chat:", current), done)
+
+    def delete(self) -> None:
+        """Delete a chat after asking (the highlighted one in the sidebar, else the open one)."""
+        chat = self._target()
+        if chat is None:
+            self.app.notify("This chat is not saved yet: nothing to delete.", severity="warning")
+            return
+        store = self.session.store
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            is_open = self.chat is not None and self.chat.id == chat.id
+            if is_open:
+                await self._stop_replies()
+            try:
+                store.delete_chat(chat.id)
+            except StoreError as e:
+                self.app.notify(str(e), severity="error")
+                return
+            if is_open:
+                await self.open(None)
+            else:
+                await self.refresh_list()
+            self.app.notify(f"Deleted {chat.name!r}.", timeout=3)
+
+        n = len(store.messages(chat.id))
+        self.app.push_screen(ConfirmScreen(f"Delete the chat {chat.name!r} and its {n} messages?"), done)
+
+    def edit_system_prompt(self) -> None:
+        """Edit the open chat's system prompt."""
+        if self.conversation is None:
+            return
+        default = self.session.settings.generation.system_prompt
+        current = self.conversation.system_prompt or default
+
+        def done(text: str | None) -> None:
+            if text is None or self.conversation is None:
+                return
+            custom = text if text and text != default else None
+            self.conversation.system_prompt = custom or default
+            if self.chat is not None:
+                try:
+                    self.session.store.set_system_prompt(self.chat.id, custom)
+                except StoreError as e:
+                    self.app.notify(str(e), severity="error")
+                    return
+            self.app.notify("System prompt saved for this chat." if custom else "Using the default system prompt.")
+
+        self.app.push_screen(SystemPromptScreen(current, default), done)
+
+    def export(self) -> None:
+        """Export the open chat to a Markdown file."""
+        if self.chat is None:
+            self.app.notify("This chat is not saved yet: send a message first.", severity="warning")
+            return
+        chat = self.chat
+        slug = re.sub(r"[^\w.-]+", "-", chat.name).strip("-.") or "chat"
+        default = str(Path.cwd() / f"{slug}.md")
+
+        def done(path_text: str | None) -> None:
+            if not path_text:
+                return
+            path = Path(path_text.strip()).expanduser()
+            try:
+                text = self.session.store.export_markdown(chat.id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+            except (OSError, StoreError) as e:
+                self.app.notify(f"cannot export to {path}: {e}", severity="error")
+                return
+            self.app.notify(f"Exported to {path}", timeout=5)
+
+        self.app.push_screen(TextPromptScreen("Export the chat to the Markdown file:", default), done)
+
+    def _last_reply(self) -> ReplyView | None:
+        replies = [w for w in self.app.query_one(ChatView).messages() if isinstance(w, ReplyView)]
+        return replies[-1] if replies else None
+
+    def copy_reply(self) -> None:
+        """Copy the last reply's Markdown to the clipboard (OSC 52 works over SSH)."""
+        reply = self._last_reply()
+        if reply is None or not reply.content.strip():
+            self.app.notify("There is no reply to copy.", severity="warning")
+            return
+        self.app.copy_to_clipboard(reply.content.strip())
+        self.app.notify(f"Copied the reply ({len(reply.content.strip())} characters).", timeout=3)
+
+    def copy_code(self) -> None:
+        """Copy a code block of the last reply (asks which when there are several)."""
+        reply = self._last_reply()
+        blocks = code_blocks(reply.content) if reply is not None else []
+        if not blocks:
+            self.app.notify("The last reply has no code block.", severity="warning")
+        elif len(blocks) == 1:
+            self._copy_block(blocks[0])
+        else:
+            self.app.push_screen(CodeBlockScreen(blocks), self._copy_block)
+
+    def _copy_block(self, block: CodeBlock | None) -> None:
+        if block is None:
+            return
+        self.app.copy_to_clipboard(block.code)
+        lines = len(block.code.splitlines())
+        self.app.notify(f"Copied the {block.language or 'code'} block ({lines} lines).", timeout=3)

@@ -1,0 +1,193 @@
+"""The model room: build the engine, load it in a worker while the app is already usable, switch models.
+
+Everything here goes through the engine contract (`ChatEngine`): `load()` in a thread worker,
+`backend` for where it runs, `capabilities.thinking` for the thinking switch, `close()` on a switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Static
+
+from edgeassist.config import Settings
+from edgeassist.engine.base import ChatEngine, GenerationOptions
+from edgeassist.errors import EdgeAssistError
+from edgeassist.tui import figures
+from edgeassist.tui.messages import ModelFailed, ModelLoading, ModelReady
+from edgeassist.tui.room import Room, Session
+from edgeassist.tui.screens import ModelErrorScreen
+from edgeassist.tui.widgets import StatusBar, TopBar
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.timer import Timer
+
+    from edgeassist.engine.factory import OpenedModel
+    from edgeassist.hub import ResolvedModel
+
+
+OpenModel = Callable[[Settings, bool], "OpenedModel"]
+"""Builds the (not yet loaded) engine for the settings; the flag says the model was named explicitly."""
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def default_open_model(settings: Settings, explicit: bool) -> OpenedModel:
+    """`engine.factory.open_engine`: the configured model through llama.cpp."""
+    from edgeassist.engine.factory import open_engine
+
+    return open_engine(settings, explicit=explicit)
+
+
+class ModelRoom(Room):
+    """The engine in use: opening it, loading it off the event loop, the loading line, the model label."""
+
+    def __init__(self, app: App[Any], session: Session, open_model: OpenModel | None = None) -> None:
+        """`open_model` builds the engine (default: `default_open_model`; tests pass a fake)."""
+        super().__init__(app, session)
+        self._open_model = open_model or default_open_model
+        self.engine: ChatEngine | None = None
+        self.resolved: ResolvedModel | None = None
+        self.ready = False
+        """The model has loaded: replies can start."""
+        self.error: str | None = None
+        """Why the model could not be opened or loaded."""
+        self._generation = 0  # which load is current (a switch makes the earlier one's messages stale)
+        self._load_started = 0.0
+        self._spinner = itertools.cycle(SPINNER)
+        self._backend = ""  # where the loading model will run, once its worker has asked the engine
+        self._timer: Timer | None = None
+
+    @property
+    def name(self) -> str:
+        """The name of the model in use (or asked for)."""
+        return self.resolved.name if self.resolved is not None else self.session.settings.model.name
+
+    def options(self) -> GenerationOptions:
+        """The generation options for the next reply: the settings, with thinking as switched."""
+        from edgeassist.engine.factory import generation_options
+
+        return generation_options(self.session.settings, think=self.session.think)
+
+    def open(self, explicit: bool) -> bool:
+        """Build the engine now (fast: no file is read) and load it in a worker; False if it cannot be built."""
+        if self._timer is None:
+            self._timer = self.app.set_interval(0.1, self._tick, pause=True)
+        self._generation += 1
+        self.ready = False
+        self.error = None
+        try:
+            opened = self._open_model(self.session.settings, explicit)
+        except EdgeAssistError as e:
+            self._failed(str(e))
+            return False
+        self.engine, self.resolved = opened.engine, opened.resolved
+        self._load_started = time.monotonic()
+        self._backend = ""
+        self._show_label()
+        self._tick()
+        self.app.query_one("#loading").display = True
+        self._timer.resume()
+        self.app.query_one(StatusBar).set_figures("loading the model…")
+        self.app.query_one(TopBar).set_mode(self.session.think, None)
+        if opened.resolved.note:
+            self.app.notify(opened.resolved.note, title="Starter model", severity="warning", timeout=15)
+        load = partial(self._load, self._generation, opened.engine)
+        self.app.run_worker(load, name="load", group="load", exclusive=True, thread=True)
+        return True
+
+    def _load(self, generation: int, engine: ChatEngine) -> None:
+        """Load the model (blocking, in a thread worker); say where it runs, then ready or failed."""
+        try:
+            # Where it will run may take asking llama.cpp (an import and a backend probe): not on the UI thread.
+            self.app.post_message(ModelLoading(generation, engine.backend))
+            load_s = engine.load()
+        except EdgeAssistError as e:
+            self.app.post_message(ModelFailed(generation, str(e)))
+        except Exception as e:  # noqa: BLE001 - a broken model must not end the app with a traceback
+            self.app.post_message(ModelFailed(generation, f"unexpected error while loading the model: {e}"))
+        else:
+            self.app.post_message(ModelReady(generation, load_s))
+
+    def on_loading(self, message: ModelLoading) -> None:
+        """Show the backend the model is loading on."""
+        if message.generation == self._generation:
+            self._backend = message.backend
+            self._show_label()
+
+    def on_ready(self, message: ModelReady) -> None:
+        """The model is loaded: take messages, show its figures and thinking mode."""
+        if message.generation != self._generation or self.engine is None:
+            return
+        self.ready = True
+        self._stop_loading_line()
+        self._show_label()
+        supports = self.engine.capabilities.thinking
+        if self.session.think and not supports:
+            self.session.think = False
+        self.app.query_one(TopBar).set_mode(self.session.think, supports)
+        self.app.query_one(StatusBar).set_figures(f"ready · loaded in {message.load_s:.1f} s")
+
+    def on_failed(self, message: ModelFailed) -> None:
+        """The model could not be loaded: show the screen that says what to do."""
+        if message.generation == self._generation:
+            self._failed(message.error)
+
+    def _failed(self, error: str) -> None:
+        self.ready = False
+        self.error = error
+        self._stop_loading_line()
+        self.app.query_one(StatusBar).set_figures("no model")
+        while isinstance(self.app.screen, ModelErrorScreen):
+            self.app.pop_screen()
+        self.app.push_screen(ModelErrorScreen(error, self.session.settings.model.name))
+
+    def _stop_loading_line(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+        self.app.query_one("#loading").display = False
+
+    def _tick(self) -> None:
+        if self.ready or self.error is not None or self.engine is None:
+            return
+        backend = self._backend
+        where = f" on {figures.BACKENDS.get(backend, backend)}" if backend else ""
+        quant = f" ({self.resolved.quant.upper()})" if self.resolved and self.resolved.quant else ""
+        elapsed = time.monotonic() - self._load_started
+        self.app.query_one("#loading", Static).update(
+            f"{next(self._spinner)} Loading {self.name}{quant}{where}… {elapsed:.1f} s · you can type meanwhile"
+        )
+
+    def _show_label(self) -> None:
+        if self.engine is None:
+            return
+        backend = self.engine.backend if self.ready else self._backend
+        quant = self.resolved.quant if self.resolved else None
+        self.app.query_one(StatusBar).set_model(figures.model_label(self.name, quant, backend))
+
+    def toggle_thinking(self) -> None:
+        """Thinking on or off for the next message (when the model has a thinking mode)."""
+        supports = self.engine.capabilities.thinking if self.ready and self.engine is not None else None
+        if supports is False:
+            self.app.notify(f"{self.name} has no thinking mode.", severity="warning")
+            return
+        self.session.think = not self.session.think
+        self.app.query_one(TopBar).set_mode(self.session.think, supports)
+        self.app.notify(f"Thinking {'on' if self.session.think else 'off'} for the next message.", timeout=2)
+
+    async def switch(self, name: str) -> bool:
+        """Close the engine in use and open the model called `name` (stop the replies first); False if it cannot."""
+        old = self.engine
+        model = self.session.settings.model.model_copy(update={"name": name})
+        self.session.settings = self.session.settings.model_copy(update={"model": model})
+        while isinstance(self.app.screen, ModelErrorScreen):
+            self.app.pop_screen()
+        self.engine = None
+        if old is not None:
+            await asyncio.to_thread(old.close)  # free its memory first
+        return self.open(explicit=True)
