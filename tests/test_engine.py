@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,6 +216,83 @@ def test_qwen35_restored_state_gives_the_same_reply_as_a_fresh_evaluation(tiny_q
     fresh, _, fresh_done = run(fresh_engine, msgs)
     assert fresh_done.stats.reused_tokens == 0
     assert reused == fresh
+
+
+def test_a_hybrid_turn_evaluates_its_prompt_in_one_pass_and_still_resumes(
+    tiny_qwen35: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint where the reply starts comes from llama.cpp's state snapshots, not a second pass.
+
+    Replies are the same as with the two-pass way (no snapshots), turn after turn, and each
+    follow-up resumes where the previous reply started.
+    """
+    one_pass = LlamaEngine(tiny_qwen35, n_ctx=1024)
+    one_pass.load()
+    assert one_pass._rollback >= 4  # Qwen 3.5 opens a reply with `<think>\n\n</think>\n\n` after its start
+    two_pass = LlamaEngine(tiny_qwen35, n_ctx=1024)
+    monkeypatch.setattr(two_pass, "_reply_tail_depth", lambda: 0)
+    two_pass.load()
+    assert two_pass._rollback == 0
+    passes: dict[LlamaEngine, int] = {}
+    for engine in (one_pass, two_pass):
+
+        def counting(
+            tokens: object,
+            cancel: object = None,
+            *,
+            last: int = 1,
+            engine: LlamaEngine = engine,
+            decode: Any = engine._decode,
+        ) -> bool:
+            passes[engine] += 1
+            return bool(decode(tokens, cancel, last=last))
+
+        monkeypatch.setattr(engine, "_decode", counting)
+    msgs: dict[LlamaEngine, list[Message]] = {one_pass: [], two_pass: []}
+    for turn in range(3):
+        replies = []
+        for engine in (one_pass, two_pass):
+            passes[engine] = 0
+            msgs[engine].append({"role": "user", "content": f"Turn {turn}: say something."})
+            split = engine.encode(msgs[engine], think=False).split
+            answer, _, done = run(engine, msgs[engine])
+            if turn:
+                assert done.stats.reused_tokens > 0
+            msgs[engine].append({"role": "assistant", "content": answer})
+            replies.append(answer)
+            assert engine._checkpoint is not None and len(engine._checkpoint.tokens) == split
+        assert (passes[one_pass], passes[two_pass]) == (1, 2)
+        assert replies[0] == replies[1]
+
+
+def test_a_turn_renders_and_tokenizes_its_prompt_once(qwen: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeassist.chat import Conversation
+
+    assert qwen._template is not None
+    renders: list[int] = []
+    render = qwen._template.render
+
+    def counting(*args: object, **kwargs: object) -> str:
+        renders.append(1)
+        return render(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(qwen._template, "render", counting)
+    tokenized: list[str] = []
+    tokenize = qwen.tokenize
+
+    def counting_tokens(text: str, **kwargs: bool) -> list[int]:
+        if len(text) > 40:  # (the prompt's long segments, not the short control-token probes)
+            tokenized.append(text)
+        return tokenize(text, **kwargs)
+
+    monkeypatch.setattr(qwen, "tokenize", counting_tokens)
+    convo = Conversation(qwen, system_prompt="You are terse.", options=GREEDY)
+    for turn in range(3):
+        renders.clear()
+        tokenized.clear()
+        list(convo.send(f"Question {turn}: tell me something about the number {turn} in a sentence."))
+        assert len(renders) == 1  # the fit to the context and the stream share one rendering
+        assert len(tokenized) == len(set(tokenized))  # no text tokenized twice
 
 
 # -- pieces ----------------------------------------------------------------------------------------

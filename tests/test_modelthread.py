@@ -94,9 +94,9 @@ def test_the_engine_decodes_on_the_model_thread_and_stops_when_its_consumer_leav
     decoded_on: set[str] = set()
     real = engine._decode
 
-    def spy(tokens: list[int], cancel: threading.Event | None = None) -> bool:
+    def spy(tokens: list[int], cancel: threading.Event | None = None, *, last: int = 1) -> bool:
         decoded_on.add(threading.current_thread().name)
-        return real(tokens, cancel)
+        return real(tokens, cancel, last=last)
 
     engine._decode = spy  # type: ignore[method-assign]
     messages = [{"role": "user", "content": "Count to one hundred."}]

@@ -41,6 +41,8 @@ _PREFILL_PROBES = ("x", " x", "X", "?", "\n")
 """Continuations tried on a cut prompt: tokens they all agree on are safe to evaluate early."""
 
 
+ROLLBACK_MAX = 8
+"""Most tokens after the reply's start for which the recurrent state is rolled back instead of evaluated twice."""
 _SPECIAL_CACHE_MAX = 512
 """Message texts whose control-token scan is remembered (a chat's history is re-scanned each turn)."""
 
@@ -121,6 +123,9 @@ class LlamaEngine:
         self._bos_text = ""
         self._eog: list[int] | None = None
         self._specials: dict[str, tuple[str, ...]] = {}
+        self._rollback = 0  # recurrent-state snapshots the context keeps (see _reply_tail_depth)
+        self._encoded: tuple[tuple[object, ...], Prompt] | None = None  # the last prompt encoded, for its turn
+        self._tails: dict[bool, str] = {}  # the generation prompt's text after the reply start, per think mode
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -151,7 +156,9 @@ class LlamaEngine:
         return MODEL_THREAD.held()
 
     def load(self) -> float:
-        """Load the model and create the context (once); return the load time in seconds."""
+        """Load the model and create the context (once); return the seconds loading took."""
+        if self._ctx is not None:  # (no trip to the model thread, which may be busy with a reply)
+            return self.load_s
         return MODEL_THREAD.call(self._load)
 
     def _load(self) -> float:
@@ -180,13 +187,6 @@ class LlamaEngine:
                 self._n_ctx = min(self._n_ctx, n_train)
             self._model = model
             self._offloaded = layers != 0 and bool(gpu)
-            ctx = self.new_context()
-            if not ctx:
-                llama_cpp.llama_model_free(model)
-                self._model = None
-                reason = _log_tail[-1] if _log_tail else "out of memory?"
-                raise ModelLoadError(f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}")
-            self._model, self._ctx = model, ctx
             self._vocab = llama_cpp.llama_model_get_vocab(model)
             self.recurrent = bool(llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
             self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -194,12 +194,24 @@ class LlamaEngine:
             eos = llama_cpp.llama_vocab_eos(self._vocab)
             self._bos_text = self._piece(bos) if bos >= 0 else ""
             tmpl = llama_cpp.llama_model_chat_template(model, None)
-            self._template = ChatTemplate(
-                tmpl.decode("utf-8") if tmpl else None,
-                bos_token=self._bos_text,
-                eos_token=self._piece(eos) if eos >= 0 else "",
-            )
+            try:
+                self._template = ChatTemplate(
+                    tmpl.decode("utf-8") if tmpl else None,
+                    bos_token=self._bos_text,
+                    eos_token=self._piece(eos) if eos >= 0 else "",
+                )
+            except ModelLoadError:
+                self._free_model()
+                raise
             self.supports_thinking = self._template.supports_thinking
+            self._rollback = self._reply_tail_depth() if self.recurrent else 0
+            ctx = self.new_context()
+            if not ctx:
+                self._free_model()
+                reason = _log_tail[-1] if _log_tail else "out of memory?"
+                raise ModelLoadError(f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}")
+            self._ctx = ctx
+            self._rollback = min(self._rollback, llama_cpp.llama_n_rs_seq(ctx))  # (0 where llama.cpp has none)
             arch = self._meta("general.architecture")
             self.family = "qwen3.5" if arch.startswith("qwen35") else "other"
             self._backend = llama_backend_name() if self._offloaded else "cpu"
@@ -221,6 +233,7 @@ class LlamaEngine:
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
         cparams.flash_attn_type = {"on": 1, "off": 0}.get(self.flash_attn, -1 if self._offloaded else 0)
+        cparams.n_rs_seq = self._rollback
         cparams.no_perf = True
         return llama_cpp.llama_init_from_model(self._model, cparams)
 
@@ -241,6 +254,32 @@ class LlamaEngine:
         n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, 256)
         return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
+    def _reply_tail_depth(self) -> int:
+        """Recurrent-state snapshots to keep: the tokens a generation prompt adds after the reply's start.
+
+        The next turn's history renders the reply from that start (Qwen 3.5 drops the empty think
+        block), so a hybrid model's state must be taken there. With that many snapshots llama.cpp
+        can roll the state back to it after the whole prompt is evaluated in one pass (`_stream`),
+        instead of a second pass for the last few tokens. 0 (two passes) for a template that adds
+        more than `ROLLBACK_MAX` tokens, or fails to render a sample chat.
+        """
+        sample: list[Message] = [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+        ]
+        try:
+            depth = max(len(p.tokens) - p.split for p in (self._encode(sample, t) for t in (False, True)))
+        except EdgeAssistError:
+            return 0
+        return depth if depth <= ROLLBACK_MAX else 0
+
+    def _free_model(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_model_free(self._model)
+        self._model = self._vocab = self._template = None
+
     def close(self) -> None:
         """Free the context and the model."""
         with self._lock:
@@ -249,9 +288,9 @@ class LlamaEngine:
             import llama_cpp
 
             llama_cpp.llama_free(self._ctx)
-            llama_cpp.llama_model_free(self._model)
-            self._ctx = self._model = self._vocab = None
-            self._tokens, self._checkpoint, self._eog = [], None, None
+            self._ctx = None
+            self._free_model()
+            self._tokens, self._checkpoint, self._eog, self._encoded = [], None, None, None
 
     def __del__(self) -> None:
         try:
@@ -335,42 +374,66 @@ class LlamaEngine:
         return self.encode(messages, think).text
 
     def encode(self, messages: Sequence[Message], think: bool) -> Prompt:
-        """The prompt for `messages`: its text, its tokens (message text never special), the reply's start."""
+        """The prompt for `messages`: its text, its tokens (message text never special), the reply's start.
+
+        A turn asks twice (the conversation's fit to the context, then the stream): the last
+        encoding is kept, so the template is rendered and the prompt tokenized once per turn.
+        """
         self.load()
-        assert self._template is not None
         think = think and self.supports_thinking
+        key = (think, *((m["role"], m["content"]) for m in messages))
+        memo = self._encoded
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        prompt = self._encode(messages, think)
+        self._encoded = (key, prompt)
+        return prompt
+
+    def _encode(self, messages: Sequence[Message], think: bool) -> Prompt:
+        assert self._template is not None
         shielded = shield(messages, self.control_strings)
         rendered = self._template.render(shielded.messages, think=think)
         tokens, parts = self._prompt_tokens(shielded, rendered)
-        head = rendered[: self._template.reply_start(shielded.messages, think=think, prompt=rendered)]
-        head_tokens, _ = self._prompt_tokens(shielded, head, parts)
-        split = min(common_prefix_len(head_tokens, tokens), len(tokens) - 1)
+        split = len(tokens) - 1
+        if self.recurrent:  # (only a hybrid model's checkpoint needs the reply's start)
+            tail = self._tails.get(think)
+            if tail is not None and len(rendered) > len(tail) and rendered.endswith(tail):
+                start = len(rendered) - len(tail)  # the same opening as before: no second rendering
+            else:
+                start = self._template.reply_start(shielded.messages, think=think, prompt=rendered)
+                self._tails[think] = rendered[start:]
+            head_tokens, _ = self._prompt_tokens(shielded, rendered[:start], parts)
+            split = min(common_prefix_len(head_tokens, tokens), split)
         return Prompt(shielded.text(rendered), tokens, split)
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
         """Tokens the rendered prompt for `messages` takes."""
-        self.load()
-        assert self._template is not None
-        shielded = shield(messages, self.control_strings)
-        rendered = self._template.render(shielded.messages, think=options.think and self.supports_thinking)
-        return len(self._prompt_tokens(shielded, rendered)[0])
+        return len(self.encode(messages, options.think).tokens)
 
     # -- state -------------------------------------------------------------------------------
 
-    def _decode(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> bool:
-        """Evaluate `tokens` after what the context holds, in batches; False if cancelled."""
+    def _decode(self, tokens: Sequence[int], cancel: threading.Event | None = None, *, last: int = 1) -> bool:
+        """Evaluate `tokens` after what the context holds, in batches; False if cancelled.
+
+        The final batch holds at least `last` tokens (the ones the state may be rolled back over).
+        """
         import llama_cpp
 
-        for i in range(0, len(tokens), self.n_batch):
+        i, n = 0, len(tokens)
+        while i < n:
             if cancel is not None and cancel.is_set():
                 return False
-            chunk = tokens[i : i + self.n_batch]
+            end = min(i + self.n_batch, n)
+            if 0 < n - end < last:
+                end = max(i + 1, n - last)
+            chunk = tokens[i:end]
             arr = (llama_cpp.llama_token * len(chunk))(*chunk)
             rc = llama_cpp.llama_decode(self._ctx, llama_cpp.llama_batch_get_one(arr, len(chunk)))
             if rc != 0:
                 self._reset()
                 raise EdgeAssistError(f"llama.cpp failed to evaluate the prompt (code {rc})")
             self._tokens.extend(chunk)
+            i = end
         return True
 
     def _reset(self) -> None:
@@ -380,12 +443,33 @@ class LlamaEngine:
         self._tokens = []
 
     def _save_checkpoint(self) -> None:
+        self._checkpoint = _Checkpoint(list(self._tokens), self._state())
+
+    def _state(self) -> ctypes.Array[ctypes.c_uint8]:
         import llama_cpp
 
         size = llama_cpp.llama_state_seq_get_size(self._ctx, 0)
         data = (ctypes.c_uint8 * size)()
         llama_cpp.llama_state_seq_get_data(self._ctx, data, size, 0)
-        self._checkpoint = _Checkpoint(list(self._tokens), data)
+        return data
+
+    def _checkpoint_by_rollback(self, split: int) -> None:
+        """Save the state at `split` from the snapshots of the last pass, keeping the state as it is.
+
+        The state is copied out, rolled back to `split` and saved as the checkpoint, then put back:
+        two copies of the state instead of evaluating the tokens after `split` a second time.
+        """
+        import llama_cpp
+
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        held = list(self._tokens)
+        now = self._state()
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, split, -1):
+            return  # (refused before anything changed: no checkpoint this turn)
+        self._tokens = held[:split]
+        self._save_checkpoint()
+        if not self._restore_checkpoint(_Checkpoint(held, now)):
+            raise EdgeAssistError("llama.cpp could not restore the model state")
 
     def _restore_checkpoint(self, cp: _Checkpoint) -> bool:
         import llama_cpp
@@ -398,7 +482,7 @@ class LlamaEngine:
         self._tokens = list(cp.tokens)
         return True
 
-    def _prepare(self, prompt: list[int], split: int) -> int:
+    def _prepare(self, prompt: list[int]) -> int:
         """Make the context hold `prompt[:start]` for the largest reusable start; return start."""
         import llama_cpp
 
@@ -506,7 +590,7 @@ class LlamaEngine:
             held = self._tokens
             if not tokens or (len(held) >= len(tokens) and held[: len(tokens)] == tokens):
                 return 0
-            start = self._prepare(tokens, len(tokens))
+            start = self._prepare(tokens)
             if start >= len(tokens):
                 return 0
             self._decode(tokens[start:], cancel)
@@ -547,16 +631,21 @@ class LlamaEngine:
                 f"the prompt is {len(prompt)} tokens but the context window is {self._n_ctx}: "
                 "shorten it or raise model.n_ctx"
             )
-        start = self._prepare(prompt, split)
+        start = self._prepare(prompt)
         stats.reused_tokens = start
         stats.evaluated_tokens = len(prompt) - start
-        ok = True
-        if start < split:
+        # A hybrid model's state is checkpointed where the reply starts, for the next turn. With
+        # snapshots for the tokens after that point, the prompt is evaluated in one pass and the
+        # checkpoint taken by rolling back, once the first token is out; else in two passes.
+        checkpoint_at = split if self.recurrent and start < split else None
+        if checkpoint_at is not None and len(prompt) - split > self._rollback:
             ok = self._decode(prompt[start:split], cancel)
-            if ok and self.recurrent:
+            if ok:
                 self._save_checkpoint()
-        if ok:
-            ok = self._decode(prompt[max(start, split) :], cancel)
+                ok = self._decode(prompt[split:], cancel)
+            checkpoint_at = None
+        else:
+            ok = self._decode(prompt[start:], cancel, last=len(prompt) - split + 1)
         stats.prompt_eval_s = time.perf_counter() - t0
         if not ok:
             stats.finish_reason = "cancelled"
@@ -600,6 +689,9 @@ class LlamaEngine:
                                 event = dataclasses.replace(event, tokens=pending)
                             pending = 0
                         yield event
+                if checkpoint_at is not None:
+                    self._checkpoint_by_rollback(checkpoint_at)
+                    checkpoint_at = None
                 one[0] = token
                 rc = llama_cpp.llama_decode(ctx, batch)
                 if rc != 0:
@@ -608,6 +700,8 @@ class LlamaEngine:
                 self._tokens.append(token)
         finally:
             llama_cpp.llama_sampler_free(sampler)
+        if checkpoint_at is not None:  # (the reply ended before its first decode)
+            self._checkpoint_by_rollback(checkpoint_at)
         yield from splitter.feed(utf8.decode(b"", final=True))
         yield from splitter.flush()
         stats.generated_tokens = len(stats.token_times)
