@@ -65,7 +65,8 @@ def main() -> int:
         assert done is not None
         s = done.stats
         ctx = convo.context()
-        prompt = engine.tokenize(engine.render(ctx[:-1], options.think))
+        encoded = engine.encode(ctx[:-1], options.think)
+        prompt = encoded.tokens
         # The previous reply as history renders it, and the new message with the generation prompt.
         if turn == 0:
             prev_reply, new_msg = 0, s.evaluated_tokens
@@ -81,7 +82,7 @@ def main() -> int:
             f"{prev_reply:>10} {new_msg:>7} {s.ttft_s or 0:>7.2f}"
         )
         ttfts.append(s.ttft_s or 0.0)
-        prev_head = engine._split_point(ctx[:-1], options.think and engine.supports_thinking, prompt)
+        prev_head = encoded.split
     if len(ttfts) > 1:
         print(
             f"time to first token: turn 1 {ttfts[0]:.2f} s, follow-ups median {statistics.median(ttfts[1:]):.2f} s "

@@ -44,7 +44,6 @@ from edgeassist.config import Settings
 from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
 from edgeassist.engine.factory import generation_options, open_engine
 from edgeassist.engine.llama import LlamaEngine
-from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.errors import EdgeAssistError
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
 
@@ -252,8 +251,8 @@ class _Runner:
                 say(index, target, threads, self.steps_per_run - 1, "timing sampling and detokenizing")
                 # Any prompt gives logits to sample from; the sampler's cost does not depend on them much.
                 prompt = engine.tokenize(engine.render([{"role": "user", "content": FOLLOWUP_TEXT}], False))
-                run.overheads = MODEL_THREAD.call(
-                    self._overheads, engine, prompt, self.options(plan.gen_tokens), stop=self.cancel
+                run.overheads = engine.exclusive(
+                    self._overheads, engine, prompt, self.options(plan.gen_tokens), cancel=self.cancel
                 )
             run.complete = True
         finally:
@@ -270,20 +269,20 @@ class _Runner:
         messages.append({"role": "user", "content": user})
         convo = Conversation(engine, system_prompt=sys_prompt, options=options)
         reset_peak_rss()
-        # The turns' loops run on the model thread, as the chat app's do: no hand-off between threads per token.
-        first = MODEL_THREAD.call(_turn, convo, user, options, self.cancel, stop=self.cancel)
+        # The turns run as every front end's do: this thread reads the events the engine hands over.
+        first = _turn(convo, user, options, self.cancel)
         rep = Repetition(first=first, followup=None, raw=None, peak_rss_bytes=None)
         if run is not None:
             run.repetitions.append(rep)
         follow = self.options(min(FOLLOWUP_TOKENS, gen_tokens))
-        rep.followup = MODEL_THREAD.call(_turn, convo, FOLLOWUP_TEXT, follow, self.cancel, stop=self.cancel)
+        rep.followup = _turn(convo, FOLLOWUP_TEXT, follow, self.cancel)
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
             prompt = engine.encode(messages, options.think).tokens  # the first turn's prompt tokens, as evaluated
-            rep.raw = MODEL_THREAD.call(self._raw, engine, prompt, gen_tokens, stop=self.cancel)
+            rep.raw = engine.exclusive(self._raw, engine, prompt, gen_tokens, cancel=self.cancel)
 
-    # The raw loop runs on the model thread like the engine's own decoding (see `modelthread`).
+    # The raw loop runs where the engine decodes (`LlamaEngine.exclusive`: on its model thread).
 
     def _raw(self, engine: LlamaEngine, prompt: list[int], gen_tokens: int) -> RawSample:
         with raw_context(engine) as ctx:

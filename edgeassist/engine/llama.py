@@ -18,11 +18,11 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeassist.engine.base import Capabilities, Done, Event, GenerationOptions, Message, Stats, Text, Thinking
 from edgeassist.engine.build import init_backend as _init_backend
@@ -34,6 +34,8 @@ from edgeassist.engine.prompt import CUT, Segment, Shielded, common_prefix_len, 
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
+
+T = TypeVar("T")
 
 PENALTY_LAST_N = 64
 """Tokens the repetition and presence penalties look back over."""
@@ -150,6 +152,15 @@ class LlamaEngine:
     def capabilities(self) -> Capabilities:
         """Thinking when the model's template has the switch; no tools or images yet."""
         return Capabilities(thinking=self.supports_thinking, local=True)
+
+    def exclusive(self, fn: Callable[..., T], *args: Any, cancel: threading.Event | None = None) -> T:
+        """Run `fn(*args)` where this engine computes, with the model to itself; return its result.
+
+        For code that drives llama.cpp directly on this engine's model (the bench's raw baseline):
+        it must run on the model thread like the engine's own decoding (see `modelthread`). An
+        interruption while waiting sets `cancel`, and `fn` is waited for before it goes on.
+        """
+        return MODEL_THREAD.call(fn, *args, stop=cancel)
 
     def held(self) -> AbstractContextManager[None]:
         """Hold a reply in progress between tokens (see `ModelThread.held`)."""
