@@ -121,9 +121,17 @@ class GatedEngine:
         return int(self.inner.n_ctx)
 
     def stream(self, messages: Any, options: Any, cancel: Any = None) -> Any:
+        from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
+
+        # Held where the model computes (its own thread), not in the app's reader, which the engine
+        # hands its events to a couple of tokens ahead: while the test looks, no token is computed.
+        stop = Cancel(cancel)
+        return MODEL_THREAD.stream(lambda: self._gated(messages, options, stop), stop)
+
+    def _gated(self, messages: Any, options: Any, cancel: Any) -> Any:
         from edgeassist.engine.base import Done
 
-        for i, event in enumerate(self.inner.stream(messages, options, cancel)):
+        for i, event in enumerate(self.inner.stream(messages, options, cancel)):  # in place, on the model thread
             if isinstance(event, Done):
                 self.done_stats = event.stats
             yield event
