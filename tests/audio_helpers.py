@@ -242,6 +242,9 @@ class SilentTranscriber:
         self.text = text
         self.calls = 0
 
+    def load(self) -> float:
+        return 0.0
+
     def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Any:
         from edgeassist.speech.stt import Transcript, speech_bounds
 

@@ -126,6 +126,10 @@ class Transcriber(Protocol):
     supports_prompt: bool
     """Whether `prompt` (the text said just before) is used to continue a transcript."""
 
+    def load(self) -> float:
+        """Get the model ready now (once), so the first turn is as quick as the others; return seconds taken."""
+        ...
+
     def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
         """Transcribe `audio`; `prompt` is what was said just before, for context."""
         ...

@@ -116,9 +116,7 @@ class VoicePipeline:
 
     def warm_up(self) -> None:
         """Load whisper, piper and the model now, so that the first turn is as quick as the others."""
-        load = getattr(self.transcriber, "load", None)
-        if callable(load):
-            load()
+        self.transcriber.load()
         if self.synthesizer is not None:
             chunks = list(self.synthesizer.synthesize("Hello there."))  # the first run of onnxruntime is slow
             audio = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, dtype=np.float32)
