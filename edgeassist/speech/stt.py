@@ -28,8 +28,8 @@ import numpy as np
 
 from edgeassist.errors import ModelLoadError
 from edgeassist.speech import require_speech
-from edgeassist.speech.audio import WHISPER_RATE, to_float32
 from edgeassist.speech.models import SpeechModel, resolve_whisper
+from edgeassist.speech.samples import WHISPER_RATE, to_float32
 
 FRAME_S = 0.02
 """Voice-activity frame length."""

@@ -37,8 +37,9 @@ import numpy as np
 from edgeassist.chat import Conversation
 from edgeassist.engine.base import GenerationOptions, Notice
 from edgeassist.errors import UsageError
-from edgeassist.speech.audio import WHISPER_RATE, ArrayIn, AudioIn, AudioOut, Resampler
+from edgeassist.speech.audio import ArrayIn, AudioIn, AudioOut
 from edgeassist.speech.build import audio_input, audio_output, speech_models
+from edgeassist.speech.samples import WHISPER_RATE, Resampler
 from edgeassist.speech.stt import Transcriber, Transcript
 from edgeassist.speech.tts import Synthesizer
 from edgeassist.voice.config import VoiceConfig

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgeassist.speech.audio import WHISPER_RATE, AudioIn, LevelMeter, Resampler
+from edgeassist.speech.audio import AudioIn
+from edgeassist.speech.samples import WHISPER_RATE, LevelMeter, Resampler
 from edgeassist.speech.stt import IncrementalTranscriber, Transcriber
 from edgeassist.voice.config import VoiceConfig
 from edgeassist.voice.prefill import TurnScheduler
