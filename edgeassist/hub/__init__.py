@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from edgeassist.hub.download import (
+from edgeassist.hub.catalog import (
     CATALOG,
-    MAX_NAME_BYTES,
-    STAGING_DIR,
     STARTER_NAME,
     CatalogEntry,
-    ModelRow,
     QuantFile,
+    estimate_ram_gb,
+    parse_model_name,
+    starter_model_path,
+)
+from edgeassist.hub.download import (
+    MAX_NAME_BYTES,
+    STAGING_DIR,
+    ModelRow,
     RemoteFile,
     ResolvedModel,
     check_name,
@@ -17,17 +22,14 @@ from edgeassist.hub.download import (
     check_repo_id,
     check_text,
     delete_in_models,
-    estimate_ram_gb,
     files_to_remove,
     in_models,
     list_models,
     models_subdir,
-    parse_model_name,
     pull,
     pull_files,
     remove,
     resolve,
-    starter_model_path,
 )
 
 __all__ = [

