@@ -11,21 +11,23 @@ from edgeassist.hub.catalog import (
     parse_model_name,
     starter_model_path,
 )
-from edgeassist.hub.download import (
+from edgeassist.hub.confinement import (
     MAX_NAME_BYTES,
-    STAGING_DIR,
-    ModelRow,
-    RemoteFile,
-    ResolvedModel,
     check_name,
     check_relative,
     check_repo_id,
     check_text,
     delete_in_models,
-    files_to_remove,
     in_models,
-    list_models,
     models_subdir,
+)
+from edgeassist.hub.download import (
+    STAGING_DIR,
+    ModelRow,
+    RemoteFile,
+    ResolvedModel,
+    files_to_remove,
+    list_models,
     pull,
     pull_files,
     remove,
