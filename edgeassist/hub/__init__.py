@@ -22,7 +22,6 @@ from edgeassist.hub.confinement import (
     models_subdir,
 )
 from edgeassist.hub.download import (
-    STAGING_DIR,
     ModelRow,
     RemoteFile,
     ResolvedModel,
@@ -33,6 +32,7 @@ from edgeassist.hub.download import (
     remove,
     resolve,
 )
+from edgeassist.hub.staging import STAGING_DIR
 
 __all__ = [
     "CATALOG",

@@ -1,13 +1,5 @@
 """The model catalog, `pull` from the Hugging Face hub, and `resolve`, which never touches the network.
 
-Layout of the models folder:
-
-    models/Qwen3.5-0.8B-Q4_K_M.gguf                       complete, verified files only
-    models/.downloads/<owner>--<repo>/<file>.<etag>.part  a pull in progress (resumable)
-    models/.downloads/<owner>--<repo>/<file>.lock         held while a pull writes the part
-    models/.downloads/whisper/<name>/<file>.<etag>.part   a speech model's files in progress (`pull_files`),
-    models/.downloads/whisper/<name>.lock                 under one lock for the whole set
-
 A pull asks the hub for the file's size and sha256 (HEAD on `/resolve/`, the same call
 `hf_hub_download` makes), streams the bytes into the staged `.part` with huggingface-hub's
 `http_get` (its progress bar, its retries, its Range-resume), checks size and sha256, and only
@@ -68,13 +60,11 @@ from edgeassist.hub.confinement import (
     in_models,
     models_subdir,
 )
+from edgeassist.hub.staging import STAGING_DIR, _etag_tag, _lock_name, _prune_empty, _repo_folder, _staged_parts
 from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
-
-STAGING_DIR = ".downloads"
-"""Hidden folder under the models folder where pulls in progress are staged."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _QUANT_IN_NAME = re.compile(r"(?i)(?<=[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=\.gguf$|[-_.])")
@@ -125,19 +115,6 @@ def _local_gguf_files(models_dir: Path) -> Iterator[Path]:
             # is_file: a dangling link is not a model (and would fail `stat` in the listing).
             if f.lower().endswith(".gguf") and not f.startswith(".") and (Path(root) / f).is_file():
                 yield Path(root) / f
-
-
-def _staged_parts(models_dir: Path, filename: str) -> list[Path]:
-    """Staged partial downloads of `filename` (any repo, any hub version).
-
-    Only parts really inside the models folder: a staging area that leads elsewhere is not ours
-    to resume, list or delete (a pull refuses to use it).
-    """
-    staging = models_dir / STAGING_DIR
-    if not staging.is_dir():
-        return []
-    found = staging.glob(f"*/{glob.escape(filename)}.*.part")
-    return sorted(p for p in found if p.is_file() and _entry_inside(p, models_dir))
 
 
 @dataclass(frozen=True)
@@ -406,34 +383,6 @@ def remove(name: str, models_dir: Path) -> list[Path]:
             delete_in_models(path.with_name(_lock_name(path)), models_dir)
             _prune_empty(path.parent, models_dir)
     return removed
-
-
-def _lock_name(part: Path) -> str:
-    # <file>.<etag16>.part -> <file>.lock
-    return part.name.rsplit(".", 2)[0] + ".lock"
-
-
-def _prune_empty(folder: Path, models_dir: Path) -> None:
-    """Remove empty staging folders from `folder` up to (not including) the models folder."""
-    current = folder
-    while models_dir in current.parents:
-        # A folder already gone (a speech pull deletes its own) is passed over, not a reason to stop.
-        if os.path.lexists(current) and not delete_in_models(current, models_dir, only_if_empty=True):
-            return
-        current = current.parent
-
-
-def _repo_folder(repo: str) -> str:
-    # One folder name per repo id: ids are checked to hold no "--", so the mapping is one to one.
-    return repo.replace("/", "--")
-
-
-def _etag_tag(etag: str) -> str:
-    """16 safe characters naming the hub version of a file in its staged part's name."""
-    # The ETag is whatever the hub (or a configured endpoint) sent: only a plain alphanumeric one
-    # may appear in a file name as it is; anything else is hashed.
-    head = etag[:16]
-    return head if re.fullmatch(r"[0-9A-Za-z]{16}", head) else hashlib.sha256(etag.encode()).hexdigest()[:16]
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
