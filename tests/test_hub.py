@@ -203,7 +203,7 @@ def test_resolve_suggests_close_names_for_typos(models_dir: Path, no_network: No
 
 
 def test_resolve_without_starter_installed_raises(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("edgeassist.hub.download.starter_model_path", lambda: None)
+    monkeypatch.setattr("edgeassist.hub.lookup.starter_model_path", lambda: None)
     with pytest.raises(ModelNotFoundError, match="edgeassist pull qwen3.5-0.8b"):
         hub.resolve(NAME, models_dir, fallback=True)
 

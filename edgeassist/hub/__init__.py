@@ -21,17 +21,8 @@ from edgeassist.hub.confinement import (
     in_models,
     models_subdir,
 )
-from edgeassist.hub.download import (
-    ModelRow,
-    RemoteFile,
-    ResolvedModel,
-    files_to_remove,
-    list_models,
-    pull,
-    pull_files,
-    remove,
-    resolve,
-)
+from edgeassist.hub.download import ModelRow, RemoteFile, files_to_remove, list_models, pull, pull_files, remove
+from edgeassist.hub.lookup import ResolvedModel, resolve
 from edgeassist.hub.staging import STAGING_DIR
 
 __all__ = [
