@@ -21,7 +21,8 @@ from edgeassist.hub.confinement import (
     in_models,
     models_subdir,
 )
-from edgeassist.hub.download import ModelRow, RemoteFile, files_to_remove, list_models, pull, pull_files, remove
+from edgeassist.hub.download import RemoteFile, pull, pull_files
+from edgeassist.hub.inventory import ModelRow, files_to_remove, list_models, remove
 from edgeassist.hub.lookup import ResolvedModel, resolve
 from edgeassist.hub.staging import STAGING_DIR
 
