@@ -21,9 +21,10 @@ from edgeassist.hub.confinement import (
     in_models,
     models_subdir,
 )
-from edgeassist.hub.download import RemoteFile, pull, pull_files
+from edgeassist.hub.download import pull, pull_files
 from edgeassist.hub.inventory import ModelRow, files_to_remove, list_models, remove
 from edgeassist.hub.lookup import ResolvedModel, resolve
+from edgeassist.hub.remote import RemoteFile
 from edgeassist.hub.staging import STAGING_DIR
 
 __all__ = [
