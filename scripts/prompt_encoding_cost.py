@@ -26,11 +26,19 @@ from edgeassist.engine.prompt import common_prefix_len
 
 def unsafe(engine: LlamaEngine, msgs: list[Message]) -> int:
     """The pre-fix path: whole text with special parsing, plus the split's head tokenization."""
-    assert engine._template is not None
+    assert engine._template is not None and engine._encoder is not None
+    bos = engine._encoder.add_bos
     text = engine._template.render(msgs, think=False)
-    tokens = engine.tokenize(text, special=True, add_bos=engine._add_bos)
+    tokens = engine.tokenize(text, special=True, add_bos=bos)
     head = text[: engine._template.reply_start(msgs, think=False)]
-    return common_prefix_len(engine.tokenize(head, special=True, add_bos=engine._add_bos), tokens)
+    return common_prefix_len(engine.tokenize(head, special=True, add_bos=bos), tokens)
+
+
+def encode_afresh(engine: LlamaEngine, msgs: list[Message]) -> int:
+    """Today's path, as a turn's first encoding (the one kept for the turn is forgotten first)."""
+    assert engine._encoder is not None
+    engine._encoder._last = None
+    return len(engine.encode(msgs, think=False).tokens)
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -72,9 +80,10 @@ def main() -> None:
             engine.load()
             for hostile in (False, True):
                 msgs = chat(args.turns, hostile)
-                engine._specials.clear()
+                assert engine._encoder is not None
+                engine._encoder._specials.clear()
                 before = median_ms(lambda m=msgs, e=engine: unsafe(e, m), args.repeat)
-                after = median_ms(lambda m=msgs, e=engine: e.encode(m, think=False), args.repeat)
+                after = median_ms(lambda m=msgs, e=engine: encode_afresh(e, m), args.repeat)
                 n = len(engine.encode(msgs, think=False).tokens)
                 kind = "markup" if hostile else "plain"
                 print(f"{label:38} {kind:9} {before:8.2f} {after:8.2f} {after / before:13.2f} {n:7}")

@@ -17,7 +17,20 @@ import edgeassist
 
 PACKAGE = Path(edgeassist.__file__).parent
 ARCHITECTURE = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
-CORE = ["config", "hub", "engine", "chat", "store", "speech", "voice", "bench", "system", "synthetic", "errors"]
+CORE = [
+    "config",
+    "hub",
+    "engine",
+    "chat",
+    "reply",
+    "store",
+    "speech",
+    "voice",
+    "bench",
+    "system",
+    "synthetic",
+    "errors",
+]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -11,6 +11,7 @@ import pytest
 
 from edgeassist.config import GenerationSettings
 from edgeassist.engine import Done, GenerationOptions, Message, Text, Thinking
+from edgeassist.engine.encoder import PromptEncoder
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.errors import ContextOverflowError, ModelLoadError
@@ -230,11 +231,12 @@ def test_a_hybrid_turn_evaluates_its_prompt_in_one_pass_and_still_resumes(
     one_pass.load()
     assert one_pass._rollback >= 4  # Qwen 3.5 opens a reply with `<think>\n\n</think>\n\n` after its start
     two_pass = LlamaEngine(tiny_qwen35, n_ctx=1024)
-    monkeypatch.setattr(two_pass, "_reply_tail_depth", lambda: 0)
+    monkeypatch.setattr(PromptEncoder, "reply_tail_depth", lambda self, most: 0)
     two_pass.load()
     assert two_pass._rollback == 0
     passes: dict[LlamaEngine, int] = {}
     for engine in (one_pass, two_pass):
+        assert engine._state is not None
 
         def counting(
             tokens: object,
@@ -242,12 +244,12 @@ def test_a_hybrid_turn_evaluates_its_prompt_in_one_pass_and_still_resumes(
             *,
             last: int = 1,
             engine: LlamaEngine = engine,
-            decode: Any = engine._decode,
+            decode: Any = engine._state.decode,
         ) -> bool:
             passes[engine] += 1
             return bool(decode(tokens, cancel, last=last))
 
-        monkeypatch.setattr(engine, "_decode", counting)
+        monkeypatch.setattr(engine._state, "decode", counting)
     msgs: dict[LlamaEngine, list[Message]] = {one_pass: [], two_pass: []}
     for turn in range(3):
         replies = []
@@ -260,7 +262,8 @@ def test_a_hybrid_turn_evaluates_its_prompt_in_one_pass_and_still_resumes(
                 assert done.stats.reused_tokens > 0
             msgs[engine].append({"role": "assistant", "content": answer})
             replies.append(answer)
-            assert engine._checkpoint is not None and len(engine._checkpoint.tokens) == split
+            assert engine._state is not None and engine._state.checkpoint is not None
+            assert len(engine._state.checkpoint.tokens) == split
         assert (passes[one_pass], passes[two_pass]) == (1, 2)
         assert replies[0] == replies[1]
 

@@ -90,22 +90,24 @@ def test_cancel_reads_the_outer_flag_too() -> None:
 
 def test_the_engine_decodes_on_the_model_thread_and_stops_when_its_consumer_leaves(starter_gguf: Path) -> None:
     engine = LlamaEngine(starter_gguf, n_ctx=512)
+    engine.load()
+    assert engine._state is not None
     options = GenerationOptions(max_tokens=64, temperature=0, ignore_eos=True)
     decoded_on: set[str] = set()
-    real = engine._decode
+    real = engine._state.decode
 
     def spy(tokens: list[int], cancel: threading.Event | None = None, *, last: int = 1) -> bool:
         decoded_on.add(threading.current_thread().name)
         return real(tokens, cancel, last=last)
 
-    engine._decode = spy  # type: ignore[method-assign]
+    engine._state.decode = spy  # type: ignore[method-assign]
     messages = [{"role": "user", "content": "Count to one hundred."}]
     stream = engine.stream(messages, options)
     for i, _ in enumerate(stream):
         if i == 3:
             break
     stream.close()  # returns once the model thread has stopped and finished its bookkeeping
-    held = len(engine._tokens)
+    held = len(engine._state.tokens)
     done = [e for e in engine.stream(messages, options) if isinstance(e, Done)][0]
     assert decoded_on == {MODEL_THREAD.name}
     assert held < done.stats.prompt_tokens + 8  # the first reply stopped within a token or so of the break

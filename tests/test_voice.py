@@ -95,7 +95,8 @@ def test_the_prompt_is_evaluated_while_the_user_speaks(model: str, request: pyte
     convo = Conversation(engine, system_prompt=SYSTEM, options=GenerationOptions(max_tokens=6, temperature=0))
     list(convo.send("Hello there."))  # some history, and a reply whose state the next turn cannot reuse as is
     evaluated = prefill_prompt(engine, convo.context(), convo.options, "What is the capital")
-    held = len(engine._tokens)
+    assert engine._state is not None
+    held = len(engine._state.tokens)
     assert evaluated > 0
     assert prefill_prompt(engine, convo.context(), convo.options, "What is the capital") == 0  # held already
     done = [e for e in convo.send(QUESTION) if isinstance(e, Done)][0]

@@ -1,0 +1,182 @@
+"""`PromptEncoder`: a chat as the model reads it, through the vocabulary and the chat template.
+
+Message text is never parsed for control tokens (see `engine.prompt`): only the template's own
+markup is. The encoder also finds where a reply starts (a hybrid model's checkpoint goes there)
+and cuts a prompt whose last message is still being written (voice's prefill).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edgeassist.engine.base import Message
+from edgeassist.engine.prompt import CUT, Segment, Shielded, common_prefix_len, shield
+from edgeassist.engine.template import ChatTemplate
+from edgeassist.errors import EdgeAssistError
+
+_SPECIAL_CACHE_MAX = 512
+"""Message texts whose control-token scan is remembered (a chat's history is re-scanned each turn)."""
+_CUT_PROBES = ("x", " x", "X", "?", "\n")
+"""Continuations tried on a cut prompt: tokens they all agree on are safe to evaluate early."""
+
+
+@dataclass
+class Prompt:
+    """A turn's prompt: the text as the model reads it, its tokens, and where the reply starts."""
+
+    text: str
+    tokens: list[int]
+    split: int
+    """Token index where the reply starts as the next turn's history will render it."""
+
+
+class PromptEncoder:
+    """Tokens and prompts for one loaded model's vocabulary and chat template."""
+
+    def __init__(self, vocab: object, template: ChatTemplate, *, add_bos: bool, bos_text: str, recurrent: bool) -> None:
+        """Wrap a llama.cpp vocabulary and the model's compiled template."""
+        self.vocab = vocab
+        self.template = template
+        self.add_bos = add_bos
+        self.bos_text = bos_text
+        self.recurrent = recurrent
+        self._specials: dict[str, tuple[str, ...]] = {}
+        self._tails: dict[bool, str] = {}  # the generation prompt's text after the reply start, per think mode
+        self._last: tuple[tuple[object, ...], Prompt] | None = None  # the last prompt encoded, for its turn
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens for `text`; control-token strings in it stay plain text unless `special`."""
+        import llama_cpp
+
+        raw = text.encode("utf-8", "replace")  # a lone surrogate must not stop a reply
+        n_max = len(raw) + 8
+        buf = (llama_cpp.llama_token * n_max)()
+        n = llama_cpp.llama_tokenize(self.vocab, raw, len(raw), buf, n_max, add_bos, special)
+        if n < 0:
+            n_max = -n
+            buf = (llama_cpp.llama_token * n_max)()
+            n = llama_cpp.llama_tokenize(self.vocab, raw, len(raw), buf, n_max, add_bos, special)
+        return list(buf[:n])
+
+    def piece_bytes(self, token: int) -> bytes:
+        """The raw bytes of one token (special tokens spelled out); may be part of a UTF-8 character."""
+        import llama_cpp
+
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, 64, 0, True)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, True)
+        return buf.raw[:n]
+
+    def control_strings(self, text: str) -> tuple[str, ...]:
+        """The control-token strings (`<|im_start|>`…) that special parsing would find in `text`."""
+        import llama_cpp
+
+        found = self._specials.get(text)
+        if found is None:
+            flags = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            attr, vocab = llama_cpp.llama_vocab_get_attr, self.vocab
+            tokens = self.tokenize(text, special=True) if text else []
+            found = tuple(
+                sorted({self.piece_bytes(t).decode("utf-8", "replace") for t in tokens if attr(vocab, t) & flags})
+            )
+            if len(self._specials) >= _SPECIAL_CACHE_MAX:
+                self._specials.clear()
+            self._specials[text] = found
+        return found
+
+    def _prompt_tokens(
+        self, shielded: Shielded, rendered: str, known: list[tuple[Segment, list[int]]] | None = None
+    ) -> tuple[list[int], list[tuple[Segment, list[int]]]]:
+        """Tokens of a prompt rendered from `shielded`: markup with special parsing, quoted strings without.
+
+        Also returns each segment with its tokens; pass them back as `known` to tokenize a prefix of
+        the same rendering (the reply's head) without tokenizing its segments again.
+        """
+        out: list[int] = []
+        parts: list[tuple[Segment, list[int]]] = []
+        for i, seg in enumerate(shielded.segments(rendered)):
+            if known is not None and i < len(known) and known[i][0] == seg:
+                tokens = known[i][1]
+            else:
+                bos = i == 0 and self.add_bos and not (self.bos_text and seg.text.startswith(self.bos_text))
+                tokens = self.tokenize(seg.text, special=seg.special, add_bos=bos)
+            parts.append((seg, tokens))
+            out += tokens
+        return out, parts
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def encode(self, messages: Sequence[Message], think: bool) -> Prompt:
+        """The prompt for `messages`: its text, its tokens (message text never special), the reply's start.
+
+        A turn asks twice (the conversation's fit to the context, then the stream): the last
+        encoding is kept, so the template is rendered and the prompt tokenized once per turn.
+        """
+        key = (think, *((m["role"], m["content"]) for m in messages))
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        shielded = shield(messages, self.control_strings)
+        rendered = self.template.render(shielded.messages, think=think)
+        tokens, parts = self._prompt_tokens(shielded, rendered)
+        split = len(tokens) - 1
+        if self.recurrent:  # (only a hybrid model's checkpoint needs the reply's start)
+            tail = self._tails.get(think)
+            if tail is not None and len(rendered) > len(tail) and rendered.endswith(tail):
+                start = len(rendered) - len(tail)  # the same opening as before: no second rendering
+            else:
+                start = self.template.reply_start(shielded.messages, think=think, prompt=rendered)
+                self._tails[think] = rendered[start:]
+            head_tokens, _ = self._prompt_tokens(shielded, rendered[:start], parts)
+            split = min(common_prefix_len(head_tokens, tokens), split)
+        prompt = Prompt(shielded.text(rendered), tokens, split)
+        self._last = (key, prompt)
+        return prompt
+
+    def reply_tail_depth(self, most: int) -> int:
+        """Tokens a generation prompt adds after the reply's start (the most over both modes), else 0.
+
+        The next turn's history renders the reply from that start (Qwen 3.5 drops the empty think
+        block), so a hybrid model's state must be taken there. 0 for a template that adds more
+        than `most` tokens or fails to render a sample chat.
+        """
+        sample: list[Message] = [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+        ]
+        try:
+            depth = max(len(p.tokens) - p.split for p in (self.encode(sample, t) for t in (False, True)))
+        except EdgeAssistError:
+            return 0
+        finally:
+            self._last = None
+        return depth if depth <= most else 0
+
+    def cut(self, messages: Sequence[Message], think: bool) -> list[int]:
+        """The tokens of the prompt for `messages` up to where the last message's text ends.
+
+        The last message is still being written: only the tokens that no continuation could
+        tokenize differently are kept, so they are a prefix of whatever the final prompt will be.
+        """
+        if not messages:
+            return []
+        shielded = shield(messages, self.control_strings)
+        last = shielded.messages[-1]
+        shielded.messages[-1] = {**last, "content": last["content"] + CUT}
+        rendered = self.template.render(shielded.messages, think=think)
+        cut = rendered.find(CUT)
+        if cut <= 0:
+            return []
+        text = rendered[:cut]
+        tokens, parts = self._prompt_tokens(shielded, text)
+        for tail in _CUT_PROBES:  # keep only tokens that stay the same whatever follows
+            probe, _ = self._prompt_tokens(shielded, text + tail, parts)
+            tokens = tokens[: common_prefix_len(tokens, probe)]
+        return tokens
