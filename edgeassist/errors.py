@@ -55,3 +55,42 @@ class StoreError(EdgeAssistError):
     """The chat history database cannot be read or written."""
 
     exit_code = 7
+
+
+class RemoteError(EdgeAssistError):
+    """A model server (`model.endpoint`) failed; the subclasses say how, each with its own exit code."""
+
+    exit_code = 8
+
+
+class ServerUnreachableError(RemoteError):
+    """The server cannot be reached: connection refused, unknown host, TLS failure, connect timeout."""
+
+    exit_code = 8
+
+
+class ServerAuthError(RemoteError):
+    """The server refused the API key (401/403): the message names the environment variable it comes from."""
+
+    exit_code = 9
+
+
+class ServerBusyError(RemoteError):
+    """The server is overloaded (429/503) and still was after waiting its `Retry-After` once."""
+
+    exit_code = 10
+
+
+class ServerReplyError(RemoteError):
+    """The reply broke: the server stalled, dropped the connection mid-reply, sent a malformed event or an error.
+
+    What had arrived is kept, marked as stopped.
+    """
+
+    exit_code = 11
+
+
+class RemoteModelNotFoundError(ModelNotFoundError, RemoteError):
+    """The server has no model by the configured name; the message lists the ones it has."""
+
+    exit_code = 3
