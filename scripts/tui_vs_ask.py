@@ -86,13 +86,21 @@ async def app_runs(
             # What Enter posts; `pilot.press` would then poll the process 50 times a second while it decodes.
             box.post_message(PromptInput.Submitted(box, prompt))
             # Poll gently: the harness must not add wake-ups of its own to the app's event loop.
-            while app.chat is None or app.generating or app.store.messages(app.chat.id)[-1].role != "assistant":
+            while not replied(app):
                 await asyncio.sleep(0.25)
             reply = app.store.messages(app.chat.id)[-1]
             assert reply.stats is not None
             results.append(reply.stats)
         await pilot.press("ctrl+q")
     return results
+
+
+def replied(app: Any) -> bool:
+    """Whether the app's open chat ends with a saved reply and no reply is being written."""
+    if app.chat is None or app.generating:
+        return False
+    saved = app.store.messages(app.chat.id)
+    return bool(saved) and saved[-1].role == "assistant"
 
 
 def main() -> int:

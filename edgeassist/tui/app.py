@@ -218,6 +218,11 @@ class EdgeAssistApp(App[None]):
         return self.models.ready
 
     @property
+    def model_error(self) -> str | None:
+        """Why the model could not be loaded (None while it loads or once it has)."""
+        return self.models.error
+
+    @property
     def model_name(self) -> str:
         """The name of the model in use (or asked for)."""
         return self.models.name
