@@ -423,9 +423,13 @@ class EdgeAssistApp(App[None]):
         """Copy a code block of the last reply (asks which when there are several)."""
         self.chats.copy_code()
 
+    async def open_chat(self, chat: ChatRecord | None) -> None:
+        """Show `chat`, or a new one (saved when its first message is sent) for None."""
+        await self.chats.open(chat)
+
     async def action_new_chat(self) -> None:
         """Start a new chat (saved when its first message is sent)."""
-        await self.chats.open(None)
+        await self.open_chat(None)
 
     def action_toggle_sidebar(self) -> None:
         """Show or hide the chats sidebar."""
