@@ -36,12 +36,16 @@ class Turn:
     """The text (a reply's answer, without thinking)."""
     thinking: str = ""
     """The reply's thinking, if any."""
-    status: Literal["complete", "cancelled", "error"] = "complete"
-    """Whether a reply finished or was stopped."""
+    status: Literal["complete", "cut", "cancelled", "error"] = "complete"
+    """How a reply ended: finished, cut by the token limit (or a full context), or stopped."""
     stats: Stats | None = None
     """Timing figures of a reply made in this session."""
     record_id: int | None = field(default=None, repr=False)
     """Row id in the store, when saved."""
+
+
+_STATUS: dict[str, Literal["complete", "cut", "cancelled", "error"]] = {"length": "cut", "cancelled": "cancelled"}
+"""A reply's saved status by the Done's finish reason (stop, and anything else, is complete)."""
 
 
 class Conversation:
@@ -207,7 +211,7 @@ class Conversation:
                     thinking.append(event.text)
                 elif isinstance(event, Done):
                     reply.stats = replace(event.stats, trimmed_messages=self._dropped)
-                    reply.status = "cancelled" if event.stats.finish_reason == "cancelled" else "complete"
+                    reply.status = _STATUS.get(event.stats.finish_reason, "complete")
                     saved = True  # before the save: an interruption landing in it must not save it twice
                     self._save(reply, answer, thinking)
                     yield Done(reply.stats)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from edgeassist.errors import StoreError
 from edgeassist.private import private_database, private_dir
 
-Status = Literal["complete", "cancelled", "error"]
+Status = Literal["complete", "cut", "cancelled", "error"]
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write before it gives up ("database is locked")."""
@@ -91,7 +91,7 @@ class MessageRecord:
     thinking: str
     """The model's thinking before the answer, if any."""
     status: Status
-    """complete, cancelled (stopped part-way) or error."""
+    """complete, cut (ended by the token limit or a full context), cancelled (stopped part-way) or error."""
     stats: dict[str, Any] | None
     """The reply's timing figures, as JSON."""
     created_at: float
@@ -374,7 +374,7 @@ class Store:
             lines += [f"> System: {chat.system_prompt}", ""]
         for m in self.messages(chat_id):
             who = "You" if m.role == "user" else "Assistant"
-            mark = " (stopped)" if m.status == "cancelled" else ""
+            mark = {"cancelled": " (stopped)", "cut": " (cut at the token limit)"}.get(m.status, "")
             lines += [f"## {who}{mark}", ""]
             if m.thinking:
                 lines += ["<details><summary>Thinking</summary>", "", m.thinking, "", "</details>", ""]

@@ -111,3 +111,13 @@ def test_ctrl_c_mid_reply_stops_exits_130_and_saves_it_as_stopped(models_dir: Pa
     store = Store(isolated_env / "data" / "edgeassist" / "history.sqlite3")
     reply = store.messages(store.find_chat("story").id)[-1]
     assert reply.role == "assistant" and reply.status == "cancelled" and reply.content
+
+
+def test_a_reply_cut_by_the_token_limit_says_so_on_stderr(models_dir: Path) -> None:
+    r = ask("--temperature", "0", "--max-tokens", "3", "Tell me a long story about a dragon.")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    cut = [line for line in r.stderr.splitlines() if "cut" in line]
+    assert len(cut) == 1 and "at 3 tokens" in cut[0] and "--max-tokens" in cut[0]
+    whole = ask("--temperature", "0", "--max-tokens", "200", "What is the capital of France?")
+    assert whole.returncode == 0 and "cut" not in whole.stderr

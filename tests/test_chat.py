@@ -169,3 +169,20 @@ def test_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(StoreError, match="cannot open the chat history"):
         Store(tmp_path / "dir.sqlite3")
+
+
+def test_a_reply_cut_by_the_token_limit_is_kept_as_cut(engine: LlamaEngine, store: Store) -> None:
+    cut = GenerationOptions(temperature=0, max_tokens=3, ignore_eos=True)
+    convo = Conversation.open(engine, store, "story", system_prompt=SYSTEM, options=cut)
+    _, events = drain(convo.send("Tell me a long story about a dragon."))
+    done = events[-1]
+    assert isinstance(done, Done) and done.stats.finish_reason == "length"
+    assert convo.turns[-1].status == "cut"
+    saved = store.messages(convo.chat.id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "cut")]
+    assert "## Assistant (cut at the token limit)" in store.export_markdown(convo.chat.id)
+    roomy = GenerationOptions(temperature=0, max_tokens=200)
+    again = Conversation.open(engine, store, "story", system_prompt=SYSTEM, options=roomy)
+    assert again.turns[-1].status == "cut"
+    drain(again.send("What is the capital of France?"))
+    assert store.messages(again.chat.id)[-1].status == "complete"

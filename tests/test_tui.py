@@ -296,6 +296,33 @@ async def test_regenerate_and_edit_the_last_message(tmp_path: Path, fake_engine:
         assert saved == [("user", "Question two"), ("assistant", "Third answer.")]
 
 
+async def test_a_reply_cut_by_the_token_limit_is_marked_and_saved_as_cut(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Once upon a time there was a dragon who")
+
+    def cut_short(messages: Any, options: Any, cancel: Any = None) -> Any:
+        from edgeassist.engine.base import Done
+
+        for event in type(engine).stream(engine, messages, options, cancel):
+            if isinstance(event, Done):
+                event.stats.finish_reason = "length"
+            yield event
+
+    engine.stream = cut_short
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Tell me a story")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        reply = replies(app)[-1]
+        await wait_until(pilot, lambda: "cut at" in str(reply.note.render()))
+        assert reply.status == "cut" and "9 tokens" in str(reply.note.render())
+        assert app.chat is not None
+        assert [m.status for m in app.store.messages(app.chat.id)] == ["complete", "cut"]
+        await app.open_chat(app.chat)  # from the history: still marked
+        await wait_until(pilot, lambda: bool(replies(app)) and replies(app)[-1].status == "cut")
+        await wait_until(pilot, lambda: "cut at the token limit" in str(replies(app)[-1].note.render()))
+
+
 async def test_enter_sends_and_ctrl_j_makes_a_new_line(tmp_path: Path, fake_engine: Any) -> None:
     engine = fake_engine("ok")
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)

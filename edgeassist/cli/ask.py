@@ -124,4 +124,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         out.write("\n")
     elif answer:
         out.write("\n")
+    if stats.get("finish_reason") == "length":
+        where = "before the answer" if not "".join(answer).strip() else "mid-reply"
+        print(
+            f"edgeassist: the reply was cut {where} at {stats.get('generated_tokens', 0):,} tokens "
+            "(generation.max_tokens, or the context window): raise --max-tokens",
+            file=sys.stderr,
+        )
     return 0

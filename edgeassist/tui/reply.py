@@ -324,8 +324,10 @@ class ReplyController(Room):
         if view.is_mounted:
             await self._drain(reply)  # the last pieces (no timer: it has ended)
             written = bool(view.content.strip() or view.thinking.strip())
-            if state in (ReplyState.COMPLETE, ReplyState.CUT):
+            if state is ReplyState.COMPLETE:
                 await view.finish("complete")
+            elif state is ReplyState.CUT:
+                await view.finish("cut", cut_at=stats.generated_tokens if stats is not None else None)
             elif not written:
                 await view.remove()  # nothing was written, so nothing was saved
             elif state is ReplyState.STOPPED:
@@ -342,9 +344,6 @@ class ReplyController(Room):
             self.app.query_one(StatusBar).set_figures("the last reply failed")
         if state is ReplyState.STOPPED and stats is not None and not written:
             self.app.notify("Stopped before the first token.")
-        if state is ReplyState.CUT and stats is not None:
-            limit = f"The reply reached the {stats.generated_tokens}-token limit (generation.max_tokens)."
-            self.app.notify(limit, severity="warning")
         if error is not None:
             self.app.notify(error, title="Error", severity="error", timeout=15)
         self.active.pop(reply.reply_id, None)

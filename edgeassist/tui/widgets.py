@@ -107,6 +107,10 @@ def thought_title(seconds: float | None, *, done: bool, suffix: str = "") -> str
     return f"Thought for {seconds:.1f} s{suffix}"
 
 
+_NO_ANSWER = {"cancelled": " (stopped)", "cut": " (cut before the answer)"}
+"""What a thinking block's title adds when its reply has no answer, by how the reply ended."""
+
+
 class ReplyView(Vertical):
     """One reply: an optional thinking block, the Markdown answer, and a status line (waiting, stopped, error)."""
 
@@ -115,7 +119,7 @@ class ReplyView(Vertical):
     ) -> None:
         """A finished reply (from the history) or, with `streaming`, an empty one about to stream.
 
-        `status` is complete, cancelled or error; a streaming reply's is `streaming` until it ends.
+        `status` is complete, cut, cancelled or error; a streaming reply's is `streaming` until it ends.
         """
         super().__init__(classes="message reply")
         self.role = "assistant"
@@ -131,6 +135,8 @@ class ReplyView(Vertical):
         self._answer_stream: MarkdownStream | None = None
         self._think_stream: MarkdownStream | None = None
         self._thought_s: float | None = None
+        self.cut_at: int | None = None
+        """Generated tokens when the limit cut the reply (known for a reply of this session)."""
 
     def compose(self) -> ComposeResult:
         """Thinking block (if any), answer, note."""
@@ -177,8 +183,12 @@ class ReplyView(Vertical):
         if chunk.pieces and self.note.display and self.note.has_class("waiting"):
             self.set_note("")
 
-    async def finish(self, status: str, note: str | None = None) -> None:
-        """End the stream: stop the Markdown streams, render the full text once, show the status (or `note`)."""
+    async def finish(self, status: str, note: str | None = None, *, cut_at: int | None = None) -> None:
+        """End the stream: stop the Markdown streams, render the full text once, show the status (or `note`).
+
+        `cut_at`: for a reply cut by the token limit, the tokens it had generated.
+        """
+        self.cut_at = cut_at
         self.streaming = False
         for stream in (self._think_stream, self._answer_stream):
             if stream is not None:
@@ -189,7 +199,7 @@ class ReplyView(Vertical):
         await self.answer.update(self.content)
         if self.think_block is not None:
             await self.think_block.body.update(self.thinking.strip())
-            suffix = "" if self.content else " (stopped)" if status == "cancelled" else " (no answer)"
+            suffix = "" if self.content else _NO_ANSWER.get(status, " (no answer)")
             self.think_block.title = thought_title(self._thought_s, done=True, suffix=suffix)
             if self.content and not self.think_block.collapsed:
                 self.think_block.collapse_quietly()
@@ -201,6 +211,9 @@ class ReplyView(Vertical):
             self.set_note(f"■ {note}", "error")
         elif status == "cancelled":
             self.set_note("■ stopped", "stopped")
+        elif status == "cut":
+            at = f"{self.cut_at:,} tokens" if self.cut_at else "the token limit"
+            self.set_note(f"■ cut at {at} (generation.max_tokens)", "stopped")
         elif status == "error":
             self.set_note("■ error", "error")
         else:
