@@ -114,6 +114,8 @@ class Stats:
     """Tokens in the context when the reply ended."""
     trimmed_messages: int = 0
     """Old messages dropped to fit the context window."""
+    server: dict[str, object] = field(default_factory=dict)
+    """What a remote server reported about the reply, as it sent it: `usage`, and llama-server's `timings`."""
 
     def decode_ms_per_token(self) -> float | None:
         """Median milliseconds between generated tokens (decode only, prefill excluded)."""
