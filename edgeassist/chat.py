@@ -198,10 +198,30 @@ class Conversation:
             yield notice
         yield from self._stream_reply(cancel, options)
 
-    def _stream_reply(self, cancel: threading.Event | None, options: GenerationOptions) -> Iterator[Event]:
+    def continue_reply(
+        self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
+    ) -> Iterator[Event]:
+        """Go on with the last reply, cut by the token limit, from where it stopped.
+
+        The engine continues the reply's own text (it is the last message of the prompt), so the
+        history is not read again; the reply is kept as one message, its status and figures those
+        of the continuation. Stopped before a new token, it stays as it was.
+        """
+        last = self.turns[-1] if self.turns else None
+        if last is None or last.role != "assistant" or last.status != "cut":
+            raise UsageError("there is no reply cut by the token limit to continue")
+        options = options or self.options
+        notice = self._fit(options)
+        if notice is not None:
+            yield notice
+        yield from self._stream_reply(cancel, options, last)
+
+    def _stream_reply(
+        self, cancel: threading.Event | None, options: GenerationOptions, prior: Turn | None = None
+    ) -> Iterator[Event]:
         reply = Turn("assistant", "", status="cancelled")
-        answer: list[str] = []
-        thinking: list[str] = []
+        answer: list[str] = [prior.content] if prior is not None else []
+        thinking: list[str] = [prior.thinking] if prior is not None else []
         saved = False
         try:
             for event in self.engine.stream(self.context(), options, cancel):
@@ -213,7 +233,7 @@ class Conversation:
                     reply.stats = replace(event.stats, trimmed_messages=self._dropped)
                     reply.status = _STATUS.get(event.stats.finish_reason, "complete")
                     saved = True  # before the save: an interruption landing in it must not save it twice
-                    self._save(reply, answer, thinking)
+                    self._save(reply, answer, thinking, prior)
                     yield Done(reply.stats)
                     continue
                 yield event
@@ -221,9 +241,9 @@ class Conversation:
             # Ctrl+C, SIGTERM, a closed stream or an engine error: keep what arrived, marked as
             # stopped (complete, if the reply had ended before the interruption landed).
             if not saved:
-                self._save(reply, answer, thinking)
+                self._save(reply, answer, thinking, prior)
 
-    def _save(self, reply: Turn, answer: list[str], thinking: list[str]) -> None:
+    def _save(self, reply: Turn, answer: list[str], thinking: list[str], prior: Turn | None = None) -> None:
         """Keep the reply in the turns and the store, whatever interrupts the main thread meanwhile.
 
         Ctrl+C and SIGTERM raise in the main thread (`ask`), wherever it is: there the save runs
@@ -232,13 +252,13 @@ class Conversation:
         before it exits.
         """
         if threading.current_thread() is not threading.main_thread():
-            self._write(reply, answer, thinking)
+            self._write(reply, answer, thinking, prior)
             return
         failed: list[BaseException] = []
 
         def write() -> None:
             try:
-                self._write(reply, answer, thinking)
+                self._write(reply, answer, thinking, prior)
             except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
                 failed.append(e)
 
@@ -252,7 +272,19 @@ class Conversation:
         if failed:
             raise failed[0]
 
-    def _write(self, reply: Turn, answer: list[str], thinking: list[str]) -> None:
+    def _write(self, reply: Turn, answer: list[str], thinking: list[str], prior: Turn | None = None) -> None:
+        if prior is not None:  # a continuation: the cut reply grows, or stays as it was
+            if len(answer) + len(thinking) == 2 and reply.status == "cancelled":
+                return  # stopped before a new token
+            prior.content = "".join(answer).strip()
+            prior.thinking = "".join(thinking).strip()
+            prior.status, prior.stats = reply.status, reply.stats
+            if self.store is not None and prior.record_id is not None:
+                stats = prior.stats.to_dict() if prior.stats is not None else None
+                self.store.update_message(
+                    prior.record_id, prior.content, thinking=prior.thinking, status=prior.status, stats=stats
+                )
+            return
         reply.content = "".join(answer).strip()
         reply.thinking = "".join(thinking).strip()
         if not reply.content and not reply.thinking and reply.status == "cancelled":

@@ -347,6 +347,25 @@ class Store:
         assert msg_id is not None
         return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now)
 
+    def update_message(
+        self,
+        msg_id: int,
+        content: str,
+        *,
+        thinking: str = "",
+        status: Status = "complete",
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace a message's text, status and figures (a continued reply), as one transaction."""
+        blob = json.dumps(stats) if stats is not None else None
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE messages SET content = ?, thinking = ?, status = ?, stats = ? WHERE id = ?",
+                (content, thinking, status, blob, msg_id),
+            )
+            if cur.rowcount == 0:
+                raise StoreError("the message was deleted meanwhile, so the continued reply was not saved")
+
     def messages(self, chat_id: int) -> list[MessageRecord]:
         """A chat's messages in order."""
         with self._cursor() as c:

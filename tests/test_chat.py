@@ -186,3 +186,36 @@ def test_a_reply_cut_by_the_token_limit_is_kept_as_cut(engine: LlamaEngine, stor
     assert again.turns[-1].status == "cut"
     drain(again.send("What is the capital of France?"))
     assert store.messages(again.chat.id)[-1].status == "complete"
+
+
+def test_continue_goes_on_from_the_cut_without_reading_the_history_again(engine: LlamaEngine, store: Store) -> None:
+    cut = GenerationOptions(temperature=0, max_tokens=6, ignore_eos=True)
+    convo = Conversation.open(engine, store, "more", system_prompt=SYSTEM, options=cut)
+    _, events = drain(convo.send("Count from one to twenty, in words."))
+    first = events[-1]
+    assert isinstance(first, Done) and convo.turns[-1].status == "cut"
+    before = convo.turns[-1].content
+    more, events = drain(convo.continue_reply(options=GenerationOptions(temperature=0, max_tokens=6)))
+    done = events[-1]
+    assert isinstance(done, Done) and more
+    assert done.stats.reused_tokens >= first.stats.prompt_tokens  # the history was not evaluated again
+    assert done.stats.evaluated_tokens <= 2
+    reply = convo.turns[-1]
+    assert len(convo.turns) == 2 and reply.content.startswith(before) and len(reply.content) > len(before)
+    saved = store.messages(convo.chat.id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", reply.status)]
+    assert saved[1].content == reply.content
+    assert reply.status in ("complete", "cut")
+    if reply.status == "complete":
+        with pytest.raises(UsageError):
+            list(convo.continue_reply())
+
+
+def test_only_a_cut_reply_can_be_continued(engine: LlamaEngine) -> None:
+    convo = Conversation(engine, system_prompt=SYSTEM, options=GenerationOptions(temperature=0, max_tokens=200))
+    with pytest.raises(UsageError):
+        list(convo.continue_reply())
+    drain(convo.send("What is the capital of France?"))
+    assert convo.turns[-1].status == "complete"
+    with pytest.raises(UsageError):
+        list(convo.continue_reply())

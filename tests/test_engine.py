@@ -338,3 +338,15 @@ def test_sampling_defaults_follow_the_qwen35_model_card() -> None:
 
 def test_model_family_picks_the_sampling_defaults(smol: LlamaEngine, qwen: LlamaEngine) -> None:
     assert (smol.family, qwen.family) == ("other", "qwen3.5")
+
+
+def test_a_hybrid_model_continues_a_cut_reply_from_its_state(qwen: LlamaEngine) -> None:
+    msgs: list[Message] = [{"role": "user", "content": "Tell me about the sea."}]
+    split = qwen.encode(msgs, think=False).split
+    part, _, first = run(qwen, msgs, GenerationOptions(temperature=0, max_tokens=5, ignore_eos=True))
+    assert first.stats.finish_reason == "length"
+    going_on = [*msgs, {"role": "assistant", "content": part}]
+    more, _, done = run(qwen, going_on, GenerationOptions(temperature=0, max_tokens=5, ignore_eos=True))
+    assert more and done.stats.generated_tokens == 5
+    assert done.stats.reused_tokens >= split  # resumed from the reply's state, never from the start
+    assert part.strip() in qwen.encode(going_on, think=False).text  # (the template strips a message)

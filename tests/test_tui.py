@@ -323,6 +323,48 @@ async def test_a_reply_cut_by_the_token_limit_is_marked_and_saved_as_cut(tmp_pat
         await wait_until(pilot, lambda: "cut at the token limit" in str(replies(app)[-1].note.render()))
 
 
+async def test_continue_goes_on_with_a_cut_reply_by_key_and_by_button(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Once upon a time")
+    cuts = [True]
+
+    def cut_first(messages: Any, options: Any, cancel: Any = None) -> Any:
+        from edgeassist.engine.base import Done
+
+        for event in type(engine).stream(engine, messages, options, cancel):
+            if isinstance(event, Done) and cuts and cuts.pop():
+                event.stats.finish_reason = "length"
+            yield event
+
+    engine.stream = cut_first
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f9")  # nothing to continue yet: says so, changes nothing
+        assert not app.generating and not replies(app)
+        await send(pilot, "Tell me a story")
+        await wait_until(pilot, lambda: not app.generating and replies(app) and replies(app)[-1].status == "cut")
+        assert replies(app)[-1].more.display
+        engine.answer = " there was a dragon."
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].status == "complete")
+        assert engine.calls[-1][0][-1] == {"role": "assistant", "content": "Once upon a time"}
+        assert len(replies(app)) == 1 and replies(app)[-1].content == "Once upon a time there was a dragon."
+        assert not replies(app)[-1].more.display
+        assert app.chat is not None
+        saved = [(m.role, m.content, m.status) for m in app.store.messages(app.chat.id)]
+        assert saved == [
+            ("user", "Tell me a story", "complete"),
+            ("assistant", "Once upon a time there was a dragon.", "complete"),
+        ]
+        cuts.append(True)  # the next reply is cut again: this time the button continues it
+        engine.answer = "Chapter two"
+        await send(pilot, "Go on")
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].status == "cut")
+        engine.answer = " begins."
+        await pilot.click(replies(app)[-1].more)
+        await wait_until(pilot, lambda: not app.generating and replies(app)[-1].content == "Chapter two begins.")
+
+
 async def test_enter_sends_and_ctrl_j_makes_a_new_line(tmp_path: Path, fake_engine: Any) -> None:
     engine = fake_engine("ok")
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)

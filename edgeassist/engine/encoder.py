@@ -122,6 +122,10 @@ class PromptEncoder:
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
+        if messages and messages[-1]["role"] == "assistant":
+            prompt = self._continuation(messages, think)
+            self._last = (key, prompt)
+            return prompt
         shielded = shield(messages, self.control_strings)
         rendered = self.template.render(shielded.messages, think=think)
         tokens, parts = self._prompt_tokens(shielded, rendered)
@@ -138,6 +142,28 @@ class PromptEncoder:
         prompt = Prompt(shielded.text(rendered), tokens, split)
         self._last = (key, prompt)
         return prompt
+
+    def _continuation(self, messages: Sequence[Message], think: bool) -> Prompt:
+        """The prompt that goes on with the last message, the assistant's reply so far (one cut short).
+
+        The reply is rendered as history renders it and cut where its text ends; its start is where
+        the reply of the turn before began, so a hybrid model resumes from that turn's checkpoint
+        when the context no longer holds the reply as generated (the history is not read again).
+        """
+        shielded = shield(messages, self.control_strings)
+        last = shielded.messages[-1]
+        shielded.messages[-1] = {**last, "content": last["content"] + CUT}
+        rendered = self.template.render(shielded.messages, think=think, add_generation_prompt=False)
+        cut = rendered.find(CUT)
+        if cut <= 0:
+            raise EdgeAssistError("the model's chat template cannot continue a reply")
+        text = rendered[:cut]
+        tokens, _ = self._prompt_tokens(shielded, text)
+        split = len(tokens) - 1
+        if self.recurrent and len(messages) > 1:
+            before = self.encode(messages[:-1], think)
+            split = min(common_prefix_len(before.tokens[: before.split], tokens), split)
+        return Prompt(shielded.text(text), tokens, split)
 
     def reply_tail_depth(self, most: int) -> int:
         """Tokens a generation prompt adds after the reply's start (the most over both modes), else 0.

@@ -471,6 +471,7 @@ class LlamaEngine:
                 held.append(token)
         finally:
             llama_cpp.llama_sampler_free(sampler)
+        state.fresh = True  # (the last decode was of the last token held)
         if checkpoint_at is not None:  # (the reply ended before its first decode)
             state.checkpoint_by_rollback(checkpoint_at)
         yield from splitter.feed(utf8.decode(b"", final=True))

@@ -39,6 +39,8 @@ class ContextState:
         self.tokens: list[int] = []
         """What the context holds now, in order."""
         self.checkpoint: Checkpoint | None = None
+        self.fresh = False
+        """The context's logits are those of its last token (nothing was restored since it was evaluated)."""
 
     def decode(self, tokens: Sequence[int], cancel: threading.Event | None = None, *, last: int = 1) -> bool:
         """Evaluate `tokens` after what the context holds, in batches; False if cancelled.
@@ -61,6 +63,7 @@ class ContextState:
                 self.reset()
                 raise EdgeAssistError(f"llama.cpp failed to evaluate the prompt (code {rc})")
             self.tokens.extend(chunk)
+            self.fresh = True
             i = end
         return True
 
@@ -70,6 +73,7 @@ class ContextState:
 
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
         self.tokens = []
+        self.fresh = False
 
     def save_checkpoint(self) -> None:
         """Keep the state as it is now, for a later turn to resume from."""
@@ -111,6 +115,7 @@ class ContextState:
             self.reset()
             return False
         self.tokens = list(cp.tokens)
+        self.fresh = False  # (a saved state carries no logits)
         return True
 
     def holds(self, tokens: Sequence[int]) -> bool:
@@ -122,7 +127,9 @@ class ContextState:
         import llama_cpp
 
         common = common_prefix_len(self.tokens, prompt)
-        last = len(prompt) - 1  # at least one token must be evaluated to get logits
+        if common == len(self.tokens) == len(prompt) and self.fresh:
+            return common  # all of it, logits included (a reply continued where it was cut)
+        last = len(prompt) - 1  # else at least one token must be evaluated to get logits
         if common == len(self.tokens) and common <= last:
             return common
         if not self.recurrent:

@@ -90,6 +90,7 @@ class EdgeAssistApp(App[None]):
         Binding("ctrl+t", "toggle_thinking", "Think", tooltip="thinking on/off for the next message"),
         Binding("ctrl+r", "regenerate", "Regen", tooltip="write the last reply again"),
         Binding("ctrl+l", "edit_last", "Edit", tooltip="edit and resend your last message"),
+        Binding("f9", "continue_reply", "Continue", show=False, tooltip="go on with a reply the token limit cut"),
         Binding("ctrl+o", "copy_reply", "Copy", tooltip="copy the last reply to the clipboard"),
         Binding("ctrl+g", "copy_code", "Code", show=False, tooltip="copy a code block of the last reply"),
         Binding("ctrl+n", "new_chat", "New", tooltip="start a new chat"),
@@ -400,6 +401,18 @@ class EdgeAssistApp(App[None]):
         if self.conversation.turns[-1].role == "assistant":
             await self.query_one(ChatView).remove_last("assistant")
         await self.replies.send("regenerate", None)
+
+    async def action_continue_reply(self) -> None:
+        """Go on with the last reply from where the token limit cut it (the history is not read again)."""
+        convo = self.conversation
+        if self.generating or convo is None:
+            return
+        last = convo.turns[-1] if convo.turns else None
+        if last is None or last.role != "assistant" or last.status != "cut":
+            self.notify("Only the last reply, when the token limit cut it, can be continued.", severity="warning")
+            return
+        await self.query_one(ChatView).remove_last("assistant")
+        await self.replies.send("continue", None, shown=(last.content, last.thinking))
 
     def action_edit_last(self) -> None:
         """Put the last message back in the input; Enter resends it (replacing it and its reply)."""

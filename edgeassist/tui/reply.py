@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from edgeassist.chat import Conversation
     from edgeassist.config import Settings
 
-Kind = Literal["send", "edit", "regenerate"]
-"""What a typed reply answers: a new message, the last one edited, or the last one again."""
+Kind = Literal["send", "edit", "regenerate", "continue"]
+"""What a typed reply answers: a new message, the last one edited or answered again, or the last reply continued."""
 
 
 def _decode_threads_and_cpus(settings: Settings) -> tuple[int, int]:
@@ -91,6 +91,8 @@ def conversation_events(
     """The conversation's events for a typed reply; closing this closes the conversation's stream (it saves)."""
     if kind == "regenerate":
         yield from convo.regenerate(cancel, options)
+    elif kind == "continue":
+        yield from convo.continue_reply(cancel, options)
     elif kind == "edit":
         yield from convo.edit_last(text or "", cancel, options)
     else:
@@ -127,10 +129,17 @@ class ReplyController(Room):
         """Whether a reply to a typed message is being written."""
         return any(not r.ended and not r.spoken for r in self.active.values())
 
-    def _new(self, prompt: UserMessage | None = None, interrupt: Callable[[], None] | None = None) -> Reply:
+    def _new(
+        self,
+        prompt: UserMessage | None = None,
+        interrupt: Callable[[], None] | None = None,
+        *,
+        shown: tuple[str, str] = ("", ""),
+    ) -> Reply:
         self._frames.reset()
         outbox = Outbox(interval_s=self._frames.interval)
-        return Reply(next(self._ids), ReplyView(streaming=True), outbox, prompt=prompt, interrupt=interrupt)
+        view = ReplyView(*shown, streaming=True)
+        return Reply(next(self._ids), view, outbox, prompt=prompt, interrupt=interrupt)
 
     def _track(self, reply: Reply) -> None:
         self.active[reply.reply_id] = reply
@@ -138,12 +147,15 @@ class ReplyController(Room):
 
     # -- starting ---------------------------------------------------------------------------------
 
-    async def send(self, kind: Kind, text: str | None) -> None:
-        """Write the reply to a typed message (`kind`) under the chat's last message: pending until drawn."""
+    async def send(self, kind: Kind, text: str | None, *, shown: tuple[str, str] = ("", "")) -> None:
+        """Write the reply to a typed message (`kind`) under the chat's last message: pending until drawn.
+
+        `shown`: the answer and thinking the reply starts with (a continued reply's text so far).
+        """
         convo = self.chats.conversation
         assert convo is not None
         chat_view = self.app.query_one(ChatView)
-        reply = self._new()
+        reply = self._new(shown=shown)
         await chat_view.mount(reply.view)
         chat_view.anchor()
         self._track(reply)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Collapsible, Label, ListItem, ListView, Markdown, Static, TextArea
+from textual.widgets import Button, Collapsible, Label, ListItem, ListView, Markdown, Static, TextArea
 from textual.widgets.markdown import MarkdownStream
 
 from edgeassist.store import ChatRecord
@@ -132,6 +132,9 @@ class ReplyView(Vertical):
             ThinkingBlock(thinking, title="Thought", collapsed=True) if thinking else None
         )
         self.note = Static("", classes="reply-note", markup=False)
+        self.more = Button("Continue ▸ F9", classes="continue", compact=True)
+        """Shown under a reply cut by the token limit: goes on with it (the app's continue_reply)."""
+        self.more.display = False
         self._answer_stream: MarkdownStream | None = None
         self._think_stream: MarkdownStream | None = None
         self._thought_s: float | None = None
@@ -144,6 +147,12 @@ class ReplyView(Vertical):
             yield self.think_block
         yield self.answer
         yield self.note
+        yield self.more
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Continue: the app goes on with the last reply."""
+        event.stop()
+        await self.app.run_action("continue_reply")
 
     def on_mount(self) -> None:
         """Show the waiting note, or a saved reply's status."""
@@ -207,6 +216,7 @@ class ReplyView(Vertical):
         self._show_status(status, note)
 
     def _show_status(self, status: str, note: str | None = None) -> None:
+        self.more.display = status == "cut"
         if note is not None:
             self.set_note(f"■ {note}", "error")
         elif status == "cancelled":
