@@ -42,7 +42,7 @@ from edgeassist.bench.voice import VoiceHook, VoiceTarget, run_voice_hook
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
 from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
-from edgeassist.engine.factory import generation_options, open_engine
+from edgeassist.engine.factory import generation_options, open_local_engine
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.errors import EdgeAssistError
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
@@ -220,7 +220,7 @@ class _Runner:
         model = self.settings.model.model_copy(
             update={"name": str(target.path), "n_threads": threads, "starter_fallback": False}
         )
-        return open_engine(self.settings.model_copy(update={"model": model}), explicit=True).engine
+        return open_local_engine(self.settings.model_copy(update={"model": model}), explicit=True)
 
     def measure(self, index: int, target: BenchTarget, threads: int, run: ModelRun) -> None:
         """Fill `run` with samples; stops (Stopped, KeyboardInterrupt) leave what was measured in it."""

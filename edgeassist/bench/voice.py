@@ -22,7 +22,7 @@ from edgeassist.bench.stats import Spread
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
 from edgeassist.engine.base import GenerationOptions
-from edgeassist.engine.factory import generation_options, open_engine
+from edgeassist.engine.factory import generation_options, open_local_engine
 from edgeassist.errors import EdgeAssistError
 from edgeassist.speech import require_speech
 from edgeassist.speech.audio import NullOut
@@ -131,7 +131,7 @@ def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
     model = settings.model.model_copy(
         update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
     )
-    engine = open_engine(settings.model_copy(update={"model": model}), explicit=True).engine
+    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True)
     engine.name = target.name
     # Greedy, and short: the first audio does not depend on how long the reply goes on.
     options = generation_options(settings, temperature=0.0, max_tokens=48)

@@ -3,29 +3,75 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgeassist.config import GenerationSettings, Settings, section_with
-from edgeassist.engine.base import GenerationOptions
+from edgeassist.engine.base import ChatEngine, GenerationOptions
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.hub import ResolvedModel, resolve
+
+if TYPE_CHECKING:
+    from edgeassist.engine.remote import RemoteEngine, RemoteModel, ServerModel
 
 
 @dataclass(frozen=True)
 class OpenedModel:
     """An engine (not yet loaded) and where its model came from."""
 
-    engine: LlamaEngine
+    engine: ChatEngine
     """The engine; it loads on first use."""
-    resolved: ResolvedModel
-    """The model file, its display name, and the starter-fallback note if any."""
+    resolved: ResolvedModel | RemoteModel
+    """The model file (or the server), its display name, quant, and the starter-fallback note if any."""
 
 
 def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
-    """Resolve the configured model (never over the network) and wrap it in a LlamaEngine.
+    """The engine the settings describe: a RemoteEngine when `model.endpoint` is set, else llama.cpp.
 
-    `explicit` says the user named the model on the command line: then a missing model is an
-    error rather than a fallback to the offline starter.
+    The local model is resolved without touching the network. `explicit` says the user named the
+    model on the command line: then a missing model is an error rather than a fallback to the
+    offline starter.
     """
+    if settings.model.endpoint:
+        from edgeassist.engine.remote import RemoteModel
+
+        remote = remote_engine(settings)
+        return OpenedModel(remote, RemoteModel(remote))
+    engine, resolved = _local(settings, explicit)
+    return OpenedModel(engine, resolved)
+
+
+def open_local_engine(settings: Settings, *, explicit: bool = False) -> LlamaEngine:
+    """The llama.cpp engine for the configured model, whatever `model.endpoint` says (the bench's local runs)."""
+    return _local(settings, explicit)[0]
+
+
+def remote_engine(settings: Settings) -> RemoteEngine:
+    """The RemoteEngine for `model.endpoint` (which must be set); nothing is sent until it loads."""
+    from edgeassist.engine.remote import RemoteEngine
+
+    m = settings.model
+    assert m.endpoint is not None
+    return RemoteEngine(
+        m.endpoint,
+        model=m.remote_model,
+        api_key_env=m.api_key_env,
+        n_ctx=m.n_ctx,
+        connect_timeout_s=m.connect_timeout_s,
+        stall_timeout_s=m.stall_timeout_s,
+    )
+
+
+def server_models(settings: Settings) -> list[ServerModel]:
+    """The models the server at `model.endpoint` offers (its `/models`)."""
+    engine = remote_engine(settings)
+    try:
+        return engine.server_models()
+    finally:
+        engine.close()
+
+
+def _local(settings: Settings, explicit: bool) -> tuple[LlamaEngine, ResolvedModel]:
+    """Resolve the configured model file and wrap it in a LlamaEngine."""
     resolved = resolve(
         settings.model.name,
         settings.models_dir(),
@@ -46,7 +92,7 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
         flash_attn=m.flash_attn,
         fix_hint=hint,
     )
-    return OpenedModel(engine, resolved)
+    return engine, resolved
 
 
 def generation_options(settings: Settings, **overrides: object) -> GenerationOptions:

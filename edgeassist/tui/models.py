@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from textual.timer import Timer
 
     from edgeassist.engine.factory import OpenedModel
+    from edgeassist.engine.remote import RemoteModel
     from edgeassist.hub import ResolvedModel
 
 
@@ -38,7 +39,7 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
 def default_open_model(settings: Settings, explicit: bool) -> OpenedModel:
-    """`engine.factory.open_engine`: the configured model through llama.cpp."""
+    """`engine.factory.open_engine`: the configured model through llama.cpp, or on the server `model.endpoint` names."""
     from edgeassist.engine.factory import open_engine
 
     return open_engine(settings, explicit=explicit)
@@ -52,7 +53,7 @@ class ModelRoom(Room):
         super().__init__(app, session)
         self._open_model = open_model or default_open_model
         self.engine: ChatEngine | None = None
-        self.resolved: ResolvedModel | None = None
+        self.resolved: ResolvedModel | RemoteModel | None = None
         self.ready = False
         """The model has loaded: replies can start."""
         self.error: str | None = None
