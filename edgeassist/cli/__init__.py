@@ -74,7 +74,8 @@ def setting_flag(section: str, key: str | None = None) -> type[argparse.Action]:
 
 
 def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool = True) -> None:
-    """Add the settings flags (`--config`, `--model`, `--n-ctx`, `--threads`, `--gpu-layers`) to `parser`.
+    """Add the settings flags (`--config`, `--model`, `--n-ctx`, `--threads`, `--gpu-layers`, `--endpoint`,
+    `--remote-model`) to `parser`.
 
     `model_and_threads=False` leaves out `--model` and `--threads`, for the bench, where they take
     comma lists (a sweep) and are its own.
@@ -94,6 +95,21 @@ def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool =
     flags.append(("--gpu-layers", "n_gpu_layers", "layers to offload (-1: all)"))
     for flag, key, text in flags:
         g.add_argument(flag, action=setting_flag("model", key), default=argparse.SUPPRESS, help=text)
+    g.add_argument(
+        "--endpoint",
+        metavar="URL",
+        action=setting_flag("model", "endpoint"),
+        default=argparse.SUPPRESS,
+        help="an OpenAI-compatible server's base URL (http://HOST:PORT/v1): the model runs there; "
+        "its API key is read from $EDGEASSIST_API_KEY (model.api_key_env)",
+    )
+    g.add_argument(
+        "--remote-model",
+        metavar="NAME",
+        action=setting_flag("model", "remote_model"),
+        default=argparse.SUPPRESS,
+        help="the model's name on that server (default: its only model)",
+    )
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="list catalog models, local GGUFs, the starter model and speech models",
         description="List the catalog's models with size, estimated RAM and whether they are on disk, "
         "plus other GGUF files in the models folder, the offline starter model, and the whisper models "
-        "and piper voices pulled or installed from PyPI.",
+        "and piper voices pulled or installed from PyPI. With --endpoint URL: the models that server offers "
+        "(its /v1/models) instead.",
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(handler=run_models)
@@ -118,8 +119,41 @@ def _mark(ok: bool) -> str:
     return "✓"
 
 
+def run_server_models(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the models the server at `model.endpoint` offers (or JSON)."""
+    from edgeassist.engine.factory import server_models
+    from edgeassist.engine.remote import plain_http_warning
+
+    endpoint = settings.model.endpoint
+    assert endpoint is not None
+    warning = plain_http_warning(endpoint)
+    if warning:
+        _stderr(f"edgeassist: {warning}")
+    models = server_models(settings)
+    chosen = settings.model.remote_model or (models[0].id if len(models) == 1 else None)
+    if args.json:
+        data = [
+            {"name": m.id, "owned_by": m.owned_by, "n_ctx": m.max_model_len, "default": m.id == chosen} for m in models
+        ]
+        print(json.dumps({"endpoint": endpoint, "models": data}, indent=2))
+        return 0
+    table = [("NAME", "OWNED BY", "CONTEXT", "")]
+    for m in models:
+        context = "" if m.max_model_len is None else str(m.max_model_len)
+        table.append((m.id, m.owned_by or "", context, "default" if m.id == chosen else ""))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\nserver: {endpoint}")
+    if chosen is None and models:
+        print("choose one with --remote-model NAME (or model.remote_model)")
+    return 0
+
+
 def run_models(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the model table (or JSON)."""
+    """Print the model table (or JSON); with an endpoint, the server's models."""
+    if settings.model.endpoint:
+        return run_server_models(args, settings)
     from edgeassist.hub import list_models, parse_model_name, resolve
 
     models_dir = settings.models_dir()
