@@ -203,3 +203,89 @@ class FakeChatEngine:
 def fake_engine() -> type[FakeChatEngine]:
     """The scripted `FakeChatEngine` class (construct it with the reply you want)."""
     return FakeChatEngine
+
+
+# -- remote engine: llama-cpp-python's own OpenAI-compatible server, and a fault proxy before it ----
+
+import os  # noqa: E402 - appended section
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+REMOTE_MODEL = "smollm2-135m"
+"""The name the test server gives the starter model (its `/v1/models` id)."""
+
+
+@dataclass(frozen=True)
+class LlamaServer:
+    """A running `python -m llama_cpp.server` serving the starter model on 127.0.0.1."""
+
+    origin: str
+    """`http://127.0.0.1:PORT`."""
+    model: str
+    """The model's name on the server."""
+    log: Path
+    """The server's output."""
+
+    @property
+    def url(self) -> str:
+        """The API's base URL, as `model.endpoint` takes it."""
+        return f"{self.origin}/v1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(starter_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's OpenAI-compatible server with the starter model, started once; one that cannot
+    start fails the test that asked for it, with the server's last output."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEASSIST_")}
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(starter_gguf), "--model_alias", REMOTE_MODEL,
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    origin = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited ({proc.returncode}): {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{origin}/v1/models", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer /v1/models in 180 s: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield LlamaServer(origin, REMOTE_MODEL, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def fault_proxy(llama_server: LlamaServer) -> Iterator[Any]:
+    """A `tests/remote_proxy.FaultProxy` in front of the test server, faithful until given a fault."""
+    from remote_proxy import FaultProxy
+
+    with FaultProxy(llama_server.origin) as proxy:
+        yield proxy
