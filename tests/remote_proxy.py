@@ -8,7 +8,7 @@ by event, chunked, as the server sent it, unless the proxy's `fault` says otherw
 - `hold_after=n`: like `stall_after`, then carry on relaying once released;
 - `garbage_after=n`: after `n` events, send one event whose data is not JSON;
 - `busy=k` (`busy_status`, `retry_after`): answer the first `k` chat requests with 429 (or 503);
-- `chat_status=s`: answer every chat request with status `s` (an OpenAI-style error body);
+- `chat_status=s` (`chat_message`): answer every chat request with status `s` (an OpenAI-style error body);
 - `api_key=key`: answer 401 to any request without `Authorization: Bearer key`;
 - `reasoning_field=name`, `reasoning_events=n`: move the first `n` events' content into
   `delta.<name>` (`reasoning_content`, `reasoning`), as a server with a reasoning parser sends thinking;
@@ -44,6 +44,7 @@ class Fault:
     busy_status: int = 429
     retry_after: str | None = "1"
     chat_status: int | None = None
+    chat_message: str | None = None
     api_key: str | None = None
     reasoning_field: str | None = None
     reasoning_events: int = 0
@@ -144,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.api_key is not None and self.headers.get("Authorization") != f"Bearer {fault.api_key}":
             return self._error(401, "Unauthorized", "invalid api key")
         if chat and fault.chat_status is not None:
-            return self._error(fault.chat_status, "Refused", f"refused with {fault.chat_status}")
+            return self._error(fault.chat_status, "Refused", fault.chat_message or f"refused with {fault.chat_status}")
         if chat and state._busy_left > 0:
             state._busy_left -= 1
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}

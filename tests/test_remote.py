@@ -522,3 +522,28 @@ async def test_escape_in_the_chat_app_stops_the_remote_reply_and_keeps_the_part(
         assert saved.stats["finish_reason"] == "cancelled"
         assert saved.content == fault_proxy.text_before_hold.strip()  # nothing that came after Esc
         assert fault_proxy.client_gone.wait(60)
+
+
+def test_an_endpoint_without_the_api_path_says_where_the_api_is(llama_server: LlamaServer) -> None:
+    with pytest.raises(ServerUnreachableError, match="often ending in /v1"):
+        RemoteEngine(llama_server.origin).load()  # the server's root, not its /v1
+
+
+def test_a_prompt_the_server_finds_too_long_is_a_context_error(fault_proxy: FaultProxy) -> None:
+    from edgeassist.errors import ContextOverflowError
+
+    for message in (
+        "the request exceeds the available context size, try increasing it",  # llama-server
+        "This model's maximum context length is 2048 tokens. However, you requested 3100 tokens.",  # vLLM
+    ):
+        fault_proxy.set_fault(Fault(chat_status=400, chat_message=message))
+        with pytest.raises(ContextOverflowError, match="does not fit") as e:
+            collect(engine_for(fault_proxy.url).stream(user("hi"), GREEDY))
+        assert e.value.exit_code == 5 and message in str(e.value)
+
+
+def test_a_stream_that_ends_before_any_of_the_reply_says_so(llama_server: LlamaServer) -> None:
+    # llama-cpp-python's server starts the stream, then ends it bare when the prompt is beyond its window.
+    engine = RemoteEngine(llama_server.url, n_ctx=100_000)
+    with pytest.raises(ServerReplyError, match="without sending any of it"):
+        collect(engine.stream(user("word " * 3000), GREEDY))

@@ -482,6 +482,10 @@ class RemoteEngine:
         if stopped():
             stats.finish_reason = "cancelled"
         elif not ended and finish is None:
+            if not stats.token_times:  # llama-cpp-python's server ends the stream so when the request fails
+                raise ServerReplyError(
+                    f"the server at {self._host} ended the reply without sending any of it (its log may say why)"
+                )
             raise ServerReplyError(
                 f"the server at {self._host} ended the reply before it was complete (the connection closed "
                 "mid-reply): what arrived is kept, marked as stopped"
