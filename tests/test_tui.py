@@ -819,3 +819,29 @@ async def test_voice_without_the_speech_parts_says_so_and_chat_goes_on(tmp_path:
         assert any("speech extra" in str(n.message) for n in app._notifications)
         await send(pilot, "Still there?")
         await wait_until(pilot, lambda: replies(app) and replies(app)[-1].status == "complete", what="a reply")
+
+
+async def test_the_figures_are_those_of_the_chat_in_view(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Hello there, friend.")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Hi")
+        await wait_until(pilot, lambda: not app.generating and "tok/s" in str(app.query_one("#figures").render()))
+        first = app.chat
+        assert first is not None
+        shown = str(app.query_one("#figures").render())
+        await pilot.press("ctrl+n")  # a new chat: no figures of the old one
+        await wait_until(pilot, lambda: app.chat is None and "ctx" not in str(app.query_one("#figures").render()))
+        await app.open_chat(first)  # back: its own figures again
+        await wait_until(pilot, lambda: str(app.query_one("#figures").render()) == shown)
+
+
+def test_the_headline_speed_counts_stalls_and_agrees_with_tokens_per_second() -> None:
+    from edgeassist.engine.base import Stats
+
+    stats = Stats(token_times=[1.0, 1.05, 1.10, 1.15, 2.15])  # four gaps: three of 50 ms and a 1 s stall
+    assert stats.tokens_per_s() == pytest.approx(4 / 1.15)
+    assert stats.decode_ms_per_token() == pytest.approx(1150 / 4)  # not the 50 ms median gap
+    again = Stats.from_dict(stats.to_dict())
+    assert again == stats

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Protocol, TypedDict, runtime_checkable
-
-from edgeassist.units import median
 
 
 class Message(TypedDict):
@@ -118,9 +116,13 @@ class Stats:
     """What a remote server reported about the reply, as it sent it: `usage`, and llama-server's `timings`."""
 
     def decode_ms_per_token(self) -> float | None:
-        """Median milliseconds between generated tokens (decode only, prefill excluded)."""
-        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
-        return median(gaps) * 1000.0 if gaps else None
+        """The headline figure: milliseconds per generated token over the whole decode, stalls included.
+
+        It is `1000 / tokens_per_s()`, so the two figures every front end shows never disagree, and
+        a reply that stalled cannot look fast. (The bench keeps the median gap and percentiles.)
+        """
+        rate = self.tokens_per_s()
+        return 1000.0 / rate if rate else None
 
     def tokens_per_s(self) -> float | None:
         """Decode rate over the whole reply after the first token."""
@@ -128,6 +130,12 @@ class Stats:
             return None
         span = self.token_times[-1] - self.token_times[0]
         return (len(self.token_times) - 1) / span if span > 0 else None
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, object]) -> Stats:
+        """Stats back from `to_dict()` (as the history keeps them); derived and unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view, with the derived figures added."""
@@ -234,7 +242,9 @@ class ChatEngine(Protocol):
     ) -> Iterator[Event]:
         """Yield Thinking/Text events, then exactly one Done; stop within one token of `cancel`.
 
-        Closing the iterator early cancels the reply and returns once the engine is free again.
+        When the last message is the assistant's (a reply the token limit cut), the reply goes on
+        from its end instead of starting anew. Closing the iterator early cancels the reply and
+        returns once the engine is free again.
         """
         ...
 

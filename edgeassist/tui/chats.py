@@ -13,13 +13,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeassist.chat import Conversation
+from edgeassist.engine.base import Stats
 from edgeassist.errors import StoreError
 from edgeassist.store import ChatRecord
+from edgeassist.tui import figures
 from edgeassist.tui.codeblocks import CodeBlock, code_blocks
 from edgeassist.tui.models import ModelRoom
 from edgeassist.tui.room import Room, Session
 from edgeassist.tui.screens import CodeBlockScreen, ConfirmScreen, SystemPromptScreen, TextPromptScreen
-from edgeassist.tui.widgets import ChatItem, ChatList, ChatView, PromptInput, ReplyView, TopBar, UserMessage
+from edgeassist.tui.widgets import (
+    ChatItem,
+    ChatList,
+    ChatView,
+    PromptInput,
+    ReplyView,
+    StatusBar,
+    TopBar,
+    UserMessage,
+)
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -92,6 +103,25 @@ class ChatRoom(Room):
         title = self.chat.name if self.chat is not None else "New chat"
         self.app.query_one(TopBar).set_title(title)
         self.app.sub_title = title
+        self._show_figures()
+
+    def _show_figures(self) -> None:
+        """The status bar's figures are the chat in view's: its last reply's, or none for a new chat.
+
+        (While the model loads, the bar says so instead.)
+        """
+        if not self.models.ready:
+            return
+        saved: dict[str, Any] | None = None
+        if self.chat is not None:
+            try:
+                replies = [m for m in self.session.store.messages(self.chat.id) if m.role == "assistant"]
+            except StoreError:
+                replies = []
+            saved = replies[-1].stats if replies else None
+        target = self.session.settings.bench.target_ms
+        shown = figures.final_figures(Stats.from_dict(saved), target) if saved else ""
+        self.app.query_one(StatusBar).set_figures(shown)
 
     async def refresh_list(self) -> None:
         """List the saved chats in the sidebar, the open one marked."""
