@@ -207,7 +207,8 @@ def fake_engine() -> type[FakeChatEngine]:
 
 # -- remote engine: llama-cpp-python's own OpenAI-compatible server, and a fault proxy before it ----
 
-import os  # noqa: E402 - appended section
+import json  # noqa: E402 - appended section
+import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -272,6 +273,17 @@ def llama_server(starter_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
             if time.monotonic() > deadline:
                 pytest.fail(f"llama_cpp.server did not answer /v1/models in 180 s: {log.read_text()[-2000:]}")
             time.sleep(0.2)
+        # One token first: the server's first reply takes seconds of warming up (tests with short
+        # stall timeouts would otherwise time it out, depending on which runs first).
+        warm = json.dumps({"model": REMOTE_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        request = urllib.request.Request(
+            f"{origin}/v1/chat/completions", warm.encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=180) as r:
+                r.read()
+        except OSError as e:
+            pytest.fail(f"llama_cpp.server could not answer a first request ({e}): {log.read_text()[-2000:]}")
         yield LlamaServer(origin, REMOTE_MODEL, log)
     finally:
         proc.terminate()

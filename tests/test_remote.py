@@ -351,8 +351,10 @@ def broken_reply(
 
 
 def test_a_stall_between_chunks_gives_up_and_keeps_the_part(tmp_path: Path, fault_proxy: FaultProxy) -> None:
+    # The stall timeout also covers the wait for the first chunk (the server may still be finishing
+    # an earlier test's reply): long enough for that, far shorter than the proxy's stall.
     events, saved = broken_reply(
-        tmp_path, fault_proxy, Fault(stall_after=6), "sent nothing for 2 s .model.stall_timeout_s.", stall_timeout_s=2
+        tmp_path, fault_proxy, Fault(stall_after=6), "sent nothing for 5 s .model.stall_timeout_s.", stall_timeout_s=5
     )
     assert texts(events) and saved.status == "cancelled" and saved.content == texts(events).strip()
     fault_proxy.release()
@@ -429,6 +431,23 @@ def test_cancel_stops_within_one_chunk_and_closes_the_stream(fault_proxy: FaultP
     # The chunk that came after the stop was not taken: the reply is what was relayed before the hold.
     assert texts(events).strip() == fault_proxy.text_before_hold.strip()
     assert fault_proxy.client_gone.wait(60), "the engine did not close the stream"
+
+
+def test_cancel_while_the_server_is_silent_stops_without_waiting_for_it(fault_proxy: FaultProxy) -> None:
+    fault_proxy.set_fault(Fault(hold_after=0))  # headers sent, then nothing until released
+    engine = engine_for(fault_proxy.url, stall_timeout_s=600)
+    cancel = threading.Event()
+    events: list[Event] = []
+    reader = threading.Thread(target=lambda: events.extend(engine.stream(user(COUNT), GREEDY, cancel)))
+    reader.start()
+    assert fault_proxy.held.wait(120), "the reply never reached the hold"
+    cancel.set()
+    reader.join(60)  # the proxy holds for 120 s: only the stop can end the reply before that
+    assert not reader.is_alive()
+    assert done(events).stats.finish_reason == "cancelled" and not texts(events)
+    fault_proxy.release()
+    events = collect(engine.stream(user("Say hi."), GREEDY))  # the engine serves the next reply
+    assert done(events).stats.finish_reason in ("stop", "length")
 
 
 def test_plain_http_to_another_host_warns_once(llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> None:

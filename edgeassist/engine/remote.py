@@ -425,6 +425,7 @@ class RemoteEngine:
         def stopped() -> bool:
             return cancel is not None and cancel.is_set()
 
+        watcher = _CancelWatcher(cancel, response) if cancel is not None else None
         try:
             for sse in httpx2.EventSource(response):
                 if stopped():
@@ -473,10 +474,15 @@ class RemoteEngine:
                     break
         except httpx2.HTTPError as e:
             yield from splitter.flush()
-            raise self._transport_error(e, replying=True) from None
+            if not stopped():  # (a stop during a silence ends the read this way: see _CancelWatcher)
+                raise self._transport_error(e, replying=True) from None
         except ServerReplyError:
             yield from splitter.flush()
-            raise
+            if not stopped():
+                raise
+        finally:
+            if watcher is not None:
+                watcher.finish()
         for event in splitter.flush():
             yield counted(event)
         if stopped():
@@ -673,6 +679,39 @@ class RemoteEngine:
                 "what arrived is kept, marked as stopped"
             )
         return ServerUnreachableError(f"the server at {host} closed the connection without answering")
+
+
+class _CancelWatcher:
+    """Ends a read that waits on a silent server (a long prompt, a stall) as soon as `cancel` is set.
+
+    A thread of its own waits for the stop and shuts the connection's socket down, which wakes the
+    reading thread with the end of the stream; without it a stop would wait for the next chunk.
+    """
+
+    def __init__(self, cancel: threading.Event, response: httpx2.Response) -> None:
+        stream = response.extensions.get("network_stream")
+        self._sock: socket.socket | None = stream.get_extra_info("socket") if stream is not None else None
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._finished = False
+        if self._sock is not None:
+            threading.Thread(target=self._watch, name="edgeassist-remote-stop", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._cancel.wait(0.05):
+            if self._finished:
+                return
+        with self._lock:
+            if not self._finished and self._sock is not None:
+                try:  # the plain socket's shutdown (an SSLSocket's own would drop its TLS state under the reader)
+                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def finish(self) -> None:
+        """The read is over: never touch the connection after this (it may serve the next request)."""
+        with self._lock:
+            self._finished = True
 
 
 def _causes(e: BaseException) -> list[BaseException]:
