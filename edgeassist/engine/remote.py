@@ -15,6 +15,9 @@ piece (one streamed chunk is one token on llama-server and on an idle vLLM). Wha
 its `usage` (asked for with `stream_options.include_usage`) and llama-server's `timings`, is kept
 in `Stats.server` and fills the token counts when present.
 
+A stop (`cancel`) is checked before every chunk is taken, and a helper thread ends a read that
+waits on a silent server (`_CancelWatcher`), so Esc does not wait for the next token.
+
 Security: TLS certificates are verified (the system's store); the API key is read from the
 environment variable `api_key_env` names and sent only in the `Authorization` header, to the
 endpoint itself (redirects are not followed); plain `http://` to a host other than this machine
@@ -251,7 +254,10 @@ class RemoteEngine:
         options: GenerationOptions,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Stream the reply: Thinking/Text events, then one Done; stops within one chunk of `cancel`.
+        """Stream the reply: Thinking/Text events, then one Done.
+
+        `cancel` stops it at once, even while the server is silent: no chunk that arrives after it
+        is taken, and the connection is closed, which tells the server to stop.
 
         A reply that breaks off (a dropped connection, a stall, a malformed event) raises a
         `ServerReplyError` after the pieces that arrived, so the conversation keeps them as stopped.
