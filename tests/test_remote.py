@@ -566,3 +566,28 @@ def test_a_stream_that_ends_before_any_of_the_reply_says_so(llama_server: LlamaS
     engine = RemoteEngine(llama_server.url, n_ctx=100_000)
     with pytest.raises(ServerReplyError, match="without sending any of it"):
         collect(engine.stream(user("word " * 3000), GREEDY))
+
+
+def test_voice_takes_one_turn_from_and_to_wav_files_on_the_server(
+    tmp_path: Path, llama_server: LlamaServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audio_helpers import speak
+
+    monkeypatch.setenv("EDGEASSIST_GENERATION__TEMPERATURE", "0")
+
+    from edgeassist.cli import main
+    from edgeassist.speech.audio import read_wav, write_wav
+
+    question = "What is the capital of France?"
+    audio, rate = speak(question)
+    write_wav(tmp_path / "q.wav", audio, rate)
+    rc = main(
+        ["voice", "--endpoint", llama_server.url, "--input-wav", str(tmp_path / "q.wav"),
+         "--output-wav", str(tmp_path / "a.wav"), "--max-tokens", "30", "--timings"]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert f"you: {question}" in out.out and "assistant: " in out.out
+    assert "Paris" in out.out.split("assistant: ", 1)[1]
+    reply, reply_rate = read_wav(tmp_path / "a.wav")
+    assert reply_rate == 22050 and len(reply) > reply_rate // 2  # the reply was spoken
