@@ -38,7 +38,8 @@ def drain(events) -> tuple[str, list[object]]:
 
 
 def test_reply_and_question_are_saved(engine: LlamaEngine, store: Store) -> None:
-    convo = Conversation.open(engine, store, "geo", system_prompt=SYSTEM, options=OPTS)
+    whole = GenerationOptions(temperature=0, max_tokens=200)  # a reply that ends by itself, not cut
+    convo = Conversation.open(engine, store, "geo", system_prompt=SYSTEM, options=whole)
     answer, events = drain(convo.send("What is the capital of France?"))
     assert isinstance(events[-1], Done) and answer
     saved = store.messages(convo.chat.id)
