@@ -128,6 +128,15 @@ def test_the_request_carries_sampling_and_the_thinking_switch() -> None:
         pass
 
 
+def test_a_cut_reply_is_continued_not_answered_anew() -> None:
+    engine = RemoteEngine("http://127.0.0.1:1/v1", model="Qwen/Qwen3.5-9B")
+    cut: list[Message] = [*user("Count to ten."), {"role": "assistant", "content": "One, two,"}]
+    body = engine.request_body(cut, GREEDY)
+    assert body["messages"][-1] == {"role": "assistant", "content": "One, two,"}
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert "continue_final_message" not in engine.request_body(user("Count to ten."), GREEDY)
+
+
 def test_open_engine_gives_a_remote_engine_for_an_endpoint(tmp_path: Path) -> None:
     settings = load_settings(None, {"model": {"endpoint": "http://127.0.0.1:1/v1", "name": "no-such-local-model"}})
     opened = open_engine(settings, explicit=True)  # the local model is not looked for

@@ -257,7 +257,8 @@ class RemoteEngine:
         """Stream the reply: Thinking/Text events, then one Done.
 
         `cancel` stops it at once, even while the server is silent: no chunk that arrives after it
-        is taken, and the connection is closed, which tells the server to stop.
+        is taken, and the connection is closed, which tells the server to stop. A last message of the
+        assistant's (a reply the token limit cut) is continued from its end.
 
         A reply that breaks off (a dropped connection, a stall, a malformed event) raises a
         `ServerReplyError` after the pieces that arrived, so the conversation keeps them as stopped.
@@ -347,6 +348,11 @@ class RemoteEngine:
             "repetition_penalty": s["repeat_penalty"],
             "chat_template_kwargs": {"enable_thinking": options.think},
         }
+        if messages and messages[-1]["role"] == "assistant":
+            # Go on with a reply the token limit cut: vLLM's switches; llama-server and Ollama take a
+            # last assistant message as the start of the reply by themselves.
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         if options.seed is not None:
             body["seed"] = options.seed
         if options.ignore_eos:
@@ -371,6 +377,8 @@ class RemoteEngine:
             if first:
                 yield Notice(self._warning)
         body = self.request_body(messages, options)
+        # A reply that goes on where it was cut goes on with its answer (its thinking, if any, is over).
+        continuing = bool(messages) and messages[-1]["role"] == "assistant" and bool(messages[-1]["content"])
         response: httpx2.Response | None = None
         for attempt in (1, 2):
             if cancel is not None and cancel.is_set():
@@ -398,7 +406,7 @@ class RemoteEngine:
             yield Done(stats)
             return
         try:
-            yield from self._read(response, options, cancel, stats, t0)
+            yield from self._read(response, options, cancel, stats, t0, thinking=options.think and not continuing)
         finally:
             response.close()  # a stop, a closed iterator or an error: the server sees the connection go
 
@@ -409,12 +417,14 @@ class RemoteEngine:
         cancel: threading.Event | None,
         stats: Stats,
         t0: float,
+        *,
+        thinking: bool,
     ) -> Iterator[Event]:
-        """The events of one streamed reply, then its Done."""
+        """The events of one streamed reply, then its Done; `thinking`: the reply starts inside a think block."""
         # Without a reasoning parser the server leaves thinking in the content, after the `<think>`
         # the template opened; with one (llama-server, vLLM's --reasoning-parser, Ollama) the
         # content is all answer and the thinking comes as `reasoning_content` or `reasoning`.
-        splitter = ThinkSplitter(thinking=options.think)
+        splitter = ThinkSplitter(thinking=thinking)
         reasoning_seen = content_seen = False
         pending = 0  # chunks (tokens) since the last event, counted into the next one
         finish: str | None = None
