@@ -133,6 +133,7 @@ def test_recommendation_respects_ram_and_can_be_none() -> None:
     rec = recommend([slow], 50.0, 16_000_000_000, 4096, _catalog())
     assert rec is not None and rec.model is None and rec.model_p50 is None
     assert "no catalog model" in rec.note
+    assert "--endpoint" in rec.note  # and where to go instead: a server
     assert recommend([], 50.0, None, 4096, _catalog()) is None
 
 

@@ -182,6 +182,10 @@ def recommend(
         note = f"estimate scaled from {basis}: no catalog model is expected to meet {target_ms:g} ms/token at p90 here"
         if candidates:
             note += f"; the smallest, {candidates[0].model}, should take about {candidates[0].predicted_p90_ms:.0f} ms"
+        note += (
+            "; this device is not enough: run the model on a bigger machine (vLLM, llama-server, Ollama) and point "
+            "edgeassist at it with --endpoint URL (README: When the device is not enough)"
+        )
     else:
         note = (
             f"estimate scaled from {basis} by file size (decoding reads every weight once per token); "
