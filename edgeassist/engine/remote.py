@@ -2,13 +2,9 @@
 
 The reply streams from `POST {endpoint}/chat/completions` with `stream: true` as server-sent events.
 
-The client is httpx2 and its own server-sent-events reader (`httpx2.EventSource`, derived from
-httpx-sse). httpx2 is already installed with huggingface-hub (the hub's downloads run on it), is
-about 1 MB, and leaves every request, status and header to this module, which the error cases need:
-each one becomes one `EdgeAssistError` line with its own exit code. The `openai` SDK (about 30 MB,
-a pydantic model for every chunk) would add a dependency, its own retry policy and exception family
-to translate, and hide what llama-server and vLLM add to the protocol (`reasoning_content`,
-`timings`) behind `model_extra`.
+The HTTP itself (the httpx2 client, the requests, a refusal or a transport failure as one
+`EdgeAssistError` line, TLS and the API key) is `engine.server`'s `ServerClient`; this module reads
+the reply's events into the contract's.
 
 What the client measures itself: the time to the first generated piece and the time of every
 piece (one streamed chunk is one token on llama-server and on an idle vLLM). What the server says,
@@ -16,35 +12,23 @@ its `usage` (asked for with `stream_options.include_usage`) and llama-server's `
 in `Stats.server` and fills the token counts when present.
 
 A stop (`cancel`) is checked before every chunk is taken, and a helper thread ends a read that
-waits on a silent server (`_CancelWatcher`), so Esc does not wait for the next token.
-
-Security: TLS certificates are verified (the system's store); the API key is read from the
-environment variable `api_key_env` names and sent only in the `Authorization` header, to the
-endpoint itself (redirects are not followed); plain `http://` to a host other than this machine
-gives a one-time `Notice`.
+waits on a silent server (`server.CancelWatcher`), so Esc does not wait for the next token.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
-import os
 import re
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 
-from edgeassist import __version__
 from edgeassist.engine.base import (
     Capabilities,
     Done,
@@ -56,40 +40,26 @@ from edgeassist.engine.base import (
     Text,
     Thinking,
 )
-from edgeassist.engine.thinking import ThinkSplitter
-from edgeassist.errors import (
-    ContextOverflowError,
-    EdgeAssistError,
-    RemoteModelNotFoundError,
-    ServerAuthError,
-    ServerBusyError,
-    ServerReplyError,
-    ServerUnreachableError,
+from edgeassist.engine.server import (
+    DEFAULT_API_KEY_ENV,
+    CancelWatcher,
+    ServerClient,
+    ServerModel,
+    one_line,
+    plain_http_warning,
 )
+from edgeassist.engine.thinking import ThinkSplitter
+from edgeassist.errors import RemoteModelNotFoundError, ServerReplyError
 
-DEFAULT_API_KEY_ENV = "EDGEASSIST_API_KEY"
-"""Where the API key is read from unless `model.api_key_env` names another variable."""
-RETRY_AFTER_DEFAULT_S = 1.0
-"""How long to wait before the one retry after a 429/503 without a `Retry-After`."""
-RETRY_AFTER_MAX_S = 30.0
-"""The longest `Retry-After` waited for; a server that asks for more is reported busy at once."""
-ERROR_BODY_MAX = 64 * 1024
-"""Bytes of an error response read for its message."""
-
-_warned_hosts: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ServerModel:
-    """One model a server offers: an entry of its `GET /models`."""
-
-    id: str
-    """The name a request asks for it by."""
-    owned_by: str | None = None
-    """Who the server says owns it (vLLM: `vllm`, llama-server: `llamacpp`)."""
-    max_model_len: int | None = None
-    """Its context window in tokens, where the server says (vLLM)."""
+__all__ = [
+    "DEFAULT_API_KEY_ENV",
+    "RemoteEngine",
+    "RemoteModel",
+    "ServerModel",
+    "estimate_tokens",
+    "model_family",
+    "plain_http_warning",
+]
 
 
 @dataclass
@@ -116,27 +86,6 @@ class RemoteModel:
         return self.engine.endpoint
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is this machine (`localhost`, 127.0.0.0/8, ::1)."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def plain_http_warning(endpoint: str) -> str | None:
-    """The warning for an endpoint that sends prompts and the key unencrypted across a network, or None."""
-    url = urlsplit(endpoint)
-    if url.scheme != "http" or is_loopback(url.hostname or ""):
-        return None
-    return (
-        f"{endpoint} is plain http:// to another machine: prompts, replies and the API key cross the network "
-        "unencrypted; use https://"
-    )
-
-
 def estimate_tokens(messages: Sequence[Message]) -> int:
     """A cautious count of a prompt's tokens: a third of its UTF-8 bytes, plus each message's template markup.
 
@@ -150,14 +99,6 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
 def model_family(name: str) -> str:
     """The sampling family (`GenerationOptions.sampling`) of a server's model, from its name."""
     return "qwen3.5" if re.search(r"qwen[-_ ]?3[._]?5", name, re.IGNORECASE) else "other"
-
-
-class _Refused(Exception):
-    """A status of 400 or more on a request, before any reply streamed."""
-
-    def __init__(self, status: int, reason: str, message: str, retry_after: float | None) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
 
 
 class RemoteEngine:
@@ -182,25 +123,25 @@ class RemoteEngine:
         context window assumed unless the server states its own; `stall_timeout_s` is how long the
         server may stay silent before a reply's first piece or between two.
         """
-        self.endpoint = endpoint.rstrip("/")
+        self.server = ServerClient(
+            endpoint, api_key_env=api_key_env, connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s
+        )
+        """The HTTP to the server: requests, and their failures as `EdgeAssistError`s."""
         self._asked = model or None
-        url = urlsplit(self.endpoint)
-        self._host = url.netloc
-        self.name = self._asked or self._host
-        self.api_key_env = api_key_env
+        self.name = self._asked or self.server.host
         self.family = model_family(self.name)
         self._n_ctx = n_ctx
-        self.connect_timeout_s = connect_timeout_s
-        self.stall_timeout_s = stall_timeout_s
         self.load_s = 0.0
         self._loaded = False
-        self._client: httpx2.Client | None = None
-        self._client_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._reply_lock = threading.Lock()  # one reply at a time, as the contract says
-        self._warning = plain_http_warning(self.endpoint)
 
     # -- the contract's members ---------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The server's base URL (the API's, e.g. `http://127.0.0.1:8080/v1`)."""
+        return self.server.endpoint
 
     @property
     def n_ctx(self) -> int:
@@ -230,10 +171,7 @@ class RemoteEngine:
 
     def close(self) -> None:
         """Close the connections; a later call connects again."""
-        with self._client_lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self.server.close()
         self._loaded = False
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
@@ -271,38 +209,7 @@ class RemoteEngine:
 
     def server_models(self) -> list[ServerModel]:
         """The models the server offers (`GET /models`)."""
-        try:
-            response = self._send("GET", "/models", None)
-        except _Refused as e:
-            raise self._refused(e, "GET /models") from None
-        try:
-            response.read()
-            data = response.json()
-        except httpx2.HTTPError as e:
-            raise self._transport_error(e, replying=True) from None
-        except ValueError:
-            raise ServerReplyError(
-                f"the server at {self._host} answered GET /models with something that is not JSON: "
-                "is model.endpoint the API's base URL (often ending in /v1)?"
-            ) from None
-        finally:
-            response.close()
-        entries = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise ServerReplyError(f"the server at {self._host} answered GET /models without a list of models")
-        models = []
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-                continue
-            owner, length = entry.get("owned_by"), entry.get("max_model_len")
-            models.append(
-                ServerModel(
-                    entry["id"],
-                    owner if isinstance(owner, str) else None,
-                    length if isinstance(length, int) and not isinstance(length, bool) and length > 0 else None,
-                )
-            )
-        return models
+        return self.server.models()
 
     def _pick(self, models: list[ServerModel]) -> None:
         """Take the configured model (or the server's only one) from `models`, with its context window."""
@@ -311,14 +218,14 @@ class RemoteEngine:
             found = next((m for m in models if m.id == self._asked), None)
             if found is None:
                 raise RemoteModelNotFoundError(
-                    f"the server at {self._host} has no model {self._asked!r}; it has: {names} "
+                    f"the server at {self.server.host} has no model {self._asked!r}; it has: {names} "
                     "(set model.remote_model or --remote-model)"
                 )
         elif len(models) == 1:
             found = models[0]
         else:
             raise RemoteModelNotFoundError(
-                f"the server at {self._host} has "
+                f"the server at {self.server.host} has "
                 + (f"several models ({names}): choose one" if models else "no models: name one")
                 + " with --remote-model or model.remote_model"
             )
@@ -370,37 +277,12 @@ class RemoteEngine:
             prompt_tokens=estimate_tokens(messages),
             n_ctx=self._n_ctx,
         )
-        if self._warning is not None:
-            with _warned_lock:
-                first = self._host not in _warned_hosts
-                _warned_hosts.add(self._host)
-            if first:
-                yield Notice(self._warning)
+        if (warning := self.server.first_warning()) is not None:
+            yield Notice(warning)
         body = self.request_body(messages, options)
         # A reply that goes on where it was cut goes on with its answer (its thinking, if any, is over).
         continuing = bool(messages) and messages[-1]["role"] == "assistant" and bool(messages[-1]["content"])
-        response: httpx2.Response | None = None
-        for attempt in (1, 2):
-            if cancel is not None and cancel.is_set():
-                break
-            try:
-                response = self._send("POST", "/chat/completions", body)
-                break
-            except _Refused as e:
-                if e.status not in (429, 503):
-                    raise self._refused(e, "the reply") from None
-                wait = RETRY_AFTER_DEFAULT_S if e.retry_after is None else e.retry_after
-                if attempt == 2 or wait > RETRY_AFTER_MAX_S:
-                    after = f"; it asks to wait {wait:.0f} s" if e.retry_after is not None and attempt == 1 else ""
-                    raise ServerBusyError(
-                        f"the server at {self._host} is busy ({e.status} {e.reason}){after}: try again later"
-                        + ("" if attempt == 1 else " (it still was after waiting once)")
-                    ) from None
-                yield Notice(f"the server is busy ({e.status}): trying again in {wait:.0f} s")
-                if cancel is not None:
-                    cancel.wait(wait)
-                else:
-                    time.sleep(wait)
+        response = yield from self.server.post_reply(body, self.name, cancel)
         if response is None:  # stopped before the request was answered
             stats.finish_reason = "cancelled"
             yield Done(stats)
@@ -441,7 +323,7 @@ class RemoteEngine:
         def stopped() -> bool:
             return cancel is not None and cancel.is_set()
 
-        watcher = _CancelWatcher(cancel, response) if cancel is not None else None
+        watcher = CancelWatcher(cancel, response) if cancel is not None else None
         try:
             for sse in httpx2.EventSource(response):
                 if stopped():
@@ -490,8 +372,8 @@ class RemoteEngine:
                     break
         except httpx2.HTTPError as e:
             yield from splitter.flush()
-            if not stopped():  # (a stop during a silence ends the read this way: see _CancelWatcher)
-                raise self._transport_error(e, replying=True) from None
+            if not stopped():  # (a stop during a silence ends the read this way: see CancelWatcher)
+                raise self.server.transport_error(e, replying=True) from None
         except ServerReplyError:
             yield from splitter.flush()
             if not stopped():
@@ -506,10 +388,10 @@ class RemoteEngine:
         elif not ended and finish is None:
             if not stats.token_times:  # llama-cpp-python's server ends the stream so when the request fails
                 raise ServerReplyError(
-                    f"the server at {self._host} ended the reply without sending any of it (its log may say why)"
+                    f"the server at {self.server.host} ended the reply without sending any of it (its log may say why)"
                 )
             raise ServerReplyError(
-                f"the server at {self._host} ended the reply before it was complete (the connection closed "
+                f"the server at {self.server.host} ended the reply before it was complete (the connection closed "
                 "mid-reply): what arrived is kept, marked as stopped"
             )
         else:
@@ -528,7 +410,7 @@ class RemoteEngine:
         error = chunk.get("error")
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else error
-            raise ServerReplyError(f"the server at {self._host} failed mid-reply: {_one_line(str(message))}")
+            raise ServerReplyError(f"the server at {self.server.host} failed mid-reply: {one_line(str(message))}")
         return chunk
 
     def _choice(self, chunk: dict[str, Any], data: str) -> dict[str, Any] | None:
@@ -545,7 +427,7 @@ class RemoteEngine:
     def _malformed(self, data: str) -> ServerReplyError:
         shown = data if len(data) <= 60 else data[:57] + "..."
         return ServerReplyError(
-            f"the server at {self._host} sent a malformed event ({_one_line(repr(shown))}): "
+            f"the server at {self.server.host} sent a malformed event ({one_line(repr(shown))}): "
             "what arrived is kept, marked as stopped"
         )
 
@@ -572,211 +454,3 @@ class RemoteEngine:
             stats.prompt_eval_s = prompt_ms / 1000.0
         stats.context_used = stats.prompt_tokens + stats.generated_tokens
         stats.server = {k: v for k, v in (("usage", usage), ("timings", timings)) if v is not None}
-
-    # -- HTTP -----------------------------------------------------------------------------------
-
-    def _http(self) -> httpx2.Client:
-        with self._client_lock:
-            if self._client is None:
-                headers = {"User-Agent": f"edgeassist/{__version__}"}
-                key = os.environ.get(self.api_key_env, "").strip()
-                if key:
-                    headers["Authorization"] = f"Bearer {key}"
-                # Stall timeout = the read timeout: the longest wait for the next bytes of a reply.
-                timeout = httpx2.Timeout(
-                    connect=self.connect_timeout_s,
-                    read=self.stall_timeout_s,
-                    write=self.stall_timeout_s,
-                    pool=self.connect_timeout_s,
-                )
-                # verify=True (the system's trust store); no redirects, so the key goes nowhere else.
-                self._client = httpx2.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=True)
-            return self._client
-
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx2.Response:
-        """An open (streaming) response with a status below 400; `_Refused` for the rest."""
-        client = self._http()
-        headers = {"Accept": "text/event-stream" if body is not None else "application/json"}
-        try:
-            request = client.build_request(method, self.endpoint + path, json=body, headers=headers)
-            response = client.send(request, stream=True)
-        except httpx2.HTTPError as e:
-            raise self._transport_error(e, replying=False) from None
-        if response.status_code < 400:
-            return response
-        try:
-            raw = b""
-            for part in response.iter_bytes():
-                raw += part
-                if len(raw) >= ERROR_BODY_MAX:
-                    break
-        except httpx2.HTTPError:
-            pass
-        finally:
-            response.close()
-        raise _Refused(
-            response.status_code,
-            response.reason_phrase,
-            _error_message(raw[:ERROR_BODY_MAX]),
-            _retry_after(response.headers.get("retry-after")),
-        )
-
-    def _refused(self, e: _Refused, what: str) -> EdgeAssistError:
-        """The error for a refused request."""
-        status = f"{e.status} {e.reason}".strip()
-        said = f": {e.message}" if e.message else ""
-        if e.status in (401, 403):
-            if os.environ.get(self.api_key_env, "").strip():
-                return ServerAuthError(
-                    f"the server at {self._host} refused the API key from ${self.api_key_env} ({status}): check it"
-                )
-            return ServerAuthError(
-                f"the server at {self._host} wants an API key ({status}): put it in the environment variable "
-                f"{self.api_key_env}"
-            )
-        if e.status == 404:
-            if what == "GET /models":
-                return ServerUnreachableError(
-                    f"no OpenAI-compatible API at {self.endpoint} (GET /models: {status}): model.endpoint is the "
-                    "API's base URL, often ending in /v1"
-                )
-            try:
-                names = ", ".join(m.id for m in self.server_models()) or "none"
-            except EdgeAssistError:
-                names = "(the server did not say)"
-            return RemoteModelNotFoundError(
-                f"the server at {self._host} has no model {self.name!r} ({status}); it has: {names} "
-                "(set model.remote_model or --remote-model)"
-            )
-        if e.status in (429, 503):
-            return ServerBusyError(f"the server at {self._host} is busy ({status}){said}: try again later")
-        if e.status in (400, 413) and re.search(r"context|too long|maximum.*length", e.message, re.IGNORECASE):
-            return ContextOverflowError(
-                f"the server at {self._host} says the prompt does not fit{said}; shorten it, or lower "
-                "model.n_ctx so old turns are trimmed sooner"
-            )
-        return ServerReplyError(f"the server at {self._host} refused {what} ({status}){said}")
-
-    def _transport_error(self, e: httpx2.HTTPError, *, replying: bool) -> EdgeAssistError:
-        """The error for a failure below HTTP: connecting, TLS, a timeout, a dropped connection."""
-        host = self._host
-        if isinstance(e, httpx2.ConnectTimeout):
-            return ServerUnreachableError(
-                f"the server at {host} did not take the connection within {self.connect_timeout_s:g} s "
-                "(model.connect_timeout_s)"
-            )
-        if isinstance(e, httpx2.TimeoutException):
-            return ServerReplyError(
-                f"the server at {host} sent nothing for {self.stall_timeout_s:g} s (model.stall_timeout_s): "
-                + ("the reply was given up; what arrived is kept, marked as stopped" if replying else "gave up")
-            )
-        if isinstance(e, httpx2.SSEError):
-            return ServerReplyError(
-                f"the server at {host} sent a malformed event stream ({_one_line(str(e))}): "
-                "what arrived is kept, marked as stopped"
-            )
-        causes = _causes(e)
-        if any(isinstance(c, ssl.SSLError) for c in causes) or "SSL" in str(e):
-            ssl_error = next((c for c in causes if isinstance(c, ssl.SSLError)), e)
-            reason = getattr(ssl_error, "verify_message", None) or getattr(ssl_error, "reason", None) or ssl_error
-            return ServerUnreachableError(
-                f"TLS with {host} failed ({_one_line(str(reason))}): the server's certificate must be valid and "
-                "trusted by this system"
-            )
-        if isinstance(e, httpx2.ConnectError):
-            if any(isinstance(c, socket.gaierror) for c in causes) or "Name or service not known" in str(e):
-                return ServerUnreachableError(f"unknown host {urlsplit(self.endpoint).hostname}: check model.endpoint")
-            if any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in str(e).lower():
-                return ServerUnreachableError(f"connection refused by {host}: is the server running there?")
-            return ServerUnreachableError(f"cannot connect to {host}: {_one_line(str(e))}")
-        if replying:
-            return ServerReplyError(
-                f"the server at {host} dropped the connection mid-reply ({_one_line(str(e)) or type(e).__name__}): "
-                "what arrived is kept, marked as stopped"
-            )
-        return ServerUnreachableError(f"the server at {host} closed the connection without answering")
-
-
-class _CancelWatcher:
-    """Ends a read that waits on a silent server (a long prompt, a stall) as soon as `cancel` is set.
-
-    A thread of its own waits for the stop and shuts the connection's socket down, which wakes the
-    reading thread with the end of the stream; without it a stop would wait for the next chunk.
-    """
-
-    def __init__(self, cancel: threading.Event, response: httpx2.Response) -> None:
-        stream = response.extensions.get("network_stream")
-        self._sock: socket.socket | None = stream.get_extra_info("socket") if stream is not None else None
-        self._cancel = cancel
-        self._lock = threading.Lock()
-        self._finished = False
-        if self._sock is not None:
-            threading.Thread(target=self._watch, name="edgeassist-remote-stop", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self._cancel.wait(0.05):
-            if self._finished:
-                return
-        with self._lock:
-            if not self._finished and self._sock is not None:
-                try:  # the plain socket's shutdown (an SSLSocket's own would drop its TLS state under the reader)
-                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def finish(self) -> None:
-        """The read is over: never touch the connection after this (it may serve the next request)."""
-        with self._lock:
-            self._finished = True
-
-
-def _causes(e: BaseException) -> list[BaseException]:
-    """`e` and the exceptions it was raised from."""
-    seen: list[BaseException] = []
-    cur: BaseException | None = e
-    while cur is not None and cur not in seen:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-def _one_line(text: str) -> str:
-    """`text` on one line, without control characters, cut short."""
-    flat = " ".join(text.split())
-    flat = "".join(c for c in flat if c.isprintable())
-    return flat if len(flat) <= 200 else flat[:197] + "..."
-
-
-def _error_message(raw: bytes) -> str:
-    """What an error response says: the OpenAI-style `error.message` (or `detail`), else its text."""
-    text = raw.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return _one_line(text)
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return _one_line(str(error["message"]))
-        for key in ("error", "detail", "message"):
-            if isinstance(data.get(key), str):
-                return _one_line(data[key])
-    return _one_line(text)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (a number of seconds or an HTTP date), None if absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
