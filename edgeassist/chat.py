@@ -100,6 +100,22 @@ class Conversation:
 
     # -- context -------------------------------------------------------------------------------
 
+    @property
+    def forgotten(self) -> int:
+        """Leading turns the model no longer sees (trimmed to fit its context window; still in the history)."""
+        return self._dropped
+
+    def fit_to_window(self, options: GenerationOptions | None = None) -> int:
+        """Trim as the next turn would, without its notice (a chat just opened); return `forgotten`."""
+        told, self._told_trim = self._told_trim, True
+        try:
+            self._fit(options or self.options)
+        except ContextOverflowError:
+            pass  # (the next message will say so)
+        finally:
+            self._told_trim = told
+        return self._dropped
+
     def context(self) -> list[Message]:
         """The messages sent to the model: system prompt, then the turns not trimmed away."""
         msgs: list[Message] = []

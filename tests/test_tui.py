@@ -845,3 +845,29 @@ def test_the_headline_speed_counts_stalls_and_agrees_with_tokens_per_second() ->
     assert stats.decode_ms_per_token() == pytest.approx(1150 / 4)  # not the 50 ms median gap
     again = Stats.from_dict(stats.to_dict())
     assert again == stats
+
+
+async def test_a_divider_shows_where_the_models_memory_of_the_chat_starts(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import ChatView, MemoryDivider
+
+    engine = fake_engine("Noted.", n_ctx=200)  # 40 tokens plus a quarter of the characters, 150 for the prompt
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        for i in range(3):
+            await send(pilot, f"Message {i}: " + "words " * 50)
+            await wait_until(pilot, lambda n=i + 1: not app.generating and len(replies(app)) == n)
+            if i == 0:
+                assert not app.query(MemoryDivider)  # everything still fits
+        convo = app.conversation
+        assert convo is not None and convo.forgotten > 0
+        children = list(app.query_one(ChatView).children)
+        divider = app.query_one(MemoryDivider)
+        after = children[children.index(divider) + 1]
+        first_seen = convo.turns[convo.forgotten]  # the first turn the model still sees
+        assert first_seen.role == "user" and first_seen.content in [m["content"] for m in convo.context()]
+        assert isinstance(after, UserMessage) and str(after.render()).strip() == first_seen.content.strip()
+        outgrew = [n for n in app._notifications if "outgrew" in n.message]
+        assert len(outgrew) == 1  # the notice, once
+        await app.open_chat(app.chat)  # reopened from the history: the same divider
+        await wait_until(pilot, lambda: bool(app.query(MemoryDivider)))

@@ -104,6 +104,18 @@ class ChatRoom(Room):
         self.app.query_one(TopBar).set_title(title)
         self.app.sub_title = title
         self._show_figures()
+        await self.show_memory(fit=True)
+
+    async def show_memory(self, *, fit: bool = False) -> None:
+        """Mark where the model's memory of the open chat starts (when old turns no longer fit its window).
+
+        `fit`: first trim as the next turn would (a chat just opened); after a turn it is known.
+        """
+        convo = self.conversation
+        if fit and convo is not None and convo.turns and self.models.ready:
+            convo.fit_to_window(self.models.options())  # (a chat just opened has not been fitted yet)
+        forgotten, turns = (convo.forgotten, len(convo.turns)) if convo is not None else (0, 0)
+        await self.app.query_one(ChatView).mark_memory(forgotten, turns)
 
     def _show_figures(self) -> None:
         """The status bar's figures are the chat in view's: its last reply's, or none for a new chat.

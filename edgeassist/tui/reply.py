@@ -361,5 +361,6 @@ class ReplyController(Room):
         self.active.pop(reply.reply_id, None)
         self._on_busy(self.busy)
         if not self.session.quitting:
+            await self.chats.show_memory()
             self.app.call_later(self.chats.refresh_list)
             self.app.call_later(self.app.query_one(ChatView).trim, MAX_SHOWN)

@@ -244,6 +244,18 @@ class EarlierNote(Static):
         self.update(f"… {count} earlier messages are not shown here (F4 exports the whole chat)")
 
 
+class MemoryDivider(Static):
+    """The line where the model's memory of the chat starts: the messages above it no longer fit its context."""
+
+    def __init__(self) -> None:
+        """The divider, with its one sentence."""
+        super().__init__(
+            "── the model no longer sees the messages above: they outgrew its context window ──",
+            classes="memory",
+            markup=False,
+        )
+
+
 class ChatView(VerticalScroll):
     """The conversation; follows the bottom while a reply streams unless the user scrolled up."""
 
@@ -267,6 +279,20 @@ class ChatView(VerticalScroll):
             note = EarlierNote()
             await self.mount(note, before=0)
         note.set_hidden(hidden)
+
+    async def mark_memory(self, forgotten: int, turns: int) -> None:
+        """Put the memory divider before the first of `turns` messages that the model still sees.
+
+        The mounted messages are the last ones of the chat's `turns`; with nothing forgotten, no divider.
+        """
+        await self.query(MemoryDivider).remove()
+        msgs = self.messages()
+        if forgotten <= 0 or not msgs:
+            return
+        first_seen = forgotten - (turns - len(msgs))  # (its index among the mounted messages)
+        if first_seen >= len(msgs):
+            return
+        await self.mount(MemoryDivider(), before=msgs[max(first_seen, 0)])
 
     async def remove_last(self, role: str) -> bool:
         """Remove the last message widget if it has `role`; True if one was removed."""
