@@ -171,7 +171,11 @@ class ReplyView(Vertical):
         """Stream new pieces in: thinking into its block, the answer into the Markdown."""
         if chunk.thinking:
             if self.think_block is None:
-                self.think_block = ThinkingBlock()
+                # Made in the state it will show: a title changed right after mounting could be laid out
+                # at its old width (seen as "▶ Thought" when the first chunk already holds the answer).
+                done = chunk.answering
+                title = thought_title(chunk.thinking_s, done=done)
+                self.think_block = ThinkingBlock(title=title, collapsed=done)
                 await self.mount(self.think_block, before=self.answer)
             if self._think_stream is None:
                 self._think_stream = Markdown.get_stream(self.think_block.body)
