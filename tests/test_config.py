@@ -82,3 +82,15 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.n_ctx" in err and str(user) in err
     assert "Traceback" not in err
+
+
+def test_the_chat_apps_flags_work_without_naming_the_command() -> None:
+    from edgeassist.cli import parse_args
+
+    assert (parse_args(["--new"]).command, parse_args(["--new"]).new) == ("chat", True)
+    assert parse_args(["--chat", "trip"]).chat == "trip"
+    assert parse_args([]).command == "chat"
+    assert parse_args(["ask", "hi"]).command == "ask"
+    assert parse_args(["--config", "my.toml", "ask", "hi"]).command == "ask"  # common flags before a command
+    with pytest.raises(SystemExit):
+        parse_args(["--no-such-flag"])

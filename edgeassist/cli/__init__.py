@@ -226,16 +226,23 @@ def _settle_output(line: str | None = None) -> None:
                 pass
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; with no command it is the chat app's (`edgeassist --new` is `edgeassist chat --new`)."""
+    parser = build_parser()
+    words = list(argv if argv is not None else sys.argv[1:])
+    named = any(w in SUBCOMMANDS for w in words)
+    if not words or (not named and words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
+        words = ["chat", *words]  # flags and no command: the chat app's flags
+    return parser.parse_args(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, load settings, run the subcommand; errors become one line and an exit code.
 
     Ctrl+C, SIGTERM and SIGHUP stop the command (a reply being written is stopped and saved as
     stopped) and exit with 128 + the signal's number; `ask | head -1` exits 141 (SIGPIPE's).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "chat"])
+    args = parse_args(argv)
     with stop_signals() as received:
         try:
             from edgeassist.config import load_settings
