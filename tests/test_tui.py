@@ -871,3 +871,23 @@ async def test_a_divider_shows_where_the_models_memory_of_the_chat_starts(tmp_pa
         assert len(outgrew) == 1  # the notice, once
         await app.open_chat(app.chat)  # reopened from the history: the same divider
         await wait_until(pilot, lambda: bool(app.query(MemoryDivider)))
+
+
+async def test_page_up_and_down_scroll_the_conversation_from_the_message_box(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import ChatView
+
+    engine = fake_engine("A reply long enough to fill some lines. " * 8)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for i in range(4):
+            await send(pilot, f"Question {i}")
+            await wait_until(pilot, lambda n=i + 1: not app.generating and len(replies(app)) == n)
+        view = app.query_one(ChatView)
+        await wait_until(pilot, lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y)
+        assert isinstance(app.focused, PromptInput)
+        await pilot.press("pageup")
+        await wait_until(pilot, lambda: view.scroll_y < view.max_scroll_y)
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: view.scroll_y == view.max_scroll_y)
+        assert isinstance(app.focused, PromptInput)

@@ -100,6 +100,8 @@ class EdgeAssistApp(App[None]):
         Binding("f3", "system_prompt", "System", show=False, tooltip="edit this chat's system prompt"),
         Binding("f4", "export_chat", "Export", show=False, tooltip="export the chat to a Markdown file"),
         Binding("f1", "help", "Help", tooltip="list every key"),
+        Binding("pageup", "scroll_chat(-1)", "Up", show=False, priority=True, tooltip="scroll the chat up a page"),
+        Binding("pagedown", "scroll_chat(1)", "Down", show=False, priority=True, tooltip="scroll the chat down a page"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="quit (a reply being written is saved)"),
     ]
 
@@ -435,6 +437,14 @@ class EdgeAssistApp(App[None]):
     def action_copy_code(self) -> None:
         """Copy a code block of the last reply (asks which when there are several)."""
         self.chats.copy_code()
+
+    def action_scroll_chat(self, pages: int) -> None:
+        """PageUp/PageDown scroll the conversation a page, wherever the focus is (the message box too)."""
+        view = self.query_one(ChatView)
+        if pages < 0:
+            view.scroll_page_up()
+        else:
+            view.scroll_page_down()
 
     async def open_chat(self, chat: ChatRecord | None) -> None:
         """Show `chat`, or a new one (saved when its first message is sent) for None."""

@@ -331,4 +331,5 @@ class ChatRoom(Room):
             return
         self.app.copy_to_clipboard(block.code)
         lines = len(block.code.splitlines())
-        self.app.notify(f"Copied the {block.language or 'code'} block ({lines} lines).", timeout=3)
+        plural = "s" if lines != 1 else ""
+        self.app.notify(f"Copied the {block.language or 'code'} block ({lines} line{plural}).", timeout=3)
