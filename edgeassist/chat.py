@@ -111,7 +111,7 @@ class Conversation:
         try:
             self._fit(options or self.options)
         except ContextOverflowError:
-            pass  # (the next message will say so)
+            pass  # not even the newest turn fits: the next send says so, as a context error (exit 5)
         finally:
             self._told_trim = told
         return self._dropped

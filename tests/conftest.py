@@ -272,7 +272,10 @@ def llama_server(starter_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"llama_cpp.server did not answer /v1/models in 180 s: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+            try:
+                proc.wait(timeout=0.2)  # (ends early if the server dies; the loop then says why)
+            except subprocess.TimeoutExpired:
+                pass
         # One token first: the server's first reply takes seconds of warming up (tests with short
         # stall timeouts would otherwise time it out, depending on which runs first).
         warm = json.dumps({"model": REMOTE_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})

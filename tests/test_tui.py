@@ -296,18 +296,24 @@ async def test_regenerate_and_edit_the_last_message(tmp_path: Path, fake_engine:
         assert saved == [("user", "Question two"), ("assistant", "Third answer.")]
 
 
-async def test_a_reply_cut_by_the_token_limit_is_marked_and_saved_as_cut(tmp_path: Path, fake_engine: Any) -> None:
-    engine = fake_engine("Once upon a time there was a dragon who")
+def cut_replies(engine: Any, cuts: list[bool]) -> None:
+    """Make the fake engine's next replies end as cut by the token limit: one `True` of `cuts` per reply."""
+    from edgeassist.engine.base import Done
 
-    def cut_short(messages: Any, options: Any, cancel: Any = None) -> Any:
-        from edgeassist.engine.base import Done
+    plain = type(engine).stream
 
-        for event in type(engine).stream(engine, messages, options, cancel):
-            if isinstance(event, Done):
+    def stream(messages: Any, options: Any, cancel: Any = None) -> Any:
+        for event in plain(engine, messages, options, cancel):
+            if isinstance(event, Done) and cuts and cuts.pop():
                 event.stats.finish_reason = "length"
             yield event
 
-    engine.stream = cut_short
+    engine.stream = stream
+
+
+async def test_a_reply_cut_by_the_token_limit_is_marked_and_saved_as_cut(tmp_path: Path, fake_engine: Any) -> None:
+    engine = fake_engine("Once upon a time there was a dragon who")
+    cut_replies(engine, [True])
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
@@ -326,16 +332,7 @@ async def test_a_reply_cut_by_the_token_limit_is_marked_and_saved_as_cut(tmp_pat
 async def test_continue_goes_on_with_a_cut_reply_by_key_and_by_button(tmp_path: Path, fake_engine: Any) -> None:
     engine = fake_engine("Once upon a time")
     cuts = [True]
-
-    def cut_first(messages: Any, options: Any, cancel: Any = None) -> Any:
-        from edgeassist.engine.base import Done
-
-        for event in type(engine).stream(engine, messages, options, cancel):
-            if isinstance(event, Done) and cuts and cuts.pop():
-                event.stats.finish_reason = "length"
-            yield event
-
-    engine.stream = cut_first
+    cut_replies(engine, cuts)
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)

@@ -195,10 +195,7 @@ class ServerClient:
                         + ("" if attempt == 1 else " (it still was after waiting once)")
                     ) from None
                 yield Notice(f"the server is busy ({e.status}): trying again in {wait:.0f} s")
-                if cancel is not None:
-                    cancel.wait(wait)
-                else:
-                    time.sleep(wait)
+                (cancel or threading.Event()).wait(wait)  # (a stop ends the wait at once)
         return None  # stopped before the request was answered
 
     def _http(self) -> httpx2.Client:
