@@ -118,6 +118,8 @@ class ModelSettings(Section):
     """The model's name on that server (`Qwen/Qwen3.5-9B`); empty: the server's only model."""
     api_key_env: str = API_KEY_ENV
     """The environment variable the server's API key is read from; the key itself is never a setting."""
+    remote_thinking: Literal["auto", "on", "off"] = "auto"
+    """Whether the server's model has a thinking mode; auto: from its chat template, its capabilities, else its name."""
     connect_timeout_s: float = Field(10.0, gt=0)
     """Seconds to wait for the server to take the connection."""
     stall_timeout_s: float = Field(60.0, gt=0)

@@ -24,7 +24,7 @@ from edgeassist.chat import Conversation
 from edgeassist.config import load_settings
 from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Notice, Text, Thinking
 from edgeassist.engine.factory import open_engine
-from edgeassist.engine.remote import RemoteEngine, RemoteModel, plain_http_warning
+from edgeassist.engine.remote import RemoteEngine, RemoteModel, name_thinks, plain_http_warning, template_thinks
 from edgeassist.errors import (
     ConfigError,
     RemoteModelNotFoundError,
@@ -410,16 +410,56 @@ def test_streamed_reasoning_is_thinking(fault_proxy: FaultProxy, field: str) -> 
 
 def test_thinking_left_inline_is_split_at_the_tag(fault_proxy: FaultProxy) -> None:
     # A server without a reasoning parser leaves the thinking in the content, closed by </think>.
+    # (The starter cannot think: the engine is told its model can, as `model.remote_thinking = "on"` does.)
     fault_proxy.set_fault(Fault())
-    untagged = collect(engine_for(fault_proxy.url).stream(user(COUNT), THINKING))
+    untagged = collect(engine_for(fault_proxy.url, thinking=True).stream(user(COUNT), THINKING))
     assert texts(untagged, Thinking) and not texts(untagged)  # no tag: all of it is thinking
     fault_proxy.set_fault(Fault(close_tag_after=5))
-    events = collect(engine_for(fault_proxy.url).stream(user(COUNT), THINKING))
+    events = collect(engine_for(fault_proxy.url, thinking=True).stream(user(COUNT), THINKING))
     thinking, answer = texts(events, Thinking), texts(events)
     assert thinking and answer and "</think>" not in thinking + answer
     sent = fault_proxy.relayed
     assert thinking.strip() == "".join(sent[:5]).strip()  # what came before the tag
     assert answer.strip() == "".join(sent[5:]).removeprefix("</think>").strip()
+
+
+def test_a_model_that_cannot_think_answers_as_text_with_thinking_on(llama_server: LlamaServer) -> None:
+    # llama-cpp-python's server has no /props or /api/show: the model's name (SmolLM2) says it cannot think.
+    engine = engine_for(llama_server.url)
+    engine.load()
+    assert engine.capabilities.thinking is False
+    events = collect(engine.stream(user(COUNT), THINKING))
+    assert texts(events) and not texts(events, Thinking)
+    told = engine_for(llama_server.url, thinking=True)  # model.remote_thinking = "on" overrides the guess
+    told.load()
+    assert told.capabilities.thinking is True
+
+
+@pytest.mark.parametrize(
+    ("name", "thinks"),
+    [
+        ("Qwen/Qwen3.5-9B", True),
+        ("qwen3.5:4b", True),
+        ("Qwen/Qwen3-8B", True),
+        ("Qwen/QwQ-32B", True),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", True),
+        ("openai/gpt-oss-20b", True),
+        ("Qwen/Qwen3-4B-Instruct-2507", False),
+        ("Qwen/Qwen3-Coder-30B-A3B-Instruct", False),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", False),
+        ("meta-llama/Llama-3.1-8B-Instruct", False),
+        ("127.0.0.1:8080", False),
+    ],
+)
+def test_a_server_model_thinks_by_its_name_when_the_server_does_not_say(name: str, thinks: bool) -> None:
+    assert name_thinks(name) is thinks
+    assert RemoteEngine("http://127.0.0.1:1/v1", model=name).capabilities.thinking is thinks
+
+
+def test_a_chat_template_that_thinks() -> None:
+    assert template_thinks("{%- if enable_thinking is defined and enable_thinking is false %}")
+    assert template_thinks("{{- '<|im_start|>assistant\n<think>\n' }}")
+    assert not template_thinks("{% for message in messages %}{{ message['content'] }}{% endfor %}")
 
 
 def test_cancel_stops_within_one_chunk_and_closes_the_stream(fault_proxy: FaultProxy) -> None:

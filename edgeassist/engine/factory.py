@@ -58,6 +58,7 @@ def remote_engine(settings: Settings) -> RemoteEngine:
         n_ctx=m.n_ctx,
         connect_timeout_s=m.connect_timeout_s,
         stall_timeout_s=m.stall_timeout_s,
+        thinking={"auto": None, "on": True, "off": False}[m.remote_thinking],
     )
 
 

@@ -58,6 +58,8 @@ __all__ = [
     "ServerModel",
     "estimate_tokens",
     "model_family",
+    "name_thinks",
+    "template_thinks",
     "plain_http_warning",
 ]
 
@@ -101,6 +103,24 @@ def model_family(name: str) -> str:
     return "qwen3.5" if re.search(r"qwen[-_ ]?3[._]?5", name, re.IGNORECASE) else "other"
 
 
+THINKING_NAMES = re.compile(
+    r"qwen[-_ ]?3|qwq|deepseek[-_ ]?r1|r1[-_]distill|gpt[-_]oss|magistral|smollm[-_]?3|think|reason", re.IGNORECASE
+)
+"""Names of models with a thinking mode (Qwen 3 and 3.5, QwQ, DeepSeek-R1 and its distills, gpt-oss, …)."""
+NOT_THINKING_NAMES = re.compile(r"instruct[-_]?2507|coder|vl[-_].*instruct", re.IGNORECASE)
+"""Names in those families of models that never think (Qwen3's 2507 Instruct, its Coder and VL Instruct)."""
+
+
+def name_thinks(name: str) -> bool:
+    """Whether a server's model has a thinking mode, judged by its name alone (the last resort)."""
+    return bool(THINKING_NAMES.search(name)) and not NOT_THINKING_NAMES.search(name)
+
+
+def template_thinks(template: str) -> bool:
+    """Whether a chat template has a thinking mode: it writes `<think>` or reads `enable_thinking`."""
+    return "<think>" in template or "enable_thinking" in template
+
+
 class RemoteEngine:
     """The `ChatEngine` contract over an OpenAI-compatible server's chat completions, streamed."""
 
@@ -116,12 +136,14 @@ class RemoteEngine:
         n_ctx: int = 4096,
         connect_timeout_s: float = 10.0,
         stall_timeout_s: float = 60.0,
+        thinking: bool | None = None,
     ) -> None:
         """An engine for `endpoint` (the API's base URL, e.g. `http://127.0.0.1:8080/v1`); nothing is sent yet.
 
         `model` is the server's name for the model (empty: the server's only one); `n_ctx` is the
         context window assumed unless the server states its own; `stall_timeout_s` is how long the
-        server may stay silent before a reply's first piece or between two.
+        server may stay silent before a reply's first piece or between two; `thinking` says whether
+        the model has a thinking mode (None: found out on `load()`, see `capabilities`).
         """
         self.server = ServerClient(
             endpoint, api_key_env=api_key_env, connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s
@@ -131,6 +153,8 @@ class RemoteEngine:
         self.name = self._asked or self.server.host
         self.family = model_family(self.name)
         self._n_ctx = n_ctx
+        self._thinking_given = thinking
+        self._thinks = thinking if thinking is not None else name_thinks(self.name)
         self.load_s = 0.0
         self._loaded = False
         self._load_lock = threading.Lock()
@@ -155,8 +179,13 @@ class RemoteEngine:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Thinking switches through the template's `enable_thinking`; the model is elsewhere."""
-        return Capabilities(thinking=True, tools=False, images=False, local=False)
+        """The model is elsewhere; thinking if the model has a thinking mode (switched by `enable_thinking`).
+
+        Unless given, whether it thinks is found out on `load()`: from the chat template the server
+        applies (llama-server's `/props`), else the capabilities it reports (Ollama's `/api/show`),
+        else the model's name (`name_thinks`). Before `load()`, the configured name's.
+        """
+        return Capabilities(thinking=self._thinks, tools=False, images=False, local=False)
 
     def load(self) -> float:
         """Ask the server for its models (`GET /models`) and check that the configured one is there."""
@@ -165,6 +194,8 @@ class RemoteEngine:
                 return 0.0
             t0 = time.perf_counter()
             self._pick(self.server_models())
+            if self._thinking_given is None:
+                self._thinks = self._detect_thinking()
             self._loaded = True
             self.load_s = time.perf_counter() - t0
             return self.load_s
@@ -234,6 +265,18 @@ class RemoteEngine:
         if found.max_model_len is not None:
             self._n_ctx = found.max_model_len
 
+    def _detect_thinking(self) -> bool:
+        """Whether the server's model has a thinking mode, from what the server says of it, else its name."""
+        props = self.server.probe("GET", "/props")  # llama-server: the chat template it applies
+        template = props.get("chat_template") if props else None
+        if isinstance(template, str) and template:
+            return template_thinks(template)
+        shown = self.server.probe("POST", "/api/show", {"model": self.name})  # Ollama: what the model can do
+        capabilities = shown.get("capabilities") if shown else None
+        if isinstance(capabilities, list):
+            return "thinking" in capabilities
+        return name_thinks(self.name)
+
     # -- a reply ------------------------------------------------------------------------------
 
     def request_body(self, messages: Sequence[Message], options: GenerationOptions) -> dict[str, Any]:
@@ -288,7 +331,8 @@ class RemoteEngine:
             yield Done(stats)
             return
         try:
-            yield from self._read(response, options, cancel, stats, t0, thinking=options.think and not continuing)
+            thinking = options.think and self._thinks and not continuing
+            yield from self._read(response, options, cancel, stats, t0, thinking=thinking)
         finally:
             response.close()  # a stop, a closed iterator or an error: the server sees the connection go
 

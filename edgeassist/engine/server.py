@@ -53,6 +53,8 @@ RETRY_AFTER_MAX_S = 30.0
 """The longest `Retry-After` waited for; a server that asks for more is reported busy at once."""
 ERROR_BODY_MAX = 64 * 1024
 """Bytes of an error response read for its message."""
+PROBE_BODY_MAX = 1024 * 1024
+"""Bytes of a probe's answer read at most (llama-server's `/props` is a few kilobytes)."""
 
 _warned_hosts: set[str] = set()
 _warned_lock = threading.Lock()
@@ -171,6 +173,37 @@ class ServerClient:
                 )
             )
         return models
+
+    @property
+    def root(self) -> str:
+        """The server's own address, beside its OpenAI-compatible API (the endpoint without its `/v1`)."""
+        return self.endpoint.removesuffix("/v1")
+
+    def probe(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The JSON object at `path` on the server's root (llama-server's `/props`, Ollama's `/api/show`), or None.
+
+        For what only some servers answer: a refusal, a failure, or an answer that is not a JSON
+        object of at most `PROBE_BODY_MAX` bytes is None, never an error.
+        """
+        try:
+            request = self._http().build_request(method, self.root + path, json=body)
+            response = self._http().send(request, stream=True)
+        except httpx2.HTTPError:
+            return None
+        try:
+            if response.status_code != 200:
+                return None
+            raw = b""
+            for part in response.iter_bytes():
+                raw += part
+                if len(raw) > PROBE_BODY_MAX:
+                    return None
+            data = json.loads(raw)
+        except (httpx2.HTTPError, ValueError):
+            return None
+        finally:
+            response.close()
+        return data if isinstance(data, dict) else None
 
     def post_reply(
         self, body: dict[str, Any], model: str, cancel: threading.Event | None
