@@ -231,6 +231,11 @@ class EdgeAssistApp(App[None]):
         return self.models.name
 
     @property
+    def server(self) -> str | None:
+        """The server the app was pointed at (`model.endpoint`), kept when a model on disk is chosen."""
+        return self.models.server
+
+    @property
     def chat(self) -> ChatRecord | None:
         """The open chat (None: a new one, not saved yet)."""
         return self.chats.chat
@@ -245,10 +250,13 @@ class EdgeAssistApp(App[None]):
         """Whether the input holds the last message being edited."""
         return any(box.editing for box in self.query(PromptInput))
 
-    async def switch_model(self, name: str) -> None:
-        """Load the model called `name` instead (from the command palette); the chat carries on."""
+    async def switch_model(self, name: str, on_server: bool = False) -> None:
+        """Load the model called `name` instead (from the command palette); the chat carries on.
+
+        `on_server`: the model of that name on the server (`server`), else a model here.
+        """
         await self.stop_and_wait()
-        if await self.models.switch(name):
+        if await self.models.switch(name, on_server):
             self.chats.reconnect()
         self.notify(f"Loading {name}…")
 
