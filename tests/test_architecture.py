@@ -248,5 +248,6 @@ def test_palette_commands_match_the_app() -> None:
 
     assert isinstance(inspect.getattr_static(EdgeAssistApp, "model_name"), property)
     assert inspect.iscoroutinefunction(EdgeAssistApp.switch_model)
-    assert list(inspect.signature(EdgeAssistApp.switch_model).parameters) == ["self", "name"]
+    assert list(inspect.signature(EdgeAssistApp.switch_model).parameters) == ["self", "name", "on_server"]
+    assert isinstance(inspect.getattr_static(EdgeAssistApp, "server"), property)
     assert "settings" in inspect.signature(EdgeAssistApp.__init__).parameters

@@ -67,6 +67,8 @@ from edgeassist.tui.widgets import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edgeassist.chat import Conversation
     from edgeassist.engine.base import ChatEngine
     from edgeassist.store import ChatRecord
@@ -229,6 +231,11 @@ class EdgeAssistApp(App[None]):
     def model_name(self) -> str:
         """The name of the model in use (or asked for)."""
         return self.models.name
+
+    @property
+    def model_file(self) -> Path | None:
+        """The file of the model in use (None on a server)."""
+        return getattr(self.models.resolved, "path", None)
 
     @property
     def server(self) -> str | None:

@@ -1,4 +1,4 @@
-"""The command palette and the key list: switch to any model on disk, run any key's action, list every key.
+"""The command palette and the key list: switch to any model (on disk, or on the server), run any key's action.
 
 Everything here talks to the app through a small protocol, the little it needs of it
 (`ModelSwitcher`, `KeyActions`), so this module does not import the app (which imports it).
@@ -10,16 +10,21 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from urllib.parse import urlsplit
 
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from edgeassist.errors import EdgeAssistError
 from edgeassist.hub import ModelRow, list_models
 from edgeassist.units import format_bytes
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edgeassist.config import Settings
+    from edgeassist.engine.server import ServerModel
 
 
 class ModelSwitcher(Protocol):
@@ -33,8 +38,19 @@ class ModelSwitcher(Protocol):
     def model_name(self) -> str:
         """The name of the model in use."""
 
-    async def switch_model(self, name: str) -> None:
-        """Load the model called `name` in place of the current one."""
+    @property
+    def model_file(self) -> Path | None:
+        """The file of the model in use (None on a server)."""
+
+    @property
+    def server(self) -> str | None:
+        """The server the app was pointed at (`model.endpoint`), kept when a model on disk is chosen."""
+
+    async def switch_model(self, name: str, on_server: bool = False) -> None:
+        """Load the model called `name` in place of the current one: a file here, or the server's model."""
+
+    def notify(self, message: str, *, severity: Any = "information", **kwargs: Any) -> None:
+        """Show a notice."""
 
 
 class KeyActions(Protocol):
@@ -83,42 +99,73 @@ def _size(n: int | None) -> str:
     return format_bytes(n, coarse=True) if n else "?"
 
 
+def _server_models(settings: Settings, endpoint: str) -> list[ServerModel]:
+    """The models the server at `endpoint` offers (blocking: run it in a thread)."""
+    from edgeassist.engine.factory import server_models
+
+    model = settings.model.model_copy(update={"endpoint": endpoint})
+    return server_models(settings.model_copy(update={"model": model}))
+
+
 class ModelCommands(Provider):
-    """`Model: <name>` for every model file on disk (catalog pulls, other GGUFs, the starter)."""
+    """`Model: <name>` for every model file on disk and, with a server, every model the server offers.
+
+    A model on disk runs here (the server stays known, to switch back to); a server's model runs there.
+    """
 
     rows: list[ModelRow]
+    served: list[ServerModel]
+    server_error: str | None
 
     async def startup(self) -> None:
-        """List the models folder once per palette opening, off the event loop."""
+        """List the models folder, and ask the server for its models, once per palette opening, off the event loop."""
         app = cast(ModelSwitcher, self.app)
         try:
             rows = await asyncio.to_thread(list_models, app.settings.models_dir(), app.settings.model.n_ctx)
         except OSError:
             rows = []
         self.rows = [r for r in rows if r.on_disk]
+        self.served, self.server_error = [], None
+        if app.server is not None:
+            try:
+                self.served = await asyncio.to_thread(_server_models, app.settings, app.server)
+            except EdgeAssistError as e:
+                self.server_error = str(e)
 
-    def _hits(self) -> list[tuple[str, str, ModelRow]]:
+    def _hits(self) -> list[tuple[str, str, Callable[[], Any]]]:
         app = cast(ModelSwitcher, self.app)
-        current = app.model_name
-        out = []
+        current, remote = app.model_name, app.settings.model.endpoint is not None
+        out: list[tuple[str, str, Callable[[], Any]]] = []
+        for model in self.served:
+            host = urlsplit(app.server or "").netloc
+            mark = " (current)" if remote and model.id == current else ""
+            out.append(
+                (
+                    f"Model: {model.id} on {host}{mark}",
+                    f"switch to {model.id}, run by the server at {host}",
+                    partial(app.switch_model, model.id, True),
+                )
+            )
+        if self.server_error is not None:
+            error = self.server_error
+            out.append(("Models on the server: not listed", error, partial(app.notify, error, severity="error")))
         for row in self.rows:
-            mark = " (current)" if row.name == current else ""
-            text = f"Model: {row.name}{mark}"
+            mark = " (current)" if not remote and row.path is not None and row.path == app.model_file else ""
+            where = " here" if app.server is not None else ""
+            text = f"Model: {row.name}{where}{mark}"
             help_text = f"switch to {row.name}: {_size(row.size_bytes)} on disk, ~{row.ram_gb or 0:.1f} GB RAM"
-            out.append((text, help_text, row))
+            out.append((text, help_text, partial(app.switch_model, row.name)))
         return out
 
     async def discover(self) -> Hits:
-        """Every model on disk, shown when the palette opens."""
-        app = cast(ModelSwitcher, self.app)
-        for text, help_text, row in self._hits():
-            yield DiscoveryHit(text, partial(app.switch_model, row.name), help=help_text)
+        """Every model, shown when the palette opens."""
+        for text, help_text, run in self._hits():
+            yield DiscoveryHit(text, run, help=help_text)
 
     async def search(self, query: str) -> Hits:
         """Models whose name matches what was typed."""
-        app = cast(ModelSwitcher, self.app)
         matcher = self.matcher(query)
-        for text, help_text, row in self._hits():
+        for text, help_text, run in self._hits():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(app.switch_model, row.name), help=help_text)
+                yield Hit(score, matcher.highlight(text), run, help=help_text)

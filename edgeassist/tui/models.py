@@ -52,6 +52,8 @@ class ModelRoom(Room):
         """`open_model` builds the engine (default: `default_open_model`; tests pass a fake)."""
         super().__init__(app, session)
         self._open_model = open_model or default_open_model
+        self.server = session.settings.model.endpoint
+        """The server the app was pointed at (`model.endpoint`), kept when a model on disk is chosen."""
         self.engine: ChatEngine | None = None
         self.resolved: ResolvedModel | RemoteModel | None = None
         self.ready = False
@@ -181,10 +183,14 @@ class ModelRoom(Room):
         self.app.query_one(TopBar).set_mode(self.session.think, supports)
         self.app.notify(f"Thinking {'on' if self.session.think else 'off'} for the next message.", timeout=2)
 
-    async def switch(self, name: str) -> bool:
-        """Close the engine in use and open the model called `name` (stop the replies first); False if it cannot."""
+    async def switch(self, name: str, on_server: bool = False) -> bool:
+        """Close the engine in use and open the model called `name` (stop the replies first); False if it cannot.
+
+        `on_server`: the server's model of that name (`model.remote_model` on `server`), else a model here.
+        """
         old = self.engine
-        model = self.session.settings.model.model_copy(update={"name": name})
+        update = {"remote_model": name, "endpoint": self.server} if on_server else {"name": name, "endpoint": None}
+        model = self.session.settings.model.model_copy(update=update)
         self.session.settings = self.session.settings.model_copy(update={"model": model})
         while isinstance(self.app.screen, ModelErrorScreen):
             self.app.pop_screen()
