@@ -32,6 +32,17 @@ from edgeassist.system import CpuCluster, physical_cores, recommended_threads, s
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
+ADDED_IN_2 = {"endpoint", "no_raw_reason", "server", "jitter"}
+"""The keys schema 2 added, each with a default: a schema 1 file read and written again gains them."""
+
+
+def without(data: object, keys: set[str]) -> object:
+    """`data` with `keys` taken out of every object in it, however deep."""
+    if isinstance(data, dict):
+        return {k: without(v, keys) for k, v in data.items() if k not in keys}
+    if isinstance(data, list):
+        return [without(v, keys) for v in data]
+    return data
 
 
 # -- statistics --------------------------------------------------------------------------------------------
@@ -177,8 +188,12 @@ def test_fixtures_match_schema_and_round_trip() -> None:
     for name in ("bench_a.json", "bench_b.json"):
         data = json.loads((FIXTURES / name).read_text())
         assert schema.validate(data) == []
-        result = from_json(data)
-        assert to_json(result) == data
+        assert data["schema"] == "edgeassist-bench/1"
+        written = to_json(from_json(data))
+        assert without(written, ADDED_IN_2) == data  # nothing lost or changed, only schema 2's keys added
+        for run in written["runs"]:
+            assert run["endpoint"] is None and run["no_raw_reason"] is None  # a schema 1 run is a local one
+            assert all(rep["first"]["server"] is None for rep in run["repetitions"])
 
 
 def test_validator_catches_problems() -> None:
@@ -201,12 +216,17 @@ def test_a_file_written_by_earlier_code_loads_the_same(tmp_path: Path) -> None:
     assert result.recommendation is not None
     # The summaries recomputed from the samples are the ones the earlier code wrote, and saving writes the same
     # keys and values (the recommendation also depends on the catalog, so it is left out of the comparison).
+    # Schema 2's keys are added, and the jitter is derived anew for every run.
     again = tmp_path / "again.json"
     save_result(result, again)
     written = json.loads(again.read_text())
-    assert {k: v for k, v in written.items() if k != "recommendation"} == {
+    assert without({k: v for k, v in written.items() if k != "recommendation"}, ADDED_IN_2) == {
         k: v for k, v in data.items() if k != "recommendation"
     }
+    for run in written["runs"]:
+        jitter, decode = run["summary"]["jitter"], run["summary"]["decode_ms"]
+        assert jitter["gaps"] == decode["n"] and jitter["spread_ms"] == pytest.approx(decode["p90"] - decode["p50"])
+        assert run["summary"]["server"] is None  # local
 
 
 def test_compare_a_file_written_by_earlier_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 
 from edgeassist.bench.results import (
     BenchResult,
     Breakdown,
     Candidate,
+    Jitter,
     ModelRun,
     Recommendation,
     RunSummary,
+    ServerSummary,
+    TurnSample,
     Verdict,
 )
-from edgeassist.bench.stats import Percentiles, Spread, gaps, median
+from edgeassist.bench.stats import Percentiles, Spread, gaps, median, percentile
 from edgeassist.hub import CATALOG, CatalogEntry
 
 RAM_HEADROOM = 0.8
@@ -36,6 +40,63 @@ def _tps(times: Sequence[float]) -> float | None:
     if len(times) < 2 or times[-1] <= times[0]:
         return None
     return (len(times) - 1) / (times[-1] - times[0])
+
+
+def jitter(turns: Sequence[TurnSample]) -> Jitter | None:
+    """The spread of the gaps between the tokens (remote: chunks) of `turns`, pooled; None with no gap.
+
+    Network jitter, on a remote run, is defined as this spread: p90 − p50 of the gaps between
+    streamed chunks as the client received them (and their standard deviation). It holds the
+    network's unevenness and the server's own; the server's timings, when sent, say how much of
+    the mean is compute (`server_summary`).
+    """
+    pooled = [g * 1000 for t in turns for g in gaps(t.token_times)]
+    if not pooled:
+        return None
+    chunks = sum(len(t.token_times) for t in turns)
+    counted = [t.server.completion_tokens for t in turns if t.server is not None]
+    per_chunk = None
+    if len(counted) == len(turns) and chunks and all(c is not None for c in counted):
+        per_chunk = sum(c for c in counted if c is not None) / chunks
+    return Jitter(
+        spread_ms=percentile(pooled, 90) - percentile(pooled, 50),
+        stdev_ms=statistics.stdev(pooled) if len(pooled) > 1 else 0.0,
+        max_gap_ms=max(pooled),
+        gaps=len(pooled),
+        tokens_per_chunk=per_chunk,
+    )
+
+
+def server_summary(turns: Sequence[TurnSample]) -> ServerSummary:
+    """A remote run's server-reported figures (first turns) and the client's time beyond them."""
+    prompt_s, prefill, decode, ttft_over, decode_over = [], [], [], [], []
+    reported = 0
+    for t in turns:
+        sv = t.server
+        if sv is None or (sv.prompt_ms is None and sv.decode_ms is None):
+            continue
+        reported += 1
+        if sv.prompt_ms is not None:
+            prompt_s.append(sv.prompt_ms / 1000)
+            if t.ttft_s is not None:
+                ttft_over.append(t.ttft_s - sv.prompt_ms / 1000)
+            if (rate := _rate(sv.evaluated_tokens or 0, sv.prompt_ms / 1000)) is not None:
+                prefill.append(rate)
+        if sv.decode_ms is not None and sv.decoded_tokens:
+            server_ms = sv.decode_ms / sv.decoded_tokens
+            decode.append(server_ms)
+            tokens = sv.completion_tokens or t.generated_tokens
+            span = t.token_times[-1] - t.token_times[0] if len(t.token_times) > 1 else 0.0
+            if tokens > 1 and span > 0:
+                decode_over.append(span * 1000 / (tokens - 1) - server_ms)
+    return ServerSummary(
+        prompt_s=Spread.of(prompt_s),
+        prefill_tps=Spread.of(prefill),
+        decode_ms=Spread.of(decode),
+        ttft_overhead_s=Spread.of(ttft_over),
+        decode_overhead_ms=Spread.of(decode_over),
+        reported=reported,
+    )
 
 
 def verdict(p50_ms: float | None, p90_ms: float | None, target_ms: float) -> Verdict:
@@ -85,16 +146,22 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
         peaks.append(run.load_peak_rss_bytes)
     peak = max(peaks) if peaks else None
     model_rss = peak - run.rss_before_bytes if peak is not None and run.rss_before_bytes is not None else None
-    bandwidth = run.file_bytes / (decode.p50 * 1e9) if decode and decode.p50 > 0 else None
+    bandwidth = run.file_bytes / (decode.p50 * 1e9) if decode and decode.p50 > 0 and not run.remote else None
+    server = server_summary(firsts) if run.remote else None
+    if run.remote:
+        # The client's TTFT holds the network: only the server's own count and time give a prefill rate.
+        prefill = server.prefill_tps if server else None
+    else:
+        prefill = Spread.of(
+            [r for t in firsts if (r := _rate(t.evaluated_tokens, t.ttft_s or t.prompt_eval_s)) is not None]
+        )
 
     return RunSummary(
         load_s=Spread.of(run.load_s),
         prompt_tokens=_int_median([t.prompt_tokens for t in firsts]),
         ttft_s=ttft,
         first_event_s=Spread.of([t.first_event_s for t in firsts if t.first_event_s is not None]),
-        prefill_tps=Spread.of(
-            [r for t in firsts if (r := _rate(t.evaluated_tokens, t.ttft_s or t.prompt_eval_s)) is not None]
-        ),
+        prefill_tps=prefill,
         decode_ms=decode_ms,
         decode_tps=Spread.of([v for t in firsts if (v := _tps(t.token_times)) is not None]),
         followup_ttft_s=Spread.of([t.ttft_s for t in follows if t.ttft_s is not None]),
@@ -114,6 +181,8 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
         rss_file_bytes=_int_median([r.rss_file_bytes for r in reps if r.rss_file_bytes is not None]),
         bandwidth_gbs=bandwidth,
         verdict=verdict(decode_ms.p50 if decode_ms else None, decode_ms.p90 if decode_ms else None, target_ms),
+        jitter=jitter(firsts),
+        server=server,
     )
 
 
@@ -121,8 +190,9 @@ def basis_run(runs: Sequence[ModelRun]) -> ModelRun | None:
     """The run a recommendation scales from: the largest model measured, at its fastest thread count.
 
     The largest file is the most bandwidth-bound, so the least distorted by fixed per-token costs.
+    Remote runs never count: their speed says nothing about this device.
     """
-    usable = [r for r in runs if r.summary is not None and r.summary.decode_ms is not None]
+    usable = [r for r in runs if r.summary is not None and r.summary.decode_ms is not None and not r.remote]
     if not usable:
         return None
 

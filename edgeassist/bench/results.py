@@ -9,9 +9,10 @@ schema, `docs/bench-schema.json` (`edgeassist.bench.schema`); the field docstrin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from pydantic import ConfigDict, TypeAdapter, with_config
 
@@ -19,9 +20,20 @@ from edgeassist.bench.stats import Percentiles, Spread
 from edgeassist.engine.base import Stats
 from edgeassist.system import SystemReport
 
-SchemaVersion = Literal["edgeassist-bench/1"]
-SCHEMA: Final[SchemaVersion] = "edgeassist-bench/1"
-"""Schema name and version written into every result; bumped when a field changes meaning."""
+SchemaVersion = Literal["edgeassist-bench/1", "edgeassist-bench/2"]
+SCHEMA: Final[SchemaVersion] = "edgeassist-bench/2"
+"""Schema name and version written into every result; bumped when a field changes meaning.
+
+2 added remote runs (`ModelRun.endpoint`), whose `threads` and `file_bytes` are 0: code that reads
+only 1 would take them for local models. Every field 2 added has a default, so 1 files still load.
+"""
+READABLE: Final[tuple[str, ...]] = get_args(SchemaVersion)
+"""The schema versions this code reads."""
+
+NO_RAW_REMOTE: Final = "a raw llama.cpp loop cannot run against a server: the model is not in this process"
+"""Why a remote run has no raw baseline, as the report and the JSON say it."""
+NO_RAW_FLAG: Final = "skipped with --no-raw"
+"""Why a local run has no raw baseline when the user asked for none."""
 
 RESULT_CONFIG = ConfigDict(
     use_attribute_docstrings=True,  # the docstring under each field is its description in the schema
@@ -29,6 +41,51 @@ RESULT_CONFIG = ConfigDict(
     json_schema_serialization_defaults_required=True,  # the schema describes written files: every key is there
 )
 """pydantic settings for `BenchResult`; the dataclasses nested in it (here, `system`, `engine.build`) take them too."""
+
+
+def _number(d: object, key: str) -> float | None:
+    value = d.get(key) if isinstance(d, Mapping) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(d: object, key: str) -> int | None:
+    value = _number(d, key)
+    return None if value is None else int(value)
+
+
+@dataclass
+class ServerFigures:
+    """What a server said about one reply (its `usage`, llama-server's `timings`): its own view, without the network."""
+
+    prompt_tokens: int | None = None
+    """Prompt tokens by the server's count (`usage.prompt_tokens`)."""
+    completion_tokens: int | None = None
+    """Generated tokens by the server's count (`usage.completion_tokens`)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the server reused from its cache (`timings.cache_n`)."""
+    evaluated_tokens: int | None = None
+    """Prompt tokens the server evaluated (`timings.prompt_n`)."""
+    prompt_ms: float | None = None
+    """Milliseconds the server spent evaluating the prompt (`timings.prompt_ms`)."""
+    decode_ms: float | None = None
+    """Milliseconds the server spent generating (`timings.predicted_ms`)."""
+    decoded_tokens: int | None = None
+    """Tokens those milliseconds generated (`timings.predicted_n`)."""
+
+    @classmethod
+    def from_report(cls, server: Mapping[str, object]) -> ServerFigures | None:
+        """The figures in an engine's `Stats.server`; None when the server sent none."""
+        usage, timings = server.get("usage"), server.get("timings")
+        figures = cls(
+            prompt_tokens=_count(usage, "prompt_tokens"),
+            completion_tokens=_count(usage, "completion_tokens"),
+            cached_tokens=_count(timings, "cache_n"),
+            evaluated_tokens=_count(timings, "prompt_n"),
+            prompt_ms=_number(timings, "prompt_ms"),
+            decode_ms=_number(timings, "predicted_ms"),
+            decoded_tokens=_count(timings, "predicted_n"),
+        )
+        return None if figures == cls() else figures
 
 
 @dataclass
@@ -48,11 +105,15 @@ class TurnSample:
     first_event_s: float | None
     """Wall time from `Conversation.send` to the first Text/Thinking event the front end receives."""
     token_times: list[float]
-    """When each generated token was ready, seconds from the engine's request start (the engine's Stats)."""
+    """When each generated token was ready, seconds from the engine's request start (the engine's Stats).
+
+    On a remote run: when each streamed chunk arrived at this machine (a chunk is a token on llama-server)."""
     generated_tokens: int
     """Tokens generated."""
     finish_reason: str
     """stop, length, cancelled or error."""
+    server: ServerFigures | None = None
+    """What the server reported about the reply (remote runs; null when it sent nothing, and locally)."""
 
     @classmethod
     def from_stats(cls, stats: Stats, first_event_s: float | None) -> TurnSample:
@@ -67,6 +128,7 @@ class TurnSample:
             token_times=list(stats.token_times),
             generated_tokens=stats.generated_tokens,
             finish_reason=stats.finish_reason,
+            server=ServerFigures.from_report(stats.server),
         )
 
 
@@ -122,6 +184,40 @@ class Breakdown:
     """Token to text."""
     dispatch_ms: float
     """The rest: the Python loop, think-splitting, events through Conversation to the front end (and noise)."""
+
+
+@dataclass
+class Jitter:
+    """How unevenly the reply arrived: the spread of the gaps between tokens (remote: between streamed chunks)."""
+
+    spread_ms: float
+    """p90 minus p50 of the gaps, pooled over repetitions: how much later than a typical one a slow token comes."""
+    stdev_ms: float
+    """Standard deviation of the gaps (sample; 0 for a single gap)."""
+    max_gap_ms: float
+    """The longest gap: the worst stall a listener heard."""
+    gaps: int
+    """Gaps pooled."""
+    tokens_per_chunk: float | None
+    """Generated tokens (the server's count) per streamed chunk on a remote run: above 1, a gap spans several tokens."""
+
+
+@dataclass
+class ServerSummary:
+    """A remote run's figures as the server reported them, and what the client saw beyond them (medians)."""
+
+    prompt_s: Spread | None
+    """The server's own prompt evaluation time (`timings.prompt_ms`), first turns."""
+    prefill_tps: Spread | None
+    """The server's prompt tokens evaluated per second."""
+    decode_ms: Spread | None
+    """The server's own milliseconds per generated token (`predicted_ms / predicted_n`), per repetition."""
+    ttft_overhead_s: Spread | None
+    """Client time to first token minus the server's prompt time: network, HTTP, queueing and the first token."""
+    decode_overhead_ms: Spread | None
+    """Client milliseconds per token (first to last chunk) minus the server's: what the network adds to each token."""
+    reported: int
+    """Replies (first turns) for which the server sent timings; 0 means it sent none (llama-cpp-python's server)."""
 
 
 @dataclass
@@ -194,6 +290,10 @@ class RunSummary:
     """Model file bytes per decode p50, in GB/s: the memory bandwidth one token uses (an estimate)."""
     verdict: Verdict | None
     """Whether decoding meets the target."""
+    jitter: Jitter | None = None
+    """The spread of the gaps between tokens as the front end received them (remote: the network's and the server's)."""
+    server: ServerSummary | None = None
+    """A remote run's server-reported figures beside the client's (null for a local run)."""
 
 
 @dataclass
@@ -203,9 +303,9 @@ class ModelRun:
     model: str
     """Model name as shown (`qwen3.5-0.8b:q4_k_m`, a file stem, `smollm2-135m`)."""
     path: str
-    """The GGUF file."""
+    """The GGUF file (remote: the endpoint)."""
     file_bytes: int
-    """Size of the GGUF file."""
+    """Size of the GGUF file (0 on a remote run: unknown here)."""
     quant: str | None
     """Quantization (lowercase), when known."""
     synthetic: str | None
@@ -213,13 +313,13 @@ class ModelRun:
     starter: bool
     """Whether this is the offline starter model."""
     threads: int
-    """CPU threads for prompt and decode."""
+    """CPU threads for prompt and decode (0 on a remote run: the server's business)."""
     n_ctx: int
-    """Context window of both the engine and the raw loop."""
+    """Context window of both the engine and the raw loop (remote: the server's where it says, else as configured)."""
     n_batch: int
-    """Prompt batch size of both."""
+    """Prompt batch size of both (0 on a remote run)."""
     backend: str
-    """cpu, metal, cuda, ..."""
+    """cpu, metal, cuda, ...; remote for a model on a server."""
     recurrent: bool
     """Hybrid or recurrent model (Qwen 3.5): prompt reuse goes through state checkpoints."""
     load_s: list[float] = field(default_factory=list)
@@ -240,6 +340,15 @@ class ModelRun:
     """Why the run failed, if it did."""
     summary: RunSummary | None = None
     """Derived figures (recomputed from the samples above by `edgeassist.bench.analysis.summarize`)."""
+    endpoint: str | None = None
+    """The server's base URL when the model ran there (`--endpoint`); null for a local run. Never holds a key."""
+    no_raw_reason: str | None = None
+    """Why this run has no raw llama.cpp baseline, when it has none (a remote run; `--no-raw`)."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether the model ran on a server (`endpoint`) rather than in this process."""
+        return self.endpoint is not None
 
 
 @dataclass
@@ -265,7 +374,7 @@ class BenchConfig:
     sampling: dict[str, float]
     """Effective sampling settings of the edgeassist turns."""
     raw_baseline: bool
-    """Whether the raw llama.cpp loop ran."""
+    """Whether the raw llama.cpp loop ran (on local runs: a remote run never has one, see `ModelRun.no_raw_reason`)."""
     ignore_eos: str
     """How end-of-generation was suppressed: `option` (GenerationOptions.ignore_eos; older files: `logit-bias`)."""
 
@@ -350,7 +459,7 @@ class BenchResult:
     """One `edgeassist bench` invocation: machine, settings, every run's raw samples and the conclusions."""
 
     schema: SchemaVersion
-    """Schema name and version (`edgeassist-bench/1`)."""
+    """Schema name and version (`edgeassist-bench/2`; files of 1 have no remote runs)."""
     edgeassist_version: str
     """edgeassist version."""
     created: str

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeassist.bench.analysis import conclude
-from edgeassist.bench.results import SCHEMA, BenchResult, result_adapter
+from edgeassist.bench.results import READABLE, SCHEMA, BenchResult, result_adapter
 from edgeassist.errors import UsageError
 
 _UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
@@ -44,6 +44,7 @@ def load_result(path: Path) -> BenchResult:
     """Read a result written by `edgeassist bench --json`, summaries recomputed; a wrong file is a one-line error.
 
     Keys this code does not know (a file from a newer edgeassist of the same schema) are ignored.
+    Files of every schema version in `READABLE` load: the later ones only added fields, with defaults.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -54,8 +55,8 @@ def load_result(path: Path) -> BenchResult:
     schema = data.get("schema") if isinstance(data, dict) else None
     if not isinstance(schema, str) or not schema.startswith("edgeassist-bench/"):
         raise UsageError(f'{path} is not an edgeassist bench result (no "schema": "{SCHEMA}")')
-    if schema != SCHEMA:
-        raise UsageError(f"{path} is a {schema} result; this edgeassist reads {SCHEMA}")
+    if schema not in READABLE:
+        raise UsageError(f"{path} is a {schema} result; this edgeassist reads {' and '.join(READABLE)}")
     # The derived parts are recomputed from the samples, so files from older code read the same way.
     data.pop("recommendation", None)
     for run in data.get("runs") or []:
