@@ -11,9 +11,16 @@ One run (a model at a thread count) goes:
    machine's speed hits both sides alike;
 3. sampling and detokenizing timed alone, to show where edgeassist's extra time per token goes.
 
+A remote run (`BenchPlan.remote`: the server at `model.endpoint`, after the local runs) goes the
+same way through the same `Conversation`, on the engine every front end gets for an endpoint:
+warm-up, then first turn and follow-up per repetition. No load, memory, thread sweep or raw loop:
+the model is not in this process (`NO_RAW_REMOTE`). The server is asked for its models before
+anything else runs, so one that cannot be reached fails the bench at once.
+
 Every figure of the edgeassist side comes from the engine's `Done` stats, the same the TUI shows.
 Ctrl+C (KeyboardInterrupt, also from a progress callback) or the `cancel` event stops the bench
-between tokens; what was measured so far is returned, marked incomplete.
+between tokens (remote: between chunks, or at once while the server is silent); what was measured
+so far is returned, marked incomplete.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from edgeassist import __version__
 from edgeassist.bench.analysis import conclude, summarize
 from edgeassist.bench.raw import Stopped, raw_context, raw_decode, time_overheads
 from edgeassist.bench.results import (
+    NO_RAW_FLAG,
+    NO_RAW_REMOTE,
     SCHEMA,
     BenchConfig,
     BenchResult,
@@ -41,8 +51,8 @@ from edgeassist.bench.results import (
 from edgeassist.bench.voice import VoiceHook, VoiceTarget, run_voice_hook
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
-from edgeassist.engine.base import Done, GenerationOptions, Message, Text, Thinking
-from edgeassist.engine.factory import generation_options, open_local_engine
+from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Message, Text, Thinking
+from edgeassist.engine.factory import generation_options, open_engine, open_local_engine
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.errors import EdgeAssistError
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
@@ -53,6 +63,7 @@ FOLLOWUP_TOKENS = 8
 """Tokens generated for the follow-up (its time to first token is what is measured)."""
 WARMUP_TOKENS = 16
 """Most tokens generated in a warm-up repetition."""
+
 _FILLER = (
     "Please read these notes from the field trip and keep them in mind for my next question. "
     "The river was high after the spring rain, the old bridge was closed for repairs, and the "
@@ -101,6 +112,8 @@ class BenchPlan:
     """The command line, recorded in the result."""
     voice: VoiceHook | None = None
     """Voice pipeline hook (`--voice`), run after the models."""
+    remote: bool = False
+    """Also time the model on the server at `model.endpoint`, after the local runs (`--endpoint`)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +126,8 @@ class Progress:
     """Number of runs."""
     model: str
     """Model of the current run."""
-    threads: int
-    """Threads of the current run."""
+    threads: int | None
+    """Threads of the current run; None for the remote run."""
     step: str
     """What is being done now."""
     fraction: float
@@ -124,7 +137,7 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def fit_prompt(engine: LlamaEngine, system: str | None, n_tokens: int, options: GenerationOptions) -> str:
+def fit_prompt(engine: ChatEngine, system: str | None, n_tokens: int, options: GenerationOptions) -> str:
     """A user message that makes the rendered prompt (system prompt and template included) at most `n_tokens` long.
 
     The longest such message of the filler text, found by bisection on its word count; when even
@@ -187,12 +200,17 @@ class _Runner:
         self.cancel = cancel or threading.Event()  # also set when Ctrl+C lands while the model thread works
         self.pairs = [(t, n) for t in plan.targets for n in plan.threads]
         self.steps_per_run = 1 + plan.warmup + plan.repetitions + 1
+        self.runs = len(self.pairs) + (1 if plan.remote else 0)
         self.base_options = generation_options(settings)
 
     def say(self, index: int, target: BenchTarget, threads: int, step: int, what: str) -> None:
+        self.report(index, target.name, threads, step, what)
+
+    def report(self, index: int, model: str, threads: int | None, step: int, what: str) -> None:
+        """Tell the progress callback where the bench is; raise Stopped once `cancel` is set."""
         if self.progress is not None:
-            done = (index + step / self.steps_per_run) / max(1, len(self.pairs))
-            self.progress(Progress(index + 1, len(self.pairs), target.name, threads, what, min(1.0, done)))
+            done = (index + step / self.steps_per_run) / max(1, self.runs)
+            self.progress(Progress(index + 1, self.runs, model, threads, what, min(1.0, done)))
         if self.cancel.is_set():
             raise Stopped
 
@@ -243,10 +261,10 @@ class _Runner:
             system = self.settings.generation.system_prompt
             for w in range(plan.warmup):
                 say(index, target, threads, 1 + w, f"warm-up {w + 1}/{plan.warmup}")
-                self.repetition(engine, system, f"Warm-up {w + 1}.", min(plan.gen_tokens, WARMUP_TOKENS), None)
+                self.repetition(engine, system, f"Warm-up {w + 1}.", min(plan.gen_tokens, WARMUP_TOKENS), None, engine)
             for r in range(plan.repetitions):
                 say(index, target, threads, 1 + plan.warmup + r, f"repetition {r + 1}/{plan.repetitions}")
-                self.repetition(engine, system, f"Run {r + 1}.", plan.gen_tokens, run)
+                self.repetition(engine, system, f"Run {r + 1}.", plan.gen_tokens, run, engine)
             if plan.raw_baseline:
                 say(index, target, threads, self.steps_per_run - 1, "timing sampling and detokenizing")
                 # Any prompt gives logits to sample from; the sampler's cost does not depend on them much.
@@ -258,8 +276,68 @@ class _Runner:
         finally:
             engine.close()
 
-    def repetition(self, engine: LlamaEngine, system: str, nonce: str, gen_tokens: int, run: ModelRun | None) -> None:
-        """One first turn, its follow-up, and the raw loop on the same prompt; kept in `run` unless warming up."""
+    def connect(self) -> ChatEngine:
+        """The engine for `model.endpoint`, asked for its models once: an unreachable server fails the bench now."""
+        engine = open_engine(self.settings).engine
+        try:
+            engine.load()
+        finally:
+            engine.close()  # (the remote run connects again when its turn comes)
+        return engine
+
+    def measure_remote(self, index: int, engine: ChatEngine, run: ModelRun) -> None:
+        """Fill the remote `run` with samples: the same turns as a local run, without loads, memory or raw loop."""
+        plan = self.plan
+        say = self.report
+        try:
+            say(index, run.model, None, 0, "connecting to the server")
+            engine.load()
+            run.model, run.n_ctx = engine.name, engine.n_ctx
+            system = self.settings.generation.system_prompt
+            for w in range(plan.warmup):
+                say(index, run.model, None, 1 + w, f"warm-up {w + 1}/{plan.warmup}")
+                self.repetition(engine, system, f"Warm-up {w + 1}.", min(plan.gen_tokens, WARMUP_TOKENS), None, None)
+            for r in range(plan.repetitions):
+                say(index, run.model, None, 1 + plan.warmup + r, f"repetition {r + 1}/{plan.repetitions}")
+                self.repetition(engine, system, f"Run {r + 1}.", plan.gen_tokens, run, None)
+            run.complete = True
+        finally:
+            engine.close()
+
+    def remote_run(self, engine: ChatEngine) -> ModelRun:
+        """The record of the remote run, before anything is measured."""
+        endpoint = self.settings.model.endpoint
+        assert endpoint is not None  # (the plan asks for a remote run only with an endpoint)
+        return ModelRun(
+            model=engine.name,
+            path=endpoint,
+            file_bytes=0,
+            quant=None,
+            synthetic=None,
+            starter=False,
+            threads=0,
+            n_ctx=engine.n_ctx,
+            n_batch=0,
+            backend=engine.backend,
+            recurrent=False,
+            endpoint=endpoint,
+            no_raw_reason=NO_RAW_REMOTE,
+        )
+
+    def repetition(
+        self,
+        engine: ChatEngine,
+        system: str,
+        nonce: str,
+        gen_tokens: int,
+        run: ModelRun | None,
+        local: LlamaEngine | None,
+    ) -> None:
+        """One first turn and its follow-up, kept in `run` unless warming up.
+
+        `local` is the same engine as llama.cpp, for what only a model in this process has: the
+        memory figures and the raw loop on the same prompt. None on a remote run.
+        """
         plan = self.plan
         # The nonce opens the system prompt, so no state from the previous repetition can be reused.
         sys_prompt = f"{nonce} {system}".strip()
@@ -268,7 +346,8 @@ class _Runner:
         messages: list[Message] = [{"role": "system", "content": sys_prompt}] if sys_prompt else []
         messages.append({"role": "user", "content": user})
         convo = Conversation(engine, system_prompt=sys_prompt, options=options)
-        reset_peak_rss()
+        if local is not None:
+            reset_peak_rss()
         # The turns run as every front end's do: this thread reads the events the engine hands over.
         first = _turn(convo, user, options, self.cancel)
         rep = Repetition(first=first, followup=None, raw=None, peak_rss_bytes=None)
@@ -276,11 +355,24 @@ class _Runner:
             run.repetitions.append(rep)
         follow = self.options(min(FOLLOWUP_TOKENS, gen_tokens))
         rep.followup = _turn(convo, FOLLOWUP_TEXT, follow, self.cancel)
+        if local is None:
+            return
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
-            prompt = engine.encode(messages, options.think).tokens  # the first turn's prompt tokens, as evaluated
-            rep.raw = engine.exclusive(self._raw, engine, prompt, gen_tokens, cancel=self.cancel)
+            prompt = local.encode(messages, options.think).tokens  # the first turn's prompt tokens, as evaluated
+            rep.raw = local.exclusive(self._raw, local, prompt, gen_tokens, cancel=self.cancel)
+
+    def measured(self, run: ModelRun, measure: Callable[[], None]) -> bool:
+        """Run `measure` to fill `run`; False (the error kept in the run) when it failed. Stops pass through."""
+        try:
+            measure()
+        except EdgeAssistError as e:
+            run.error = str(e)
+            return False
+        finally:
+            run.summary = summarize(run, self.plan.target_ms)
+        return True
 
     # The raw loop runs where the engine decodes (`LlamaEngine.exclusive`: on its model thread).
 
@@ -305,6 +397,7 @@ class _Runner:
             system=system_report(),
         )
         failed = False
+        remote = self.connect() if self.plan.remote else None
         try:
             for index, (target, threads) in enumerate(self.pairs):
                 run = ModelRun(
@@ -319,14 +412,14 @@ class _Runner:
                     n_batch=self.settings.model.n_batch,
                     backend="cpu",
                     recurrent=False,
+                    no_raw_reason=None if self.plan.raw_baseline else NO_RAW_FLAG,
                 )
                 result.runs.append(run)
-                try:
-                    self.measure(index, target, threads, run)
-                except EdgeAssistError as e:
-                    run.error, failed = str(e), True
-                finally:
-                    run.summary = summarize(run, self.plan.target_ms)
+                failed = not self.measured(run, partial(self.measure, index, target, threads, run)) or failed
+            if remote is not None:
+                run = self.remote_run(remote)
+                result.runs.append(run)
+                failed = not self.measured(run, partial(self.measure_remote, len(self.pairs), remote, run)) or failed
             if voice is not None and self.pairs:
                 target, threads = self.pairs[0]
                 say = self.say

@@ -1,6 +1,8 @@
 """Rendering bench results: the terminal report with its latency histogram, markdown, and a side-by-side comparison.
 
-Plain text only (no Textual, no colours), so the same output can be piped, pasted or logged.
+Plain text only (no Textual, no colours), so the same output can be piped, pasted or logged. A
+result that holds local and remote runs (`edgeassist bench --endpoint URL --compare`) ends with
+the two side by side; `render_compare` does the same for two saved results.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeassist.bench.results import BenchResult, ModelRun, RunSummary, VoiceStage
+from edgeassist.bench.results import NO_RAW_REMOTE, BenchResult, ModelRun, RunSummary, VoiceStage
 from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
 from edgeassist.system import SystemReport
 from edgeassist.units import format_bytes, format_seconds
@@ -42,6 +44,13 @@ def _ratio_mark(ratio: float | None, limit: float = 1.05) -> str:
 def threads_text(n: int) -> str:
     """`1 thread`, `4 threads`."""
     return f"{n} thread" if n == 1 else f"{n} threads"
+
+
+def run_label(run: ModelRun) -> str:
+    """Which run this is, in a few words: `smollm2-135m · 2 threads`, `m on http://host:8080/v1 (remote)`."""
+    if run.endpoint is not None:
+        return f"{run.model} on {run.endpoint} (remote)"
+    return f"{run.model} · {threads_text(run.threads)}"
 
 
 RATIO_TARGET = 1.05
@@ -94,7 +103,10 @@ def system_lines(s: SystemReport) -> list[tuple[str, str]]:
 
 
 def run_title(run: ModelRun) -> str:
-    """`model (quant, size, kind) · N threads · backend`."""
+    """`model (quant, size, kind) · N threads · backend`; `model · remote · endpoint` for a server's."""
+    if run.endpoint is not None:
+        state = "" if run.complete else (" · FAILED: " + run.error if run.error else " · incomplete")
+        return f"{run.model} · remote · {run.endpoint} · n_ctx {run.n_ctx}{state}"
     bits = [run.quant.upper() if run.quant else None, _bytes(run.file_bytes)]
     if run.synthetic:
         bits.append("random weights")
@@ -114,11 +126,25 @@ def _decode_line(p: Percentiles | None, tps: Spread | None) -> str:
     return f"p50 {p.p50:.1f} · p90 {p.p90:.1f} · p99 {p.p99:.1f} ms/token{rate}"
 
 
+def _aligned(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """(label, value, range, note) rows as aligned lines."""
+    width = max(len(r[0]) for r in rows)
+    out = []
+    for label, value, spread, note in rows:
+        line = f"  {label:<{width}}  {value}"
+        if spread or note:
+            line = f"  {label:<{width}}  {value:<9} {spread:<17} {note}".rstrip()
+        out.append(line)
+    return out
+
+
 def run_lines(run: ModelRun, target_ms: float) -> list[str]:
     """The figures of one run as aligned text lines."""
     s = run.summary
-    if s is None:
+    if s is None or (run.remote and not run.repetitions):
         return ["  (nothing measured)"]
+    if run.remote:
+        return remote_lines(run, s)
     rows: list[tuple[str, str, str, str]] = []
 
     def add(label: str, spread: Spread | None, note: str = "") -> None:
@@ -163,6 +189,8 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
             )
         if s.ttft_ratio is not None:
             rows.append(("  time to first token / raw", f"{s.ttft_ratio:.2f}", "", ""))
+    elif run.no_raw_reason:
+        rows.append(("raw baseline", f"none: {run.no_raw_reason}", "", ""))
     mem = _bytes(s.peak_rss_bytes)
     if s.model_rss_bytes is not None:
         mem += f" (model and context: +{_bytes(s.model_rss_bytes)})"
@@ -173,14 +201,71 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
     rows.append(("peak memory", mem, "", ""))
     if s.verdict is not None:
         rows.append(("verdict", verdict_text(s), "", ""))
-    width = max(len(r[0]) for r in rows)
-    out = []
-    for label, value, spread, note in rows:
-        line = f"  {label:<{width}}  {value}"
-        if spread or note:
-            line = f"  {label:<{width}}  {value:<9} {spread:<17} {note}".rstrip()
-        out.append(line)
-    return out
+    return _aligned(rows)
+
+
+def jitter_text(s: RunSummary) -> str:
+    """`p90−p50 1.1 ms · sd 0.8 ms · longest gap 12.0 ms (7 gaps)`, or a dash."""
+    j = s.jitter
+    if j is None:
+        return "–"
+    text = f"p90−p50 {j.spread_ms:.1f} ms · sd {j.stdev_ms:.1f} ms · longest gap {j.max_gap_ms:.1f} ms ({j.gaps} gaps)"
+    if j.tokens_per_chunk is not None and j.tokens_per_chunk > 1.05:
+        text += f"; {j.tokens_per_chunk:.1f} tokens a chunk: each gap spans several tokens"
+    return text
+
+
+def server_lines(s: RunSummary) -> list[tuple[str, str]]:
+    """What the server reported about a remote run, and the client's time beyond it."""
+    sv = s.server
+    if sv is None or sv.reported == 0:
+        return [("server's own figures", "none sent (no llama-server `timings`): compute and network not told apart")]
+    parts = []
+    if sv.prompt_s is not None:
+        part = f"prompt {format_seconds(sv.prompt_s.median)}"
+        if sv.prefill_tps is not None:
+            part += f" ({sv.prefill_tps.median:.0f} tok/s)"
+        parts.append(part)
+    if sv.decode_ms is not None:
+        parts.append(f"decode {sv.decode_ms.median:.1f} ms/token")
+    rows = [("server's own figures", " · ".join(parts) or "–")]
+    beyond = []
+    if sv.ttft_overhead_s is not None:
+        beyond.append(f"{sv.ttft_overhead_s.median * 1000:+.0f} ms before the first token")
+    if sv.decode_overhead_ms is not None:
+        beyond.append(f"{sv.decode_overhead_ms.median:+.2f} ms/token")
+    if beyond:
+        rows.append(("  the client saw beyond it", ", ".join(beyond) + ": network, HTTP and queueing"))
+    return rows
+
+
+def remote_lines(run: ModelRun, s: RunSummary) -> list[str]:
+    """The figures of a remote run: the client's view of the stream, the server's where it reported them."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, spread: Spread | None, note: str = "") -> None:
+        med, rng = _spread_s(spread)
+        rows.append((label, med, rng, note))
+
+    counted = any(r.first.server is not None and r.first.server.prompt_tokens is not None for r in run.repetitions)
+    prompt = ""
+    if s.prompt_tokens:
+        prompt = f"{s.prompt_tokens}-token prompt" if counted else f"~{s.prompt_tokens}-token prompt (estimated)"
+    add("time to first token", s.ttft_s, prompt + " · as this machine saw it")
+    if s.first_event_s:
+        add("  first event at the front end", s.first_event_s)
+    fu = ""
+    if s.followup_ttft_s and s.ttft_s and s.ttft_s.median > 0:
+        fu = f"{s.followup_ttft_s.median / s.ttft_s.median:.2f}x the first"
+    add("follow-up time to first token", s.followup_ttft_s, fu)
+    rows.append(("decode (as received)", _decode_line(s.decode_ms, s.decode_tps), "", ""))
+    rows.append(("network jitter", jitter_text(s), "", ""))
+    rows += [(label, value, "", "") for label, value in server_lines(s)]
+    rows.append(("raw baseline", f"none: {run.no_raw_reason or NO_RAW_REMOTE}", "", ""))
+    rows.append(("load, memory, threads", "the server's: not measured here", "", ""))
+    if s.verdict is not None:
+        rows.append(("verdict", verdict_text(s), "", ""))
+    return _aligned(rows)
 
 
 def verdict_text(s: RunSummary) -> str:
@@ -203,7 +288,8 @@ def histogram_lines(run: ModelRun, target_ms: float, *, bins: int = 12, width: i
     if not bars:
         return []
     top = max(b.count for b in bars) or 1
-    out = [f"  per-token latency, ms ({len(samples)} tokens; target {target_ms:g} ms)"]
+    what = "gaps between streamed chunks as received" if run.remote else "per-token latency"
+    out = [f"  {what}, ms ({len(samples)} {'gaps' if run.remote else 'tokens'}; target {target_ms:g} ms)"]
     marked = False
     for b in bars:
         cells = b.count / top * width
@@ -224,14 +310,16 @@ def histogram_lines(run: ModelRun, target_ms: float, *, bins: int = 12, width: i
 # -- the whole result -----------------------------------------------------------------------------------
 
 
-def settings_line(result: BenchResult) -> str:
-    """How the bench was run, in one line."""
+def settings_line(result: BenchResult, *, raw_baseline: bool = True) -> str:
+    """How the bench was run, in one line (`raw_baseline=False`: without whether the raw loop ran)."""
     c = result.config
     samp = c.sampling
     sampling = (
         f"temperature {samp.get('temperature', 0):g}, top-p {samp.get('top_p', 0):g}, top-k {samp.get('top_k', 0):g}"
     )
-    raw = "" if c.raw_baseline else "; no raw baseline"
+    raw = ""
+    if raw_baseline and not c.raw_baseline:
+        raw = "; no raw baseline" + (" (the model ran on a server)" if all(r.remote for r in result.runs) else "")
     return (
         f"{c.prompt_tokens}-token prompt, {c.gen_tokens} tokens generated, {c.followup_tokens}-token follow-up; "
         f"{c.repetitions} repetition{'s' if c.repetitions != 1 else ''} after {c.warmup} warm-up; "
@@ -240,7 +328,11 @@ def settings_line(result: BenchResult) -> str:
 
 
 def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
-    """One row per run (header first): the headline figures, for sweeps over models and threads."""
+    """One row per run (header first): the headline figures, for sweeps over models and threads.
+
+    A remote run's threads read `remote`; with one in the table, a jitter column (p90 − p50 gap, ms) is added.
+    """
+    with_jitter = any(r.remote for r in runs)
     rows = [
         [
             "model",
@@ -259,29 +351,32 @@ def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
             "verdict",
         ]
     ]
+    if with_jitter:
+        rows[0].insert(9, "jitter")
     for run in runs:
         s = run.summary
         if s is None:
             continue
         d, r = s.decode_ms, s.raw_decode_ms
-        rows.append(
-            [
-                run.model,
-                str(run.threads),
-                format_seconds(s.load_s.median) if s.load_s else "–",
-                format_seconds(s.ttft_s.median) if s.ttft_s else "–",
-                _num(s.prefill_tps.median if s.prefill_tps else None, 0),
-                _num(d.p50 if d else None),
-                _num(d.p90 if d else None),
-                _num(d.p99 if d else None),
-                _num(s.decode_tps.median if s.decode_tps else None),
-                _num(r.p50 if r else None),
-                _num(s.ratio, 3),
-                format_seconds(s.followup_ttft_s.median) if s.followup_ttft_s else "–",
-                _bytes(s.peak_rss_bytes),
-                s.verdict.status if s.verdict else "–",
-            ]
-        )
+        row = [
+            run.model,
+            "remote" if run.remote else str(run.threads),
+            format_seconds(s.load_s.median) if s.load_s else "–",
+            format_seconds(s.ttft_s.median) if s.ttft_s else "–",
+            _num(s.prefill_tps.median if s.prefill_tps else None, 0),
+            _num(d.p50 if d else None),
+            _num(d.p90 if d else None),
+            _num(d.p99 if d else None),
+            _num(s.decode_tps.median if s.decode_tps else None),
+            _num(r.p50 if r else None),
+            _num(s.ratio, 3),
+            format_seconds(s.followup_ttft_s.median) if s.followup_ttft_s else "–",
+            _bytes(s.peak_rss_bytes),
+            s.verdict.status if s.verdict else "–",
+        ]
+        if with_jitter:
+            row.insert(9, _num(s.jitter.spread_ms if s.jitter else None))
+        rows.append(row)
     return rows
 
 
@@ -391,7 +486,7 @@ def render_text(result: BenchResult, *, show_histogram: bool = True) -> str:
                 out += ["", *hist]
     if len(result.runs) > 1:
         out += ["", "Summary", *_text_table(sweep_table(result.runs))]
-    for block in (recommendation_lines(result), voice_lines(result)):
+    for block in (side_by_side_lines(result), recommendation_lines(result), voice_lines(result)):
         if block:
             out += ["", *block]
     return "\n".join(out) + "\n"
@@ -430,6 +525,15 @@ def render_markdown(result: BenchResult) -> str:
                 f"{b.excess_ms:+.2f} ms/token = sampling {b.sample_ms:.2f} + detokenize {b.detokenize_ms:.3f}"
                 f" + dispatch {b.dispatch_ms:+.2f}; {verdict_text(sm)}"
             )
+        elif sm is not None and run.remote:
+            out.append(
+                f"- {run_label(run)}: no raw baseline ({run.no_raw_reason or NO_RAW_REMOTE}); "
+                f"network jitter {jitter_text(sm)}; {'; '.join(f'{k}: {v}' for k, v in server_lines(sm))}; "
+                f"{verdict_text(sm)}"
+            )
+    side = side_by_side_lines(result)
+    if side:
+        out += ["", f"**{side[0]}**", "", "```", *side[1:], "```"]
     rec = recommendation_lines(result)
     if rec:
         out += ["", f"**{rec[0]}**", "", "```", *rec[1:], "```"]
@@ -451,12 +555,22 @@ class _Metric:
     get: Callable[[RunSummary], float | None]
     fmt: Callable[[float], str]
     lower_is_better: bool = True
+    optional: bool = False
+    """Left out when neither side has it (the figures only a remote run has)."""
 
 
 def _p(attr: str, field: str) -> Callable[[RunSummary], float | None]:
     def get(s: RunSummary) -> float | None:
         v = getattr(s, attr)
         return None if v is None else float(getattr(v, field))
+
+    return get
+
+
+def _server(attr: str) -> Callable[[RunSummary], float | None]:
+    def get(s: RunSummary) -> float | None:
+        v = getattr(s.server, attr) if s.server is not None else None
+        return None if v is None else float(v.median)
 
     return get
 
@@ -469,6 +583,8 @@ _METRICS = [
     _Metric("decode p90 ms", _p("decode_ms", "p90"), lambda x: f"{x:.1f}"),
     _Metric("decode p99 ms", _p("decode_ms", "p99"), lambda x: f"{x:.1f}"),
     _Metric("decode tok/s", _p("decode_tps", "median"), lambda x: f"{x:.1f}", lower_is_better=False),
+    _Metric("jitter p90−p50 ms", _p("jitter", "spread_ms"), lambda x: f"{x:.1f}", optional=True),
+    _Metric("server decode ms/token", _server("decode_ms"), lambda x: f"{x:.1f}", optional=True),
     _Metric("raw decode p50 ms", _p("raw_decode_ms", "p50"), lambda x: f"{x:.1f}"),
     _Metric("edgeassist/raw", lambda s: s.ratio, lambda x: f"{x:.3f}"),
     _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), format_seconds),
@@ -480,19 +596,88 @@ _METRICS = [
 ]
 
 
+def _speed(run: ModelRun) -> float:
+    """Decode p50 for picking the fastest run (unmeasured runs last)."""
+    d = run.summary.decode_ms if run.summary is not None else None
+    return d.p50 if d is not None else float("inf")
+
+
 def _match(a: Sequence[ModelRun], b: Sequence[ModelRun]) -> list[tuple[ModelRun | None, ModelRun | None]]:
-    """Pair runs by (model, threads), then by file size and threads (same model under another name)."""
-    pairs: list[tuple[ModelRun | None, ModelRun | None]] = []
+    """Pair runs by (model, threads, endpoint), then local ones by file size and threads (same model under another
+    name); then a remote run left over on one side with the fastest local run left over on the other (a local
+    model against a server is what comparing the two is for). In A's order, B's lone runs last."""
+    partner: dict[int, ModelRun] = {}
     left = list(b)
     for ra in a:
-        hit = next((rb for rb in left if (rb.model, rb.threads) == (ra.model, ra.threads)), None)
-        if hit is None:
-            hit = next((rb for rb in left if (rb.file_bytes, rb.threads) == (ra.file_bytes, ra.threads)), None)
+        hit = next(
+            (rb for rb in left if (rb.model, rb.threads, rb.endpoint) == (ra.model, ra.threads, ra.endpoint)), None
+        )
+        if hit is None and not ra.remote:
+            same_file = (ra.file_bytes, ra.threads)
+            hit = next((rb for rb in left if not rb.remote and (rb.file_bytes, rb.threads) == same_file), None)
         if hit is not None:
             left.remove(hit)
-        pairs.append((ra, hit))
-    pairs += [(None, rb) for rb in left]
-    return pairs
+            partner[id(ra)] = hit
+    lone_a = [ra for ra in a if id(ra) not in partner]
+    for ra in [r for r in lone_a if r.remote]:
+        local_b = [r for r in left if not r.remote]
+        if local_b:
+            partner[id(ra)] = rb = min(local_b, key=_speed)
+            left.remove(rb)
+    for rb in [r for r in left if r.remote]:
+        local_a = [r for r in a if not r.remote and id(r) not in partner]
+        if local_a:
+            partner[id(min(local_a, key=_speed))] = rb
+            left.remove(rb)
+    pairs: list[tuple[ModelRun | None, ModelRun | None]] = [(ra, partner.get(id(ra))) for ra in a]
+    return pairs + [(None, rb) for rb in left]
+
+
+def pair_lines(ra: ModelRun, rb: ModelRun, na: str, nb: str) -> list[str]:
+    """Two measured runs' figures side by side with the ratio `nb`/`na`, and what a remote side has not."""
+    assert ra.summary is not None and rb.summary is not None
+    rows = [["figure", na, nb, f"{nb}/{na}", ""]]
+    for m in _METRICS:
+        va, vb = m.get(ra.summary), m.get(rb.summary)
+        if m.optional and va is None and vb is None:
+            continue
+        ratio, better = "–", ""
+        if va is not None and vb is not None and va > 0:
+            ratio = f"{vb / va:.2f}x"
+            if abs(vb / va - 1) >= 0.02:
+                better = nb if (vb < va) == m.lower_is_better else na
+                better = f"{better} better"
+        rows.append(
+            [m.label, m.fmt(va) if va is not None else "–", m.fmt(vb) if vb is not None else "–", ratio, better]
+        )
+    va_, vb_ = ra.summary.verdict, rb.summary.verdict
+    rows.append(["verdict", va_.status if va_ else "–", vb_.status if vb_ else "–", "", ""])
+    out = _text_table(rows)
+    for name, run in ((na, ra), (nb, rb)):
+        if run.remote:
+            out.append(
+                f"  {name}: no raw baseline, load time or memory ({run.no_raw_reason or NO_RAW_REMOTE}; "
+                "they are the server's)"
+            )
+    return out
+
+
+def side_by_side_lines(result: BenchResult) -> list[str]:
+    """A result with local and remote runs (`--endpoint URL --compare`): the fastest local run beside each remote."""
+    local = [r for r in result.runs if not r.remote and r.summary is not None and r.summary.decode_ms is not None]
+    remote = [r for r in result.runs if r.remote]
+    if not local or not remote:
+        return []
+    best = min(local, key=_speed)
+    out = ["Side by side: local and remote"]
+    for rr in remote:
+        fastest = " (the fastest local run)" if len(local) > 1 else ""
+        out += [f"  local = {run_label(best)}{fastest}", f"  remote = {run_label(rr)}"]
+        if rr.summary is None or not rr.repetitions:
+            out.append("  (nothing measured on the remote side)")
+            continue
+        out += pair_lines(best, rr, "local", "remote")
+    return out
 
 
 def render_compare(a: BenchResult, b: BenchResult, sources: tuple[str, str] = ("", "")) -> str:
@@ -505,31 +690,22 @@ def render_compare(a: BenchResult, b: BenchResult, sources: tuple[str, str] = ("
     for label, res in ((na, a), (nb, b)):
         if res.interrupted or not res.complete:
             out.append(f"note: {label} is incomplete (interrupted or a run failed)")
-    if settings_line(a) != settings_line(b):
+    # (Whether the raw loop ran is not a difference worth a line: its rows show it, and a remote run has none.)
+    if settings_line(a, raw_baseline=False) != settings_line(b, raw_baseline=False):
         out += [f"settings differ: {na}: {settings_line(a)}", f"                {nb}: {settings_line(b)}"]
     for ra, rb in _match(a.runs, b.runs):
         title = ra or rb
         assert title is not None
         head = f"{title.model} @ {threads_text(title.threads)}"
-        if ra is not None and rb is not None and ra.model != rb.model:
+        if ra is not None and rb is not None and (ra.remote or rb.remote):
+            head = f"{run_label(ra)} ({na}) vs {run_label(rb)} ({nb})"
+        elif ra is not None and rb is not None and ra.model != rb.model:
             head = f"{ra.model} ({na}) vs {rb.model} ({nb}) @ {threads_text(title.threads)}"
+        elif title.remote:
+            head = run_label(title)
         out += ["", head]
         if ra is None or rb is None or ra.summary is None or rb.summary is None:
             out.append(f"  only in {na if rb is None else nb}")
             continue
-        rows = [["figure", na, nb, f"{nb}/{na}", ""]]
-        for m in _METRICS:
-            va, vb = m.get(ra.summary), m.get(rb.summary)
-            ratio, better = "–", ""
-            if va is not None and vb is not None and va > 0:
-                ratio = f"{vb / va:.2f}x"
-                if abs(vb / va - 1) >= 0.02:
-                    better = nb if (vb < va) == m.lower_is_better else na
-                    better = f"{better} better"
-            rows.append(
-                [m.label, m.fmt(va) if va is not None else "–", m.fmt(vb) if vb is not None else "–", ratio, better]
-            )
-        va_, vb_ = ra.summary.verdict, rb.summary.verdict
-        rows.append(["verdict", va_.status if va_ else "–", vb_.status if vb_ else "–", "", ""])
-        out += _text_table(rows)
+        out += pair_lines(ra, rb, na, nb)
     return "\n".join(out) + "\n"

@@ -1,4 +1,8 @@
-"""`edgeassist bench`: how fast the model runs here, against the target, against raw llama.cpp, and what to use."""
+"""`edgeassist bench`: how fast the model runs here, against the target, against raw llama.cpp, and what to use.
+
+With `--endpoint URL` (or `model.endpoint`) it times the server's model instead, through the same engine
+as chat; `--compare` with no files runs the local model and the server's in one go, side by side.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="Benchmark the model through the same engine as chat and voice, with a raw llama.cpp "
         "decode loop as the baseline; print a report with a latency histogram, a verdict against the "
         "per-token target and the catalog model to use here. With no model given it runs the configured "
-        "one (else the offline starter). Ctrl+C stops and prints what was measured.",
+        "one (else the offline starter). With --endpoint it times the server's model (time to first token, "
+        "ms/token and network jitter; no raw baseline); add --compare to run the local model beside it. "
+        "Ctrl+C stops and prints what was measured.",
     )
     settings_group(p, model_and_threads=False)
     w = p.add_argument_group("what to run")
@@ -97,10 +103,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     o.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     o.add_argument(
         "--compare",
-        nargs=2,
+        nargs="*",
         type=Path,
-        metavar=("A.json", "B.json"),
-        help="show two saved results side by side with ratios (runs nothing)",
+        metavar="A.json B.json",
+        help="show two saved results side by side with ratios (runs nothing); with no files and --endpoint, "
+        "run the local model and the server's and show them side by side",
     )
     p.set_defaults(handler=run)
 
@@ -120,8 +127,9 @@ class ProgressPrinter:
         from edgeassist.bench.report import threads_text
 
         elapsed = int(time.monotonic() - self.t0)
+        where = "remote" if p.threads is None else threads_text(p.threads)
         line = (
-            f"[{p.run}/{p.runs}] {p.model} · {threads_text(p.threads)} · {p.step}"
+            f"[{p.run}/{p.runs}] {p.model} · {where} · {p.step}"
             f" · {p.fraction * 100:.0f}% · {elapsed // 60}:{elapsed % 60:02d}"
         )
         if self.tty:
@@ -171,6 +179,38 @@ def resolve_targets(args: argparse.Namespace, settings: Settings, say: Any) -> l
     return targets
 
 
+LOCAL_ONLY = (
+    ("models", "-m/--model"),
+    ("synthetic", "--synthetic"),
+    ("thread_list", "--threads"),
+    ("voice", "--voice"),
+)
+"""Flags (dest, as typed) that only a local model takes: with an endpoint they need `--compare`."""
+
+
+def check_remote_flags(args: argparse.Namespace, endpoint: str | None) -> bool:
+    """Whether this bench runs a remote model; a usage error for flags that do not fit how it runs.
+
+    `--compare` with no files is local and remote side by side, which needs an endpoint; with an
+    endpoint and no `--compare` only the server's model runs, so a local model's flags (a model, a
+    thread sweep, `--synthetic`, `--voice`) would be silently ignored: they are refused instead.
+    """
+    side_by_side = args.compare == []
+    if side_by_side and not endpoint:
+        raise UsageError(
+            "--compare with no files runs a local model beside a remote one: add --endpoint URL, "
+            "or give two saved results (--compare A.json B.json)"
+        )
+    if endpoint and not side_by_side:
+        given = next((flag for dest, flag in LOCAL_ONLY if getattr(args, dest, None)), None)
+        if given is not None:
+            raise UsageError(
+                f"{given} is for a local model, and with an endpoint ({endpoint}, from --endpoint or "
+                "model.endpoint) the bench times the server's: add --compare to run the local model beside it"
+            )
+    return bool(endpoint)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the bench (or the comparison) and print the report."""
     from edgeassist.bench.report import render_compare, render_markdown, render_text
@@ -178,10 +218,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     out = sys.stdout
     if args.compare:
+        if len(args.compare) != 2:
+            raise UsageError(
+                f"--compare takes two saved results (A.json B.json), not {len(args.compare)}; "
+                "or none, with --endpoint, to run a local and a remote model side by side"
+            )
         a_path, b_path = args.compare
         a, b = load_result(a_path), load_result(b_path)
         out.write(render_compare(a, b, (str(a_path), str(b_path))))
         return 0
+    remote = check_remote_flags(args, settings.model.endpoint)
+    local = not remote or args.compare == []
 
     from edgeassist.bench.measure import BenchPlan, run_bench
     from edgeassist.bench.report import threads_text
@@ -197,7 +244,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"--prompt-tokens {bs.prompt_tokens} and --gen-tokens {bs.gen_tokens} do not fit the "
             f"{settings.model.n_ctx}-token context with a follow-up turn: lower them or raise --n-ctx"
         )
-    targets = resolve_targets(args, settings, say)
+    targets = resolve_targets(args, settings, say) if local else []
     plan = BenchPlan(
         targets=targets,
         threads=args.thread_list or [settings.model.n_threads or physical_cores()],
@@ -206,9 +253,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         gen_tokens=bs.gen_tokens,
         target_ms=bs.target_ms,
         warmup=bs.warmup,
-        raw_baseline=not args.no_raw,
+        raw_baseline=local and not args.no_raw,
         command=_command_line(),
         voice=voice,
+        remote=remote,
     )
     result = run_bench(settings, plan, progress=None if args.quiet else progress)
     progress.end()
@@ -225,7 +273,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 130
     failed = [r for r in result.runs if r.error]
     for r in failed:
-        print(f"edgeassist: {r.model} at {threads_text(r.threads)} failed: {r.error}", file=sys.stderr)
+        where = f"on {r.endpoint}" if r.endpoint else f"at {threads_text(r.threads)}"
+        print(f"edgeassist: {r.model} {where} failed: {r.error}", file=sys.stderr)
     return 1 if failed else 0
 
 
