@@ -439,9 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = bench_rows(read_json(args.report), results.get("models", []))
             if not rows:
                 raise EdgeAssistError(f"{args.report} has no runs")
-            results["bench"] = rows
+            new = {r["model"] for r in rows}  # a later bench file (the 4B's) adds its models to the table
+            results["bench"] = [r for r in results.get("bench", []) if r["model"] not in new] + rows
             write_json(args.json, results)
-            print_rows(rows)
+            print_rows(results["bench"])
     except EdgeAssistError as e:
         print(f"cuda_engine_check: {e}", file=sys.stderr)
         return 2
