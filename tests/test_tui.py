@@ -888,3 +888,36 @@ async def test_page_up_and_down_scroll_the_conversation_from_the_message_box(tmp
         await pilot.press("pagedown")
         await wait_until(pilot, lambda: view.scroll_y == view.max_scroll_y)
         assert isinstance(app.focused, PromptInput)
+
+
+async def test_a_burst_of_typed_keys_lands_whole_as_one_edit(tmp_path: Path, fake_engine: Any) -> None:
+    """A paste from a terminal without bracketed paste: one key per character, all queued at once."""
+    from textual import events
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine("ok").opener(), new_chat=True)
+    first = "".join(chr(ord("a") + i % 26) for i in range(3000))
+    second = "tail end ünïcode"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        box = app.query_one(PromptInput)
+        box.focus()
+        await pilot.pause()
+        edits: list[str] = []
+        replace = box.replace
+        box.replace = lambda text, *a, **k: (edits.append(text), replace(text, *a, **k))[1]  # type: ignore[method-assign]
+        keys = [events.Key(ch, ch) for ch in first] + [events.Key("ctrl+j", None)]
+        keys += [events.Key(ch if ch != " " else "space", ch) for ch in second]
+        for key in keys:
+            app.post_message(key)
+        await wait_until(pilot, lambda: box.text == f"{first}\n{second}", what="the paste, whole and in order")
+        assert len(edits) < len(keys) // 100  # a few edits, not one per key (each re-wrapped the whole line)
+        assert box.cursor_location == box.document.end
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        assert engine_last_message(app) == f"{first}\n{second}"
+
+
+def engine_last_message(app: EdgeAssistApp) -> str:
+    """The text of the last user message in the open chat's history."""
+    assert app.chat is not None
+    return [m.content for m in app.store.messages(app.chat.id) if m.role == "user"][-1]

@@ -43,6 +43,8 @@ class PromptInput(TextArea):
         )
         self.editing = False
         """Enter resends the last message in place of the one sent (ctrl+l); Esc gives the edit up."""
+        self._typed: list[str] = []
+        """Printable keys not inserted yet: a burst of them goes in as one edit (`_insert_typed`)."""
 
     def set_editing(self, editing: bool) -> None:
         """Enter or leave edit mode: the border says so, and Esc's binding follows."""
@@ -52,6 +54,18 @@ class PromptInput(TextArea):
         self.app.refresh_bindings()
 
     async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character and not self.read_only:
+            # A terminal without bracketed paste sends a paste as one key per character. TextArea
+            # re-wraps the whole line on each edit, so 5,000 of them took seconds (quadratic): the
+            # keys already queued go in as one edit, inserted once the queue has been read.
+            event.stop()
+            event.prevent_default()
+            self._restart_blink()  # (as TextArea does for each key)
+            if not self._typed:
+                self.call_later(self._insert_typed)
+            self._typed.append(event.character)
+            return
+        self._insert_typed()  # any other key acts on the text as typed so far
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -64,6 +78,23 @@ class PromptInput(TextArea):
             self.replace("\n", start, end)
             return
         await super()._on_key(event)
+
+    def _insert_typed(self) -> None:
+        """Insert the printable keys received so far, in one edit, over the selection (as typing does)."""
+        if not self._typed:
+            return
+        text = "".join(self._typed)
+        self._typed.clear()
+        start, end = self.selection
+        self.replace(text, start, end, maintain_selection_offset=False)
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        self._insert_typed()
+        await super()._on_paste(event)
+
+    async def _on_mouse_down(self, event: events.MouseDown) -> None:
+        self._insert_typed()  # before the click moves the cursor
+        await super()._on_mouse_down(event)
 
 
 class UserMessage(Static):
