@@ -921,3 +921,64 @@ def engine_last_message(app: EdgeAssistApp) -> str:
     """The text of the last user message in the open chat's history."""
     assert app.chat is not None
     return [m.content for m in app.store.messages(app.chat.id) if m.role == "user"][-1]
+
+
+async def test_f3_puts_the_cursor_at_the_end_of_the_system_prompt(tmp_path: Path, fake_engine: Any) -> None:
+    from textual.widgets import TextArea
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: app.screen.query("#system-text"))
+        area = app.screen.query_one("#system-text", TextArea)
+        assert area.text and area.has_focus
+        assert area.cursor_location == area.document.end
+        await pilot.press("!")
+        assert area.text.endswith("!")
+
+
+async def test_esc_while_editing_is_offered_as_cancel_edit_not_stop(tmp_path: Path, fake_engine: Any) -> None:
+    from textual.widgets._footer import FooterKey
+
+    gate = threading.Event()
+    engine = fake_engine("one two three four", gate=gate, pause_at=2)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True)
+
+    def footer() -> set[str]:
+        return {k.description for k in app.screen.query(FooterKey)}
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert not {"Stop", "Cancel edit"} & footer()  # nothing to stop, nothing edited
+        await send(pilot, "count")
+        await wait_until(pilot, lambda: "Stop" in footer(), what="Stop while the reply streams")
+        gate.set()
+        await wait_until(pilot, lambda: not app.generating)
+        await pilot.press("ctrl+l")
+        await wait_until(pilot, lambda: "Cancel edit" in footer(), what="Cancel edit while editing")
+        assert "Stop" not in footer()
+        await pilot.press("escape")
+        assert not app.editing and app.query_one(PromptInput).text == ""
+        assert len(replies(app)) == 1 and replies(app)[-1].status == "complete"  # nothing was stopped
+
+
+async def test_voice_without_a_microphone_gives_a_hint_that_holds_in_the_app(
+    tmp_path: Path, fake_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeassist.speech.audio as audio
+
+    monkeypatch.setattr(audio, "list_devices", lambda: [])  # PortAudio sees no device
+
+    def make(*_: Any) -> Any:
+        audio.find_device(None, "input")  # what the microphone does first
+        raise AssertionError("unreachable")
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), make_voice=make)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: not app.talk.loading, what="the failure")
+        said = " ".join(n.message for n in app._notifications)
+        assert "no microphone found" in said and "connect one" in said
+        assert "--input-wav" not in said and "--output-wav" not in said  # flags of `edgeassist voice`, not the app

@@ -88,6 +88,7 @@ class EdgeAssistApp(App[None]):
     COMMANDS = App.COMMANDS | {ModelCommands}
     BINDINGS = [
         Binding("escape", "stop", "Stop", tooltip="stop the reply or voice turn (text is kept)"),
+        Binding("escape", "cancel_edit", "Cancel edit", tooltip="give up editing the last message"),
         Binding("ctrl+space,ctrl+@,f5", "talk", "Talk", tooltip="push to talk; press again to send"),
         Binding("ctrl+t", "toggle_thinking", "Think", tooltip="thinking on/off for the next message"),
         Binding("ctrl+r", "regenerate", "Regen", tooltip="write the last reply again"),
@@ -379,22 +380,28 @@ class EdgeAssistApp(App[None]):
     # -- actions ---------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Chat actions only on the chat screen; Stop only while something can be stopped."""
+        """Chat actions only on the chat screen; Esc's two actions only when they can act (so the footer says which)."""
         if action in ("quit", "help", "command_palette"):
             return True
         if self.screen is not self.screen_stack[0]:
             return False  # a dialog or the model error screen is up
+        running = self.generating or bool(self.talk.turns)
         if action == "stop":
-            return self.generating or self.editing or bool(self.talk.turns)
+            return running
+        if action == "cancel_edit":
+            return self.editing and not running  # a reply being written is stopped first
         return True
 
     def action_stop(self) -> None:
-        """Esc: stop the reply (or the voice turn: recording, speaking); when editing, give up the edit."""
+        """Esc: stop the reply (or the voice turn: recording, speaking)."""
         if self.talk.interrupt():
             self.replies.stop()
             return
-        if self.replies.stop():
-            return
+        if not self.replies.stop():
+            self.action_cancel_edit()  # (the reply ended as Esc came)
+
+    def action_cancel_edit(self) -> None:
+        """Esc while editing the last message: give the edit up (the message box empties)."""
         box = self.query_one(PromptInput)
         if box.editing:
             box.set_editing(False)

@@ -167,6 +167,12 @@ class SystemPromptScreen(ModalScreen[str | None]):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (Esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        """The cursor at the end of the prompt, where one goes on writing."""
+        area = self.query_one("#system-text", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Answer with the button pressed."""
         if event.button.id == "save":

@@ -10,6 +10,7 @@ shows in the voice bar. Talking over a spoken reply stops it and records the nex
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +39,18 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from edgeassist.voice import VoicePipeline
+
+_WAV_FLAGS = re.compile(r"[,;]? or use --(?:input|output)-wav(?:/--output-wav)?(?: FILE)?")
+"""The speech layer's pointer to `edgeassist voice`'s wav-file flags, which the chat app does not have."""
+
+
+def for_the_app(error: str) -> str:
+    """A speech error as the chat app says it: without the wav-file flags of `edgeassist voice`.
+
+    What is left is what helps here: connect a device, install the part, pick one in the config.
+    """
+    return _WAV_FLAGS.sub("", error)
+
 
 MakeVoice = Callable[[Settings, Conversation, Callable[[float], None], Callable[[str, bool], None]], Any]
 """Builds the voice pipeline (settings, conversation, on_level, on_transcript); default `voice.build_pipeline`."""
@@ -160,7 +173,7 @@ class TalkRoom(Room):
         """Voice cannot run here: say what to install; typing works as before."""
         self.loading = False
         self.app.query_one(VoiceBar).show("off")
-        self.app.notify(message.error, title="Voice unavailable", severity="error", timeout=15)
+        self.app.notify(for_the_app(message.error), title="Voice unavailable", severity="error", timeout=15)
 
     # -- a turn -----------------------------------------------------------------------------------
 
@@ -181,7 +194,7 @@ class TalkRoom(Room):
             pipeline.start_recording()  # stops a reply that is speaking, at once
         except EdgeAssistError as e:
             await message.remove()
-            self.app.notify(str(e), title="Voice", severity="error", timeout=15)
+            self.app.notify(for_the_app(str(e)), title="Voice", severity="error", timeout=15)
             return
         turn = Turn(self.replies.spoken(message, pipeline.interrupt), pipeline)
         self.turns[turn.reply.reply_id] = turn
