@@ -25,6 +25,8 @@ from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
 from edgeassist.engine.build import physical_cores
 from edgeassist.engine.encoder import Prompt, PromptEncoder
+from edgeassist.engine.log import LOG as _LOG
+from edgeassist.engine.log import first_error, install_llama_log
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.sampling import sampler_chain
 from edgeassist.engine.state import ContextState
@@ -150,6 +152,7 @@ class LlamaEngine:
                 return self.load_s
             check_gguf(self.path, self.fix_hint)
             _init_backend()
+            install_llama_log(_log_tail)  # after the backend starts: its own callback would replace this one
             import llama_cpp
 
             t0 = time.perf_counter()
@@ -158,9 +161,10 @@ class LlamaEngine:
             layers = self._n_gpu_layers if self._n_gpu_layers is not None else (-1 if gpu else 0)
             mparams.n_gpu_layers = layers if gpu else 0
             _log_tail.clear()
+            mark = _LOG.count  # llama.cpp's first error after this says why a load failed
             model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
             if not model:
-                reason = _log_tail[-1] if _log_tail else "unknown error"
+                reason = first_error(mark) or (_log_tail[-1] if _log_tail else "unknown error")
                 raise ModelLoadError(
                     f"cannot load {self.path.name}: the file is truncated, corrupt or of an unsupported "
                     f"architecture ({reason}); {self.fix_hint}"
@@ -176,10 +180,11 @@ class LlamaEngine:
                 self._free_model()
                 raise
             self._rollback = encoder.reply_tail_depth(ROLLBACK_MAX) if self.recurrent else 0
+            mark = _LOG.count
             ctx = self.new_context()
             if not ctx:
                 self._free_model()
-                reason = _log_tail[-1] if _log_tail else "out of memory?"
+                reason = first_error(mark) or (_log_tail[-1] if _log_tail else "out of memory?")
                 raise ModelLoadError(f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}")
             self._ctx = ctx
             self._rollback = min(self._rollback, llama_cpp.llama_n_rs_seq(ctx))  # (0 where llama.cpp has none)
