@@ -15,8 +15,11 @@
 #   scripts/cuda_check.sh                  # results in .cuda-build/out/ unless OUT is set
 # On this workplace's device machine (no registry there: run scripts/cuda_prepare.sh first, here):
 #   run(command="bash scripts/cuda_check.sh", carry=[".cuda-carry"], timeout_s=600)
-# A run writes the CUDA wheel it built to $OUT when it is under 16 MiB; put it in .cuda-carry/llama/
-# and the next run installs it instead of building (about half of the run's time).
+# The CUDA build is most of the run: ~145 CUDA files, the flash-attention and mmq template instances
+# taking minutes each on one core. A run returns the wheel it built in $OUT (in parts of 15 MiB where
+# it is bigger, since no file over 16 MiB comes back); put the wheel or its parts in .cuda-carry/llama/
+# and the next run installs it instead of building. If the build cannot fit the run,
+# CUDA_CHECK_CMAKE_ARGS=-DGGML_CUDA_FA=OFF about halves it (llama.cpp then has no flash attention).
 #
 # Environment:
 #   OUT                     where the log and results go (default: .cuda-build/out)
@@ -27,6 +30,7 @@
 #   CUDA_CHECK_SHAPES       synthetic shapes for the check and the bench (default: 0.8b,2b)
 #   CUDA_CHECK_BUDGET_S     seconds this run may take; the 4B is added only if it fits (default: 560)
 #   CUDA_CHECK_LLAMA_WHEEL  a llama-cpp-python wheel to install instead of building one
+#   CUDA_CHECK_CMAKE_ARGS   more CMake arguments for the build (e.g. -DGGML_CUDA_FA=OFF)
 #   CUDA_CHECK_ALLOW_CPU=1  without nvcc, check steps 2-5 on the CPU (with CUDA_CHECK_LLAMA_WHEEL or
 #                           llama-cpp-python from the index): proves the script, not the GPU
 # Exit status: 0 all passed; 1 a check, test or bench failed; 3 a tool is missing (nvcc, cmake,
@@ -108,6 +112,13 @@ find_nvcc() {
   return 1
 }
 
+find_tool() {  # find_tool NAME: on PATH, else from the Python package of that name (cmake, ninja on PyPI)
+  command -v "$1" >/dev/null && return 0
+  local bin
+  bin="$("$vpy" -c "import $1, os; print(getattr($1, 'BIN_DIR', '') or os.path.dirname($1.__file__) + '/data/bin')" 2>/dev/null)"
+  [ -x "$bin/$1" ] && export PATH="$bin:$PATH"
+}
+
 cuda_arch() {
   if [ -n "${CUDA_CHECK_ARCH:-}" ]; then
     echo "$CUDA_CHECK_ARCH"
@@ -119,26 +130,73 @@ cuda_arch() {
   echo "$caps"
 }
 
+cuda_lib_args() {
+  # ggml-cuda links cuBLAS and the driver library. A toolkit assembled from NVIDIA's pip wheels
+  # (nvcc, runtime) may have neither: cuBLAS then comes from the Python packages beside it
+  # (nvidia-cublas, which PyTorch installs; its folder goes into the library's run path), the
+  # driver library from the driver's own folder; without one, ggml's VMM pool is left out.
+  local top lib so lt driver
+  top="$(nvcc -v --dryrun /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)"
+  top="$(cd "${top:-$(dirname "$(command -v nvcc)")/..}" && pwd)"
+  if ! compgen -G "$top/lib*/libcublas.so*" >/dev/null && ! compgen -G "$top/targets/*/lib/libcublas.so*" >/dev/null; then
+    lib="$("$vpy" - <<'EOF'
+import glob, os
+try:
+    import nvidia
+except ImportError:
+    raise SystemExit
+for root in nvidia.__path__:
+    for found in sorted(glob.glob(os.path.join(root, "*", "lib", "libcublas.so.*")), reverse=True):
+        print(os.path.dirname(found))
+        raise SystemExit
+EOF
+)"
+    [ -n "$lib" ] || return 1
+    so="$(ls "$lib"/libcublas.so.* | head -1)"
+    lt="$(ls "$lib"/libcublasLt.so.* | head -1)"
+    say "cuBLAS is not in $top: using the one in $lib" >&2
+    echo "-DCUDA_cublas_LIBRARY=$so -DCUDA_cublasLt_LIBRARY=$lt -DCMAKE_CUDA_FLAGS=-I$lib/../include -DCMAKE_CXX_FLAGS=-I$lib/../include"
+  fi
+  if ! compgen -G "$top/lib*/stubs/libcuda.so" >/dev/null && ! compgen -G "$top/targets/*/lib/stubs/libcuda.so" >/dev/null; then
+    driver="$({ ls /usr/local/nvidia/lib64/libcuda.so* /usr/local/nvidia/lib/libcuda.so* 2>/dev/null
+      ldconfig -p 2>/dev/null | awk '/libcuda\.so/ { print $NF }'; } | head -1)"
+    if [ -n "$driver" ]; then
+      say "the toolkit has no driver stub: linking the driver's $driver" >&2
+      echo "-DCUDA_cuda_driver_LIBRARY=$driver"
+    else
+      say "no driver library (libcuda.so) to link: building without ggml's VMM memory pool" >&2
+      echo "-DGGML_CUDA_NO_VMM=ON"
+    fi
+  fi
+}
+
 build_wheel() {  # build_wheel ARCH: sets $wheel
   local arch=$1 src_dir="$work/src/llama_cpp_python-$version" sdist="$carry/sdist/llama_cpp_python-$version.tar.gz"
+  find_tool cmake || die 3 "cmake not found: install CMake 3.21 or newer"
+  find_tool ninja || say "ninja not found: CMake will use make"
+  "$vpy" -c 'import scikit_build_core' 2>/dev/null || pip_install scikit-build-core ||
+    die 3 "scikit-build-core is missing and cannot be installed (pip install scikit-build-core)"
+  local extra
+  extra="$(cuda_lib_args | paste -sd ' ')" ||  # (pipefail: cuda_lib_args's own status)
+    die 3 "cuBLAS not found beside nvcc ($(command -v nvcc)) nor in the nvidia Python packages: install the toolkit's cuBLAS"
   if [ ! -d "$src_dir" ]; then
     mkdir -p "$work/src"
     if [ ! -f "$sdist" ]; then
       say "no $sdist: downloading the sdist"
-      "$vpy" -m pip download --disable-pip-version-check --no-deps --no-binary :all: -d "$work/src" \
-        "llama-cpp-python==$version" >"$work/pip.log" 2>&1 || die 4 "cannot download llama-cpp-python $version: $(tail -1 "$work/pip.log")"
       sdist="$work/src/llama_cpp_python-$version.tar.gz"
+      "$vpy" -m pip download --disable-pip-version-check --no-deps --no-binary :all: -d "$work/src" \
+        "llama-cpp-python==$version" >"$work/pip.log" 2>&1 ||
+        die 4 "cannot download llama-cpp-python $version: $(tail -1 "$work/pip.log")"
     fi
     tar -xzf "$sdist" -C "$work/src" || die 4 "cannot unpack $sdist"
   fi
-  "$vpy" -c 'import scikit_build_core' 2>/dev/null || pip_install scikit-build-core ||
-    die 3 "scikit-build-core is missing and cannot be installed (pip install scikit-build-core)"
   say "building for CUDA architectures $arch on $(nproc) cores; the compiler's output goes to $OUT/build.log"
   rm -rf "$work/wheel"
   # mtmd (LLAVA_BUILD) is the multimodal library: edgeassist does not load it, and it costs build time.
-  if ! CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$arch -DLLAVA_BUILD=off" \
+  # -v: the compiler's progress ([n/N] lines) reaches build.log as it goes, even for a run cut off.
+  if ! CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$arch -DLLAVA_BUILD=off $extra ${CUDA_CHECK_CMAKE_ARGS:-}" \
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$vpy" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation -w "$work/wheel" \
+    "$vpy" -m pip wheel -v --disable-pip-version-check --no-deps --no-build-isolation -w "$work/wheel" \
     -C "build-dir=$work/cmake" "$src_dir" >"$OUT/build.log" 2>&1; then
     grep -E 'error|Error|ERROR' "$OUT/build.log" | tail -5
     die 4 "the CUDA build of llama-cpp-python failed: see $OUT/build.log"
@@ -153,9 +211,17 @@ if [ "$(backend)" = cuda ]; then
 elif [ -n "${CUDA_CHECK_LLAMA_WHEEL:-}" ]; then
   wheel="$CUDA_CHECK_LLAMA_WHEEL"
   say "installing the given wheel $wheel"
-elif compgen -G "$carry/llama/llama_cpp_python-$version-*.whl" >/dev/null; then
-  wheel="$(ls "$carry"/llama/llama_cpp_python-"$version"-*.whl | head -1)"
-  say "installing the carried wheel $wheel (built by an earlier run)"
+elif compgen -G "$carry/llama/llama_cpp_python-$version-*.whl*" >/dev/null; then
+  # The wheel, or the parts of 15 MiB an earlier run returned it in (joined in name order).
+  first="$(ls "$carry"/llama/llama_cpp_python-"$version"-*.whl* | head -1)"
+  wheel="$work/carried/$(basename "${first%.part-*}")"
+  mkdir -p "$work/carried"
+  if [ "$first" = "${first%.part-*}" ]; then
+    cp "$first" "$wheel"
+  else
+    cat "${first%.part-*}".part-* >"$wheel"
+  fi || die 5 "cannot copy the carried wheel to $wheel"
+  say "installing the carried wheel $(basename "$wheel") (built by an earlier run)"
 elif ! find_nvcc; then
   [ "$allow_cpu" = 1 ] || die 3 "nvcc not found: install the CUDA toolkit or put its bin/ on PATH" \
     "(CUDA_CHECK_ALLOW_CPU=1 checks the rest on the CPU)"
@@ -163,14 +229,16 @@ elif ! find_nvcc; then
   wheel="llama-cpp-python==$version"
 else
   say "nvcc: $(nvcc --version | tail -1)"
-  command -v cmake >/dev/null || die 3 "cmake not found: install CMake 3.21 or newer"
   arch="$(cuda_arch)" || die 3 "cannot read the GPU's compute capability with nvidia-smi: set CUDA_CHECK_ARCH (90 on Hopper)"
   t0=$SECONDS
   build_wheel "$arch"
   say "built $(basename "$wheel") in $((SECONDS - t0)) s ($(du -h "$wheel" | cut -f1))"
   if [ "$(stat -c %s "$wheel")" -lt $((16 * 1048576)) ]; then
-    cp "$wheel" "$OUT/" && say "copied it to \$OUT: carry it in .cuda-carry/llama/ to skip the build next time"
+    cp "$wheel" "$OUT/"
+  else
+    split -b 15M "$wheel" "$OUT/$(basename "$wheel").part-"
   fi
+  say "the wheel is in \$OUT: carry it (or its parts) in .cuda-carry/llama/ to skip the build next time"
 fi
 
 # -- 2. install --------------------------------------------------------------------------------
@@ -190,7 +258,8 @@ print(f"llama-cpp-python {b.llama_cpp_python}, llama.cpp {b.llama_version}, ggml
 EOF
 expect=cuda
 if [ "$found" != cuda ]; then
-  [ "$allow_cpu" = 1 ] || die 4 "llama-cpp-python imports but was built without CUDA (backend: ${found:-none})"
+  [ "$allow_cpu" = 1 ] || die 4 "llama-cpp-python imports but was built without CUDA (backend: ${found:-none});" \
+    "a CPU wheel given or carried? (CUDA_CHECK_ALLOW_CPU=1 checks the rest on the CPU)"
   expect="$found"
 fi
 
