@@ -97,7 +97,7 @@ async def test_reply_streams_in_and_is_saved(tmp_path: Path, starter: Path) -> N
         reply = replies(app)[-1]
         assert reply.content
         assert reply.status == "complete"
-        assert "tok/s" in str(app.query_one("#figures").render())
+        assert "ms/tok" in str(app.query_one("#figures").render())  # (80 columns: the tok/s rate makes room)
         assert app.chat is not None
         saved = app.store.messages(app.chat.id)
         assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
@@ -338,6 +338,7 @@ async def test_continue_goes_on_with_a_cut_reply_by_key_and_by_button(tmp_path: 
         await ready(pilot)
         await pilot.press("f9")  # nothing to continue yet: says so, changes nothing
         assert not app.generating and not replies(app)
+        app.clear_notifications()  # (the notice ending later would move the button as it is clicked)
         await send(pilot, "Tell me a story")
         await wait_until(pilot, lambda: not app.generating and replies(app) and replies(app)[-1].status == "cut")
         assert replies(app)[-1].more.display
@@ -548,12 +549,131 @@ async def test_switch_model_keeps_the_chat(tmp_path: Path, fake_engine: Any) -> 
         assert opened == ["model-a", "model-b"]
 
 
-async def test_starter_note_is_shown(tmp_path: Path, fake_engine: Any) -> None:
+def starter_opener(engine: Any, note: str) -> Any:
+    """An `open_model` handing out `engine` as the offline starter standing in for a model not pulled."""
+    from types import SimpleNamespace
+
+    resolved = SimpleNamespace(name="smollm2-135m", quant="q4_1", is_starter=True, note=note)
+    return lambda settings, explicit: SimpleNamespace(engine=engine, resolved=resolved)
+
+
+async def test_the_starter_note_stays_while_the_starter_is_in_use(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import Notices
+
     note = "qwen3.5-0.8b is not downloaded (run `edgeassist pull qwen3.5-0.8b`); using the offline starter"
-    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(note=note), new_chat=True)
+    starter, other = fake_engine(name="smollm2-135m"), fake_engine(name="qwen3.5-0.8b")
+
+    def open_model(settings: Settings, explicit: bool) -> Any:
+        if settings.model.name == "qwen3.5-0.8b" and explicit:
+            return other.opener()(settings, explicit)
+        return starter_opener(starter, note)(settings, explicit)
+
+    app = create_app(make_settings(tmp_path), open_model=open_model, new_chat=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        assert any(n.message == note for n in app._notifications)
+        notices = app.query_one(Notices)
+        sticky = app.query_one("#sticky")
+        assert sticky.display and "edgeassist pull qwen3.5-0.8b" in str(sticky.render())
+        assert not app.query_one("#notice").display  # the same words are not shown twice
+        app.clear_notifications()  # what a notice's timeout does
+        await pilot.pause()
+        assert sticky.display and notices.display  # the note is not a notice: it stays
+        await app.switch_model("qwen3.5-0.8b")  # the pulled model: the note goes
+        await ready(pilot)
+        assert not sticky.display
+
+
+async def test_notices_sit_above_the_message_box_and_hide_nothing(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import Notices
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine(supports_thinking=False).opener(), new_chat=True)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+t")  # a model without thinking: a warning
+        notices = app.query_one(Notices)
+        await wait_until(
+            pilot, lambda: notices.display and "no thinking mode" in str(app.query_one("#notice").render())
+        )
+        box, status, view = app.query_one(PromptInput), app.query_one(StatusBar), app.query_one("#chat")
+        await wait_until(pilot, lambda: notices.region.height > 0)
+        assert notices.region.bottom <= box.region.y  # above the message box
+        assert not notices.region.overlaps(box.region) and not notices.region.overlaps(status.region)
+        assert not notices.region.overlaps(view.region)  # the conversation makes room for it
+        assert "⚠" in str(app.query_one("#notice").render())  # the severity shows without colour too
+        assert not [t for t in app.screen.query("Toast") if t.display]  # no toast over the input
+        app.notify("a short one", timeout=0.1)
+        await wait_until(pilot, lambda: "a short one" in str(app.query_one("#notice").render()))
+        await wait_until(pilot, lambda: "a short one" not in str(app.query_one("#notice").render()), what="expiry")
+
+
+async def test_an_empty_chat_welcomes_with_the_model_and_the_keys(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.widgets import Welcome
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine("Hi.").opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        welcome = app.query_one(Welcome)
+        await wait_until(pilot, lambda: "CPU" in welcome.headline, what="the backend")
+        assert welcome.headline == "Model: fake-qwen3.5 · Q4_K_M · CPU"  # loaded, where it runs
+        keys = [k for k, _ in Welcome.KEYS]
+        assert keys == ["Enter", "ctrl+j", "Esc", "ctrl+p", "F1"]
+        assert welcome.display
+        await send(pilot, "Hello")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        await wait_until(pilot, lambda: not welcome.display, what="the welcome to give way")
+        await pilot.press("ctrl+n")  # a new chat: welcomed again
+        await wait_until(pilot, lambda: app.query(Welcome) and app.query_one(Welcome).display)
+
+
+async def test_the_sidebar_hides_on_a_narrow_terminal_and_ctrl_b_still_shows_it(
+    tmp_path: Path, fake_engine: Any
+) -> None:
+    from edgeassist.tui.app import SIDEBAR_MIN_WIDTH
+    from edgeassist.tui.widgets import Sidebar
+
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        sidebar = app.query_one(Sidebar)
+        assert not sidebar.display and app.query_one("#main").region.width == 80
+        await pilot.press("ctrl+b")  # asked for: shown even here
+        assert sidebar.display and isinstance(app.focused, ChatList)
+        await pilot.press("ctrl+b")
+        assert not sidebar.display and isinstance(app.focused, PromptInput)
+        await pilot.resize_terminal(SIDEBAR_MIN_WIDTH + 20, 40)
+        await wait_until(pilot, lambda: sidebar.display, what="the sidebar on a wide terminal")
+        chat_list = app.query_one(ChatList)
+        chat_list.focus()
+        await pilot.resize_terminal(60, 20)
+        await wait_until(pilot, lambda: not sidebar.display, what="the sidebar to hide")
+        assert isinstance(app.focused, PromptInput)  # the focus does not stay in a hidden list
+
+
+async def test_the_bars_shorten_to_the_width_and_keep_the_model_name(tmp_path: Path, fake_engine: Any) -> None:
+    from textual.widgets._footer import FooterKey
+
+    engine = fake_engine("Hello there.", name="qwen3.5-0.8b", supports_thinking=False)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), chat_name="a chat with a long enough name")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Hi")
+        await wait_until(pilot, lambda: not app.generating and "tok/s" in str(app.query_one("#figures").render()))
+        model, mode = app.query_one("#model"), app.query_one("#mode")
+        assert str(model.render()) == "qwen3.5-0.8b · Q4_K_M · CPU"  # in full where there is room
+        assert str(mode.render()) == "thinking: n/a for this model (ctrl+t)"
+        await pilot.resize_terminal(60, 20)
+        await wait_until(pilot, lambda: "tok/s" not in str(app.query_one("#figures").render()), what="shorter")
+        figures = str(app.query_one("#figures").render())
+        assert "ms/tok" in figures and "ctx" in figures  # the headline speed and the context stay
+        assert "qwen3.5-0.8b" in str(model.render())  # the name stays whole
+        assert str(mode.render()) == "think: n/a"  # the chat's name keeps its room
+        title, bar = app.query_one("#chat-title"), app.query_one("#topbar")
+        assert title.region.width >= len("a chat with a long enough name")  # the name whole
+        assert mode.content_region.x - title.region.right >= 2  # and a gap before the mode
+        assert mode.region.right <= bar.region.right
+        keys = [k for k in app.screen.query(FooterKey) if k.display]
+        assert sum(k.outer_size.width for k in keys) <= 60  # one line, nothing under the palette key
+        assert {"help", "command_palette"} <= {k.action for k in keys}
 
 
 async def test_new_chat_mid_reply_stops_and_saves_it(tmp_path: Path, fake_engine: Any) -> None:

@@ -1,4 +1,7 @@
-"""Snapshots of the chat app's main states at 80x24, from a scripted engine with fixed output and stats.
+"""Snapshots of the chat app's main states, from a scripted engine with fixed output and stats.
+
+Most are at 80x24; one chat is taken at 60x20, 80x24 and 120x40, where the sidebar, the bars and
+the footer fit themselves to the width.
 
 Update after a deliberate change with `pytest tests/test_tui_snapshots.py --snapshot-update`
 and look at the SVGs in `tests/__snapshots__/` before committing them.
@@ -114,3 +117,39 @@ def test_help_screen(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> Non
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+STARTER_NOTE = (
+    "qwen3.5-0.8b is not downloaded (run `edgeassist pull qwen3.5-0.8b`); using the offline starter model SmolLM2-135M"
+)
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_chat_on_the_starter_at_each_size(
+    snap_compare: Any, tmp_path: Path, fake_engine: Any, size: tuple[int, int]
+) -> None:
+    """A reply, a notice and the starter's note: the sidebar only on the wide terminal, nothing covered."""
+    from types import SimpleNamespace
+
+    engine = fake_engine("Hello! Ask me anything; I am a small model that runs offline.", name="smollm2-135m")
+    resolved = SimpleNamespace(name="smollm2-135m", quant="q4_1", is_starter=True, note=STARTER_NOTE)
+    settings = settings_for(tmp_path)
+    store = Store(settings.store_path())
+    for name in ("Plan a trip to Lisbon", "Soup recipe"):
+        store.create_chat(name)
+    app = create_app(
+        settings,
+        store=store,
+        open_model=lambda s, explicit: SimpleNamespace(engine=engine, resolved=resolved),
+        new_chat=True,
+    )
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: app.model_ready)
+        app.query_one(PromptInput).text = "Say hello"
+        await pilot.press("enter")
+        await settle(pilot, lambda: not app.generating and app.query(ReplyView) and len(app.query("ChatItem")) == 3)
+        app.notify("Copied the reply (62 characters).", timeout=600)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

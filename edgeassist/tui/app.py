@@ -21,13 +21,15 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.notifications import Notify
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, ListView, Static
+from textual.widgets import ListView, Static
 
 from edgeassist.config import Settings
 from edgeassist.store import Store
@@ -58,6 +60,8 @@ from edgeassist.tui.terminal import StopSignals
 from edgeassist.tui.widgets import (
     ChatList,
     ChatView,
+    KeyFooter,
+    Notices,
     PromptInput,
     Sidebar,
     StatusBar,
@@ -76,8 +80,9 @@ if TYPE_CHECKING:
 
 GIL_SWITCH_S = 0.0005
 """GIL switch interval while the app runs (Python's default is 5 ms)."""
-SIDEBAR_MIN_WIDTH = 70
-"""Narrower terminals start with the chats sidebar hidden (ctrl+b shows it)."""
+SIDEBAR_MIN_WIDTH = 100
+"""Below this width the chats sidebar hides itself (the conversation keeps 76 columns or more above it);
+ctrl+b shows or hides it either way, until the terminal's width next crosses this line."""
 
 
 class EdgeAssistApp(App[None]):
@@ -135,6 +140,7 @@ class EdgeAssistApp(App[None]):
         self._switch_interval = sys.getswitchinterval()
         self._exit_code = 0  # 128 + the signal's number once a stop signal has come
         self._signals = StopSignals(self.quit_on_signal)
+        self._wide: bool | None = None  # whether the width last called for the sidebar
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -146,10 +152,11 @@ class EdgeAssistApp(App[None]):
             with Vertical(id="main"):
                 yield ChatView(id="chat")
                 yield Static("", id="loading", markup=False)
+                yield Notices(id="notices")
                 yield VoiceBar(id="voice")
                 yield PromptInput(id="input")
         yield StatusBar(id="status")
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     # -- start-up and the way out ----------------------------------------------------------------
 
@@ -175,14 +182,65 @@ class EdgeAssistApp(App[None]):
             self.theme = theme
         else:
             self.notify(f"unknown theme {theme!r} (tui.theme); using the default", severity="warning")
-        self.query_one("#sidebar").display = self.size.width >= SIDEBAR_MIN_WIDTH
+        self._fit_sidebar(self.size.width)
         self.query_one(ChatView).anchor()
         self.query_one(PromptInput).focus()
         self.chats.resume(self._chat_name, self._new_chat)
-        if self.models.open(self._explicit_model):
+        opened = self.models.open(self._explicit_model)
+        if opened:
             self.chats.reconnect()
+        self._show_starter(opened)
         await self.chats.render()
         await self.chats.refresh_list()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Hide the sidebar on a narrow terminal, show it on a wide one."""
+        self._fit_sidebar(event.size.width)
+
+    def _chat_screen(self) -> Screen[Any] | None:
+        """The chat screen (under any dialog), or None once it is gone (shutting down)."""
+        return self.screen_stack[0] if self.screen_stack else None
+
+    def _fit_sidebar(self, width: int) -> None:
+        """Show or hide the sidebar when `width` crosses `SIDEBAR_MIN_WIDTH` (ctrl+b's choice holds till then)."""
+        wide = width >= SIDEBAR_MIN_WIDTH
+        screen = self._chat_screen()
+        if wide == self._wide or screen is None or not screen.query(Sidebar):
+            return
+        self._wide = wide
+        sidebar = screen.query_one(Sidebar)
+        sidebar.display = wide
+        if not wide and sidebar.has_focus_within:
+            screen.query_one(PromptInput).focus()
+
+    def _notices(self) -> Notices | None:
+        """The notices above the message box (None while the chat screen is not there)."""
+        screen = self._chat_screen()
+        try:
+            return screen.query_one(Notices) if screen is not None else None
+        except NoMatches:
+            return None
+
+    def _show_starter(self, opened: bool) -> None:
+        """Keep the starter model's note (and its `pull` command) in view while the starter stands in."""
+        resolved = self.models.resolved
+        note = resolved.note if opened and resolved is not None and resolved.is_starter else None
+        notices = self._notices()
+        if notices is not None:
+            notices.set_sticky(note)
+
+    def on_notify(self, event: Notify) -> None:
+        """Show a notice above the message box (after Textual has recorded it; its toasts are not shown)."""
+        notices = self._notices()
+        if notices is not None:
+            notices.add(event.notification)
+
+    def clear_notifications(self) -> None:
+        """Drop the notices (the starter's line stays)."""
+        super().clear_notifications()
+        notices = self._notices()
+        if notices is not None:
+            notices.clear()
 
     async def action_quit(self) -> None:
         """Quit; a reply being written is stopped and its part saved first."""
@@ -264,8 +322,10 @@ class EdgeAssistApp(App[None]):
         `on_server`: the model of that name on the server (`server`), else a model here.
         """
         await self.stop_and_wait()
-        if await self.models.switch(name, on_server):
+        opened = await self.models.switch(name, on_server)
+        if opened:
             self.chats.reconnect()
+        self._show_starter(opened)
         self.notify(f"Loading {name}…")
 
     def stop_reply(self) -> bool:
@@ -291,12 +351,14 @@ class EdgeAssistApp(App[None]):
     # -- messages from the workers, each to its room ---------------------------------------------
 
     def on_model_loading(self, message: ModelLoading) -> None:
-        """To the model room."""
+        """To the model room; an empty chat's welcome says where it runs."""
         self.models.on_loading(message)
+        self.chats.show_welcome()
 
     def on_model_ready(self, message: ModelReady) -> None:
-        """To the model room."""
+        """To the model room; an empty chat's welcome says it has loaded."""
         self.models.on_ready(message)
+        self.chats.show_welcome()
 
     def on_model_failed(self, message: ModelFailed) -> None:
         """To the model room."""

@@ -30,6 +30,7 @@ from edgeassist.tui.widgets import (
     StatusBar,
     TopBar,
     UserMessage,
+    Welcome,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class ChatRoom(Room):
             ]
         if widgets:
             await view.mount_all(widgets)
+        else:
+            await view.mount(Welcome(*self._welcome()))  # (hidden by the CSS once a message follows it)
         await view.trim(MAX_SHOWN)
         view.anchor()
         title = self.chat.name if self.chat is not None else "New chat"
@@ -105,6 +108,19 @@ class ChatRoom(Room):
         self.app.sub_title = title
         self._show_figures()
         await self.show_memory(fit=True)
+
+    def _welcome(self) -> tuple[str, bool]:
+        """The model's label for the welcome (where it runs once it has loaded), and whether it has."""
+        models = self.models
+        quant = models.resolved.quant if models.resolved is not None else None
+        backend = models.engine.backend if models.ready and models.engine is not None else ""
+        return figures.model_label(models.name, quant, backend), models.ready
+
+    def show_welcome(self) -> None:
+        """Bring an empty chat's welcome up to date with the model (loading, loaded, switched)."""
+        label, ready = self._welcome()
+        for welcome in self.app.query_one(ChatView).query(Welcome):
+            welcome.show(label, ready=ready)
 
     async def show_memory(self, *, fit: bool = False) -> None:
         """Mark where the model's memory of the open chat starts (when old turns no longer fit its window).

@@ -51,12 +51,45 @@ def live_figures(chunk: Chunk, target_ms: float, n_ctx: int | None, prompt_token
     return SEP.join(parts)
 
 
+LABEL_SEP = " · "
+
+
 def model_label(name: str, quant: str | None, backend: str) -> str:
-    """`cpu · q4_k_m · qwen3.5-0.8b` (most important first, since a narrow terminal cuts the end).
+    """`qwen3.5-0.8b · Q4_K_M · CPU`: the name first, then what a narrow status bar drops first.
 
     An empty `backend` (not known yet: the engine is still finding out) is left out.
     """
-    parts = [BACKENDS.get(backend, backend), name] if backend else [name]
+    parts = [name]
     if quant and quant.lower() not in name.lower():
-        parts.insert(len(parts) - 1, quant.upper())
-    return " · ".join(parts)
+        parts.append(quant.upper())
+    if backend:
+        parts.append(BACKENDS.get(backend, backend))
+    return LABEL_SEP.join(parts)
+
+
+def shorter_labels(label: str) -> list[str]:
+    """`label` and its shorter forms, longest first: without the quant, then the name alone.
+
+    A narrow status bar keeps the model's name whole for as long as it can.
+    """
+    parts = label.split(LABEL_SEP)
+    if len(parts) < 3:
+        return [label] if len(parts) < 2 else [label, parts[0]]
+    name, backend = parts[0], parts[-1]
+    return [label, LABEL_SEP.join([name, backend]), name]
+
+
+def shorter_figures(markup: str) -> list[str]:
+    """`markup` (figures joined by `SEP`) and its shorter forms, longest first.
+
+    The tok/s rate goes first (the ms/tok beside it says the same, with the verdict), then TTFT;
+    the ms/tok and the context stay. A status line that is not figures has no shorter form.
+    """
+    parts = markup.split(SEP)
+    forms = [markup]
+    for drop in ("tok/s", "TTFT"):
+        kept = [p for p in parts if not (p.endswith(drop) if drop == "tok/s" else p.startswith(drop))]
+        if len(kept) < len(parts):
+            parts = kept
+            forms.append(SEP.join(parts))
+    return forms

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.markup import MarkupError, escape
 from textual.message import Message
-from textual.widgets import Button, Collapsible, Label, ListItem, ListView, Markdown, Static, TextArea
+from textual.notifications import Notification
+from textual.timer import Timer
+from textual.widgets import Button, Collapsible, Footer, Label, ListItem, ListView, Markdown, Static, TextArea
+from textual.widgets._footer import FooterKey  # (the footer's keys: not exported by textual.widgets)
 from textual.widgets.markdown import MarkdownStream
 
 from edgeassist.store import ChatRecord
+from edgeassist.tui.figures import shorter_figures, shorter_labels
 from edgeassist.tui.stream import Chunk
 
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
@@ -387,29 +397,84 @@ class Sidebar(Vertical):
         yield ChatList(id="chat-list")
 
 
+def _width(markup: str) -> int:
+    """Cells that content markup takes on screen."""
+    try:
+        return Content.from_markup(markup).cell_length
+    except MarkupError:
+        return cell_len(markup)
+
+
 class TopBar(Horizontal):
-    """One line at the top: the chat's name, and the thinking mode for the next message."""
+    """One line at the top: the chat's name, and the thinking mode for the next message.
+
+    The mode says it in words where there is room and shortly where there is not, so the chat's
+    name keeps `TITLE_MIN` cells (or all it needs).
+    """
+
+    TITLE_MIN = 24
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """An empty bar; the app sets the title and the mode."""
+        super().__init__(id=id)
+        self._title = "edgeassist"
+        self._modes = ("", "")
 
     def compose(self) -> ComposeResult:
         """The chat's name on the left, the thinking mode on the right."""
-        yield Static("edgeassist", id="chat-title", markup=False)
+        yield Static(self._title, id="chat-title", markup=False)
         yield Static("", id="mode")
 
     def set_title(self, title: str) -> None:
         """Show the chat's name."""
+        self._title = title
         self.query_one("#chat-title", Static).update(title)
+        self._fit()
 
     def set_mode(self, think: bool, supported: bool | None) -> None:
         """Show whether the next message will think (`supported` None: not known until the model loads)."""
         if supported is False:
-            text = "thinking: n/a for this model"
+            self._modes = ("thinking: n/a for this model (ctrl+t)", "think: n/a")
+        elif think:
+            self._modes = ("[b]thinking: on[/b] (ctrl+t)", "[b]think: on[/b] ^t")
         else:
-            text = "[b]thinking: on[/b]" if think else "thinking: off"
-        self.query_one("#mode", Static).update(f"{text} (ctrl+t)")
+            self._modes = ("thinking: off (ctrl+t)", "think: off ^t")
+        self._fit()
+
+    def on_resize(self) -> None:
+        """Choose the mode's words for the new width, once this layout is done (a change made during it is lost)."""
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        room = self.content_region.width
+        if not room or not self._modes[0]:
+            return
+        long, short = self._modes
+        title = min(cell_len(self._title), self.TITLE_MIN)
+        fits = room - _width(long) - 2 >= title  # (2: the gap before the mode)
+        self.query_one("#mode", Static).update(long if fits else short)
 
 
 class StatusBar(Horizontal):
-    """The live figures (speed against the target, TTFT, context) and the model, quant and backend."""
+    """The live figures (speed against the target, TTFT, context) and the model, quant and backend.
+
+    Both shorten to the width, giving up in turn: the quant, the tok/s rate (the ms/tok says the
+    same), the backend, then TTFT; the model's name stays whole as long as anything does. The label
+    is fitted to the width with room for a typical line of figures, not to each frame's figures, so
+    it stays put while a reply streams; the figures then take the longest form that fits what is left.
+    """
+
+    FIGURES_FULL = 56
+    """Cells for a typical whole line of figures: `50.0 tok/s │ 20.0 ms/tok ≤50 │ TTFT 500 ms │ ctx 52/4096`."""
+    FIGURES_SHORT = 44
+    """The same without the tok/s rate."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """An empty bar; the rooms set the figures and the model."""
+        super().__init__(id=id)
+        self._figures = ""
+        self._label = ""
+        self._shown_label = ""
 
     def compose(self) -> ComposeResult:
         """The figures on the left, the model on the right."""
@@ -418,11 +483,186 @@ class StatusBar(Horizontal):
 
     def set_figures(self, markup: str, *, layout: bool = True) -> None:
         """Show figures (content markup); `layout=False` while streaming, as the width is fixed."""
-        self.query_one("#figures", Static).update(markup, layout=layout)
+        self._figures = markup
+        self._show_figures(layout=layout)
 
     def set_model(self, label: str) -> None:
-        """Show the model label."""
-        self.query_one("#model", Static).update(label)
+        """Show the model label (as much of it as fits)."""
+        self._label = label
+        self._fit()
+
+    def on_resize(self) -> None:
+        """Fit both to the new width, once this layout is done (a change made during it is lost)."""
+        self.call_after_refresh(self._fit)
+
+    def _choose_label(self, room: int) -> str:
+        forms = shorter_labels(self._label)  # whole; without the quant; the name alone
+        whole, name = forms[0], forms[-1]
+        middle = forms[1] if len(forms) > 2 else whole
+        choices = ((whole, self.FIGURES_FULL), (middle, self.FIGURES_FULL), (middle, self.FIGURES_SHORT))
+        for label, figures in choices:
+            if not room or cell_len(label) + 1 + figures <= room:
+                return label
+        return name
+
+    def _fit(self) -> None:
+        label = self._choose_label(self.content_region.width) if self._label else ""
+        model = self.query_one("#model", Static)
+        if label != self._shown_label or model.display != bool(label):
+            self._shown_label = label
+            model.display = bool(label)
+            model.update(label)
+        self._show_figures(layout=True)
+
+    def _show_figures(self, *, layout: bool) -> None:
+        label = cell_len(self._shown_label) + 1 if self._shown_label else 0  # (1: the label's padding)
+        room = self.content_region.width - label
+        forms = shorter_figures(self._figures)
+        shown = next((f for f in forms if _width(f) <= room), forms[-1]) if room > 0 else forms[0]
+        self.query_one("#figures", Static).update(shown, layout=layout)
+
+
+class Welcome(Static):
+    """What an empty chat shows: the model in use and where it runs, and the five keys that matter."""
+
+    KEYS = [
+        ("Enter", "send the message"),
+        ("ctrl+j", "new line"),
+        ("Esc", "stop the reply"),
+        ("ctrl+p", "switch model, every command"),
+        ("F1", "every key"),
+    ]
+
+    def __init__(self, model: str = "", ready: bool = False) -> None:
+        """Say what `model` is (its label) and whether it has loaded."""
+        super().__init__(classes="welcome")
+        self.show(model, ready=ready)
+
+    def show(self, model: str, *, ready: bool = False) -> None:
+        """The model's label, and whether it has loaded."""
+        keys = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+        keys.add_column("key", style="bold", no_wrap=True)
+        keys.add_column("what")
+        for key, what in self.KEYS:
+            keys.add_row(key, what)
+        head = Text.assemble(("Model: ", "dim"), (model or "…", "bold"), "" if ready else " (loading)")
+        self.headline = head.plain
+        """The first line, as text."""
+        self.update(Group(head, Text(""), keys))
+
+
+class Notices(Vertical):
+    """Notices above the message box, where they hide nothing (Textual's toasts covered the input).
+
+    The starter-model line stays as long as the starter is in use; the others (`notify`) last their
+    timeout, the newest `SHOWN` at a time, each marked by its severity for terminals without colour.
+    """
+
+    SHOWN = 2
+    MARKS = {"information": "•", "warning": "⚠", "error": "✖"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """Nothing to say yet."""
+        super().__init__(id=id)
+        self.live: list[Notification] = []
+        """The notices shown now, oldest first."""
+        self.sticky = ""
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        """The sticky line (the starter model), then the notices."""
+        yield Static("", id="sticky", markup=False)
+        yield Static("", id="notice")
+
+    def on_mount(self) -> None:
+        """Nothing shown yet."""
+        self._refresh_notices()
+
+    def set_sticky(self, text: str | None) -> None:
+        """The line that stays (None: none)."""
+        self.sticky = f"⚠ {text}" if text else ""
+        self.query_one("#sticky", Static).update(self.sticky)
+        self._refresh_notices()
+
+    def add(self, notice: Notification) -> None:
+        """Show `notice` for its timeout (a repeat of the sticky line is left out)."""
+        if self.sticky and notice.message in self.sticky:
+            return
+        self.live = [n for n in self.live if not n.has_expired][-(self.SHOWN - 1) :] + [notice]
+        self._refresh_notices()
+
+    def clear(self) -> None:
+        """Drop the notices (the sticky line stays)."""
+        self.live = []
+        self._refresh_notices()
+
+    def _refresh_notices(self) -> None:
+        self.live = [n for n in self.live if not n.has_expired]
+        lines = [self._line(n) for n in self.live]
+        notice = self.query_one("#notice", Static)
+        notice.update(Content("\n").join(lines))
+        notice.display = bool(lines)
+        self.query_one("#sticky", Static).display = bool(self.sticky)
+        self.display = bool(lines or self.sticky)
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self.live:
+            wait = min(n.time_left for n in self.live)
+            self._timer = self.set_timer(max(wait, 0.05), self._refresh_notices)
+
+    def _line(self, notice: Notification) -> Content:
+        """The severity's mark, the title, the message as plain text.
+
+        (Plain even where Textual would read markup: the messages carry the core's errors, where
+        `'.[speech]'` or `[Errno 2]` are words to show, not styles.)
+        """
+        mark = self.MARKS.get(notice.severity, "•")
+        style = {"warning": "$text-warning", "error": "$text-error"}.get(notice.severity, "$text-success")
+        head = f"[{style}]{mark}[/] " + (f"[b]{escape(notice.title)}:[/b] " if notice.title else "")
+        return Content.from_markup(head) + Content(notice.message)
+
+
+class KeyFooter(Footer):
+    """The footer, keeping to one line: on a narrow terminal the keys of `DROP_ORDER` go first.
+
+    (Textual's footer lets its keys run under the palette key, which left a stray letter.)
+    F1 and Esc stay: F1 lists them all, and the palette runs them.
+    """
+
+    DROP_ORDER = ("copy_reply", "edit_last", "regenerate", "new_chat", "toggle_thinking", "talk")
+
+    async def recompose(self) -> None:
+        """Build the keys, then fit them."""
+        await super().recompose()
+        self._fit()
+
+    def on_resize(self) -> None:
+        """Fit the keys to the new width, once this layout is done (a change made during it is lost)."""
+        self.call_after_refresh(self._fit)
+
+    @staticmethod
+    def _cells(key: FooterKey) -> int:
+        # Compact footer: "key description" and one cell after it (the palette key: a border before it).
+        text = f"{key.key_display} {key.description}" if key.description else key.key_display
+        return cell_len(text) + 1
+
+    def _fit(self) -> None:
+        room = self.size.width
+        keys = list(self.query_children(FooterKey))
+        if not room or not keys:
+            return
+        need = sum(self._cells(k) for k in keys)
+        dropped: set[FooterKey] = set()
+        for action in self.DROP_ORDER:
+            if need <= room:
+                break
+            for key in keys:
+                if key.action == action and not key.has_class("-command-palette"):
+                    dropped.add(key)
+                    need -= self._cells(key)
+        for key in keys:
+            key.display = key not in dropped
 
 
 class VoiceBar(Static):
