@@ -1,7 +1,7 @@
-"""The command palette and the key list: switch to any model (on disk, or on the server), run any key's action.
+"""The command palette and the key list: switch to any model (on disk, on the server), pull one, run any key's action.
 
 Everything here talks to the app through a small protocol, the little it needs of it
-(`ModelSwitcher`, `KeyActions`), so this module does not import the app (which imports it).
+(`ModelSwitcher`, `KeyActions`, `Puller`), so this module does not import the app (which imports it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from edgeassist.config import Settings
     from edgeassist.engine.server import ServerModel
+    from edgeassist.tui.pulls import PullRoom
 
 
 class ModelSwitcher(Protocol):
@@ -164,6 +165,67 @@ class ModelCommands(Provider):
 
     async def search(self, query: str) -> Hits:
         """Models whose name matches what was typed."""
+        matcher = self.matcher(query)
+        for text, help_text, run in self._hits():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), run, help=help_text)
+
+
+class Puller(Protocol):
+    """What the pull commands need of the app: its settings and its pulls (`tui.pulls.PullRoom`)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings (the models folder)."""
+
+    @property
+    def pulls(self) -> PullRoom:
+        """The app's pull, running or not."""
+
+
+class PullCommands(Provider):
+    """`Pull: <name> (<size>)` for every catalog model not on disk: download it, then switch to it.
+
+    The model being pulled reads `Pull: <name>: 45%, show the progress` instead.
+    """
+
+    rows: list[ModelRow]
+
+    async def startup(self) -> None:
+        """List the catalog's models not on disk, once per palette opening, off the event loop."""
+        app = cast(Puller, self.app)
+        try:
+            rows = await asyncio.to_thread(list_models, app.settings.models_dir(), app.settings.model.n_ctx)
+        except (OSError, EdgeAssistError):
+            rows = []
+        self.rows = [r for r in rows if r.kind == "catalog" and not r.on_disk]
+
+    def _hits(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        pulls = cast(Puller, self.app).pulls
+        running = pulls.job.status if pulls.job is not None else None
+        out: list[tuple[str, str, Callable[[], Any]]] = []
+        for row in self.rows:
+            run = partial(pulls.start, row)
+            if running is not None and running.name == row.name:
+                out.append((f"Pull: {row.name}: {running.progress_text()}, show the progress", "being pulled", run))
+                continue
+            about = "" if row.size_is_exact else "~"
+            text = f"Pull: {row.name} ({about}{_size(row.size_bytes)})"
+            help_text = f"download it from the hub (~{row.ram_gb or 0:.1f} GB RAM to run), then switch to it"
+            if row.partial_bytes and row.size_bytes:
+                share = min(99, int(100 * row.partial_bytes / row.size_bytes))
+                help_text = f"{share}% already downloaded: the pull resumes; then switch to it"
+            out.append((text, help_text, run))
+        return out
+
+    async def discover(self) -> Hits:
+        """Every model there is to pull, shown when the palette opens."""
+        for text, help_text, run in self._hits():
+            yield DiscoveryHit(text, run, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        """Models to pull whose name matches what was typed."""
         matcher = self.matcher(query)
         for text, help_text, run in self._hits():
             score = matcher.match(text)
