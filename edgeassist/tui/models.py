@@ -98,8 +98,6 @@ class ModelRoom(Room):
         self._timer.resume()
         self.app.query_one(StatusBar).set_figures("loading the model…")
         self.app.query_one(TopBar).set_mode(self.session.think, None)
-        if opened.resolved.note:
-            self.app.notify(opened.resolved.note, title="Starter model", severity="warning", timeout=15)
         load = partial(self._load, self._generation, opened.engine)
         self.app.run_worker(load, name="load", group="load", exclusive=True, thread=True)
         return True
