@@ -186,10 +186,9 @@ class EdgeAssistApp(App[None]):
         self.query_one(ChatView).anchor()
         self.query_one(PromptInput).focus()
         self.chats.resume(self._chat_name, self._new_chat)
-        opened = self.models.open(self._explicit_model)
-        if opened:
+        held_with = self.chat.model if self.chat is not None else None
+        if self.models.open(self._explicit_model, chat_model=held_with):
             self.chats.reconnect()
-        self._show_starter(opened)
         await self.chats.render()
         await self.chats.refresh_list()
 
@@ -220,14 +219,6 @@ class EdgeAssistApp(App[None]):
             return screen.query_one(Notices) if screen is not None else None
         except NoMatches:
             return None
-
-    def _show_starter(self, opened: bool) -> None:
-        """Keep the starter model's note (and its `pull` command) in view while the starter stands in."""
-        resolved = self.models.resolved
-        note = resolved.note if opened and resolved is not None and resolved.is_starter else None
-        notices = self._notices()
-        if notices is not None:
-            notices.set_sticky(note)
 
     def on_notify(self, event: Notify) -> None:
         """Show a notice above the message box (after Textual has recorded it; its toasts are not shown)."""
@@ -322,10 +313,8 @@ class EdgeAssistApp(App[None]):
         `on_server`: the model of that name on the server (`server`), else a model here.
         """
         await self.stop_and_wait()
-        opened = await self.models.switch(name, on_server)
-        if opened:
+        if await self.models.switch(name, on_server):
             self.chats.reconnect()
-        self._show_starter(opened)
         self.notify(f"Loading {name}…")
 
     def stop_reply(self) -> bool:

@@ -168,6 +168,8 @@ class ChatRoom(Room):
         box = self.app.query_one(PromptInput)
         box.set_editing(False)
         self.chat = chat
+        if chat is not None:
+            await self.models.restore(chat.model)  # the chat's own model, when it is on disk
         self.reconnect()
         await self.render()
         await self.refresh_list()

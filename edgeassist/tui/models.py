@@ -18,11 +18,12 @@ from textual.widgets import Static
 from edgeassist.config import Settings
 from edgeassist.engine.base import ChatEngine, GenerationOptions
 from edgeassist.errors import EdgeAssistError
+from edgeassist.hub import STARTER_NAME
 from edgeassist.tui import figures
 from edgeassist.tui.messages import ModelFailed, ModelLoading, ModelReady
 from edgeassist.tui.room import Room, Session
 from edgeassist.tui.screens import ModelErrorScreen
-from edgeassist.tui.widgets import StatusBar, TopBar
+from edgeassist.tui.widgets import Notices, StatusBar, TopBar
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -77,30 +78,76 @@ class ModelRoom(Room):
 
         return generation_options(self.session.settings, think=self.session.think)
 
-    def open(self, explicit: bool) -> bool:
-        """Build the engine now (fast: no file is read) and load it in a worker; False if it cannot be built."""
+    def open(self, explicit: bool, chat_model: str | None = None) -> bool:
+        """Build the engine now (fast: no file is read) and load it in a worker; False if it cannot be built.
+
+        `chat_model`: the model the chat being resumed was held with, used instead of the settings'
+        when it can be built (`restorable`); else a notice says why not and the settings' model opens.
+        """
         if self._timer is None:
             self._timer = self.app.set_interval(0.1, self._tick, pause=True)
-        self._generation += 1
-        self.ready = False
-        self.error = None
+        if chat_model is not None and not explicit and self.restorable(chat_model):
+            built = self._build_for_chat(chat_model)
+            if built is not None:
+                self.session.settings, opened = built
+                self._start(opened)
+                return True
         try:
             opened = self._open_model(self.session.settings, explicit)
         except EdgeAssistError as e:
+            self._generation += 1
             self._failed(str(e))
             return False
+        self._start(opened)
+        return True
+
+    def restorable(self, chat_model: str | None) -> bool:
+        """Whether a chat held with `chat_model` should bring it back: a different model, and not the starter.
+
+        (The starter only ever stands in for a model not downloaded: a chat held with it keeps the model in use.)
+        """
+        return bool(chat_model) and chat_model != self.name and chat_model != STARTER_NAME
+
+    def _build_for_chat(self, chat_model: str) -> tuple[Settings, OpenedModel] | None:
+        """The settings and engine for a chat's own model, or None (and one notice line) when it cannot be built."""
+        model = self.session.settings.model.model_copy(update={"name": chat_model, "endpoint": None})
+        settings = self.session.settings.model_copy(update={"model": model})
+        try:
+            return settings, self._open_model(settings, True)  # explicit: no starter standing in for it
+        except EdgeAssistError:
+            self.app.notify(
+                f"This chat was held with {chat_model}, which is not on disk: keeping {self.name}.",
+                severity="warning",
+                timeout=8,
+            )
+            return None
+
+    def _start(self, opened: OpenedModel) -> None:
+        """Adopt the built engine and load it in a worker, the loading line running meanwhile."""
+        self._generation += 1
+        self.ready = False
+        self.error = None
         self.engine, self.resolved = opened.engine, opened.resolved
         self._load_started = time.monotonic()
         self._backend = ""
         self._show_label()
         self._tick()
         self.app.query_one("#loading").display = True
+        assert self._timer is not None
         self._timer.resume()
         self.app.query_one(StatusBar).set_figures("loading the model…")
         self.app.query_one(TopBar).set_mode(self.session.think, None)
+        self._show_starter()
         load = partial(self._load, self._generation, opened.engine)
         self.app.run_worker(load, name="load", group="load", exclusive=True, thread=True)
-        return True
+
+    def _show_starter(self) -> None:
+        """Keep the starter model's note (and its `pull` command) in view while the starter stands in."""
+        resolved = self.resolved if self.error is None else None
+        note = resolved.note if resolved is not None and resolved.is_starter else None
+        screen = self.app.screen_stack[0] if self.app.screen_stack else None
+        for notices in screen.query(Notices) if screen is not None else []:
+            notices.set_sticky(note)
 
     def _load(self, generation: int, engine: ChatEngine) -> None:
         """Load the model (blocking, in a thread worker); say where it runs, then ready or failed."""
@@ -143,6 +190,7 @@ class ModelRoom(Room):
         self.ready = False
         self.error = error
         self._stop_loading_line()
+        self._show_starter()
         self.app.query_one(StatusBar).set_figures("no model")
         while isinstance(self.app.screen, ModelErrorScreen):
             self.app.pop_screen()
@@ -186,13 +234,33 @@ class ModelRoom(Room):
 
         `on_server`: the server's model of that name (`model.remote_model` on `server`), else a model here.
         """
-        old = self.engine
         update = {"remote_model": name, "endpoint": self.server} if on_server else {"name": name, "endpoint": None}
         model = self.session.settings.model.model_copy(update=update)
         self.session.settings = self.session.settings.model_copy(update={"model": model})
+        await self._close()
+        return self.open(explicit=True)
+
+    async def restore(self, chat_model: str | None) -> bool:
+        """Open the model a chat was held with, when it differs from the one in use (stop the replies first).
+
+        True when it is loading; False when the chat keeps the model in use (the same one, the starter,
+        or one no longer on disk: then a notice line says so).
+        """
+        if chat_model is None or not self.restorable(chat_model):
+            return False
+        built = self._build_for_chat(chat_model)
+        if built is None:
+            return False
+        await self._close()
+        self.session.settings, opened = built
+        self._start(opened)
+        self.app.notify(f"Loading {chat_model}, the model of this chat…", timeout=4)
+        return True
+
+    async def _close(self) -> None:
+        """Close the engine in use (its memory is freed before the next one loads) and any model error screen."""
+        old, self.engine = self.engine, None
         while isinstance(self.app.screen, ModelErrorScreen):
             self.app.pop_screen()
-        self.engine = None
         if old is not None:
-            await asyncio.to_thread(old.close)  # free its memory first
-        return self.open(explicit=True)
+            await asyncio.to_thread(old.close)

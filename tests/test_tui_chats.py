@@ -1,0 +1,91 @@
+"""Pilot tests of the chat app's chats: each chat's own model, prompt recall, moving between chats, clearing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from test_tui import _isolated, make_settings, ready, replies, send, wait_until  # noqa: F401 - _isolated: autouse
+
+from edgeassist.config import Settings
+from edgeassist.errors import ModelNotFoundError
+from edgeassist.store import Store
+from edgeassist.tui import create_app
+from edgeassist.tui.widgets import ChatList
+
+
+class Shelf:
+    """An `open_model` over fake engines by model name: the models "on disk"; any other name is not found."""
+
+    def __init__(self, fake_engine: Any, *names: str) -> None:
+        self.engines = {n: fake_engine(answer=f"from {n}", name=n) for n in names}
+        self.opened: list[str] = []
+
+    def __call__(self, settings: Settings, explicit: bool) -> Any:
+        name = settings.model.name
+        if name not in self.engines:
+            raise ModelNotFoundError(f"{name} is not downloaded (run `edgeassist pull {name}`)")
+        self.opened.append(name)
+        return self.engines[name].opener()(settings, explicit)
+
+
+def held_chat(tmp_path: Path, name: str, model: str | None) -> None:
+    """A saved chat of one exchange, held with `model`."""
+    store = Store(tmp_path / "history.sqlite3")
+    chat = store.create_chat(name, model=model)
+    store.add_message(chat.id, "user", f"hello {name}")
+    store.add_message(chat.id, "assistant", f"reply in {name}")
+    store.close()
+
+
+def notices_text(app: Any) -> str:
+    """What the notices above the message box say."""
+    return str(app.query_one("#notice").render())
+
+
+# -- 5: a chat's model comes back with it -------------------------------------------------------------------
+
+
+async def test_a_resumed_chat_reopens_on_its_own_model(tmp_path: Path, fake_engine: Any) -> None:
+    held_chat(tmp_path, "qwen talk", "model-b")
+    shelf = Shelf(fake_engine, "model-a", "model-b")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert app.chat is not None and app.chat.name == "qwen talk"
+        assert app.model_name == "model-b" and shelf.opened == ["model-b"]  # loaded once, not the starter first
+        await send(pilot, "more")
+        await wait_until(pilot, lambda: not app.generating and len(replies(app)) == 2)
+        assert replies(app)[-1].content == "from model-b"
+
+
+async def test_a_chat_whose_model_is_gone_keeps_the_model_in_use_and_says_why(
+    tmp_path: Path, fake_engine: Any
+) -> None:
+    held_chat(tmp_path, "old", "qwen3.5-9b")
+    shelf = Shelf(fake_engine, "model-a")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert app.model_name == "model-a"
+        await wait_until(pilot, lambda: "qwen3.5-9b, which is not on disk: keeping model-a" in notices_text(app))
+        assert not app.query_one("#sticky").display  # one notice line, no error screen
+
+
+async def test_opening_a_chat_from_the_list_switches_to_its_model(tmp_path: Path, fake_engine: Any) -> None:
+    held_chat(tmp_path, "on b", "model-b")
+    held_chat(tmp_path, "on starter", "smollm2-135m")
+    shelf = Shelf(fake_engine, "model-a", "model-b")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf, new_chat=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.model_name == "model-a"
+        chats = {c.name: c for c in app.store.list_chats()}
+        await app.open_chat(chats["on starter"])  # the starter only stood in: the model in use stays
+        assert app.model_name == "model-a" and shelf.opened == ["model-a"]
+        await app.open_chat(chats["on b"])
+        await ready(pilot)
+        assert app.model_name == "model-b"
+        assert app.conversation is not None and app.conversation.engine is shelf.engines["model-b"]
+        assert not shelf.engines["model-a"].loaded  # closed before the other loaded
+        assert len(app.query_one(ChatList).children) == 2
