@@ -55,6 +55,9 @@ models="$work/models"
 export PYTHONUNBUFFERED=1 EDGEASSIST_MODEL__MODELS_DIR="$models"
 [ -d "$carry/cache" ] && export EDGEASSIST_CACHE_DIR="$carry/cache"
 exec > >(tee -a "$OUT/cuda_check.log") 2>&1
+tee_pid=$!
+# On exit, let tee write the last lines before this process is gone (the caller reads them last).
+trap 'exec >&- 2>&-; wait "$tee_pid"' EXIT
 failed=0
 
 say() { printf '[%4ds] %s\n' $((SECONDS - start)) "$*"; }
@@ -225,6 +228,7 @@ elif compgen -G "$carry/llama/llama_cpp_python-$version-*.whl*" >/dev/null; then
 elif ! find_nvcc; then
   [ "$allow_cpu" = 1 ] || die 3 "nvcc not found: install the CUDA toolkit or put its bin/ on PATH" \
     "(CUDA_CHECK_ALLOW_CPU=1 checks the rest on the CPU)"
+  [ "${#pip_flags[@]}" = 0 ] || die 3 "nvcc not found, and offline: set CUDA_CHECK_LLAMA_WHEEL to a llama-cpp-python wheel"
   say "nvcc not found; CUDA_CHECK_ALLOW_CPU=1: llama-cpp-python $version from the index, on the CPU"
   wheel="llama-cpp-python==$version"
 else

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeassist.engine import Done, GenerationOptions, Message, Text, Thinking  # noqa: E402
 from edgeassist.engine.llama import LlamaEngine  # noqa: E402
+from edgeassist.engine.log import LOG  # noqa: E402
 from edgeassist.errors import EdgeAssistError  # noqa: E402
 
 GREEDY = GenerationOptions(temperature=0, max_tokens=24)
@@ -45,46 +46,13 @@ CANCEL_AFTER = 3
 """Events the consumer takes before it cancels (as test_cancel_stops_within_one_token)."""
 
 
-# -- llama.cpp's log ---------------------------------------------------------------------------
+# -- llama.cpp's log, as the engine keeps it ---------------------------------------------------------------------------
 
 
-class LlamaLog:
-    """Every line llama.cpp logs, kept for parsing (offload, buffers, flash attention).
-
-    The engine's own callback keeps only the last warnings; this one replaces it after the engine
-    set it up and feeds the engine's tail the same lines, so its load errors still say why.
-    """
-
-    def __init__(self) -> None:
-        """Nothing captured yet; `install()` starts it."""
-        self.chunks: list[str] = []
-        self._callback: object = None
-
-    def install(self) -> None:
-        """Route llama.cpp's log here (after the engine's own start-up, which would replace it)."""
-        import llama_cpp
-
-        from edgeassist.engine import build
-
-        build.init_backend()
-
-        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-        def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            line = text.decode("utf-8", "replace")
-            self.chunks.append(line)
-            if level in (2, 3):  # what edgeassist.engine.build keeps
-                build.log_tail.append(line.strip())
-
-        self._callback = on_log  # ctypes frees a callback nobody holds
-        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
-
-    def mark(self) -> int:
-        """A position to read from later."""
-        return len(self.chunks)
-
-    def since(self, mark: int) -> str:
-        """The text logged since `mark`."""
-        return "".join(self.chunks[mark:])
+def logged_since(mark: int) -> str:
+    """llama.cpp's log lines (INFO and above) since `LOG.count` was `mark`: the engine keeps them in a ring."""
+    lines, _ = LOG.since(mark)
+    return "\n".join(line.text for line in lines if line.source == "llama.cpp")
 
 
 def parse_load_log(text: str) -> dict[str, Any]:
@@ -274,14 +242,14 @@ def check_cancel(engine: LlamaEngine) -> dict[str, Any]:
     }
 
 
-def check_model(path: Path, expect: str, log: LlamaLog) -> dict[str, Any]:
+def check_model(path: Path, expect: str) -> dict[str, Any]:
     """Every check on one model; the figures and a verdict per check."""
     before = nvidia_smi()
-    mark = log.mark()
+    mark = LOG.count
     engine = LlamaEngine(path, n_ctx=N_CTX)
     with flash_attn_spy() as fa_types:
         load_s = engine.load()
-    parsed = parse_load_log(log.since(mark))
+    parsed = parse_load_log(logged_since(mark))
     _, first = run(engine, [{"role": "user", "content": "Hello."}])
     after = nvidia_smi()
     memory = device_memory()
@@ -454,8 +422,6 @@ def check_all(models: list[Path], expect: str, results: dict[str, Any], out: Pat
     """Check each model in turn, writing the results after each (so a cut-off run keeps them)."""
     from edgeassist.engine.build import llama_build
 
-    log = LlamaLog()
-    log.install()
     build = llama_build()
     results["llama"] = None if build is None else vars(build)
     results["gpus"] = nvidia_smi()
@@ -464,7 +430,7 @@ def check_all(models: list[Path], expect: str, results: dict[str, Any], out: Pat
     print(f"llama.cpp {results['llama'] and results['llama']['llama_version']}: devices {build and build.devices}")
     for path in models:
         t0 = time.perf_counter()
-        result = check_model(path, expect, log)
+        result = check_model(path, expect)
         result["check_s"] = time.perf_counter() - t0
         done.append(result)
         results["models"] = done
