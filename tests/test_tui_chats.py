@@ -59,9 +59,7 @@ async def test_a_resumed_chat_reopens_on_its_own_model(tmp_path: Path, fake_engi
         assert replies(app)[-1].content == "from model-b"
 
 
-async def test_a_chat_whose_model_is_gone_keeps_the_model_in_use_and_says_why(
-    tmp_path: Path, fake_engine: Any
-) -> None:
+async def test_a_chat_whose_model_is_gone_keeps_the_model_in_use_and_says_why(tmp_path: Path, fake_engine: Any) -> None:
     held_chat(tmp_path, "old", "qwen3.5-9b")
     shelf = Shelf(fake_engine, "model-a")
     app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf)
@@ -89,3 +87,45 @@ async def test_opening_a_chat_from_the_list_switches_to_its_model(tmp_path: Path
         assert app.conversation is not None and app.conversation.engine is shelf.engines["model-b"]
         assert not shelf.engines["model-a"].loaded  # closed before the other loaded
         assert len(app.query_one(ChatList).children) == 2
+
+
+# -- Up/Down recall the chat's earlier messages --------------------------------------------------------------
+
+
+async def test_up_in_an_empty_box_recalls_the_chats_messages_and_survives_a_restart(
+    tmp_path: Path, fake_engine: Any
+) -> None:
+    from edgeassist.tui.screens import HelpScreen
+    from edgeassist.tui.widgets import PromptInput
+
+    settings = make_settings(tmp_path, "model-a")
+    shelf = Shelf(fake_engine, "model-a")
+    app = create_app(settings, open_model=shelf, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for text in ("first question", "second\non two lines"):
+            await send(pilot, text)
+            await wait_until(pilot, lambda: not app.generating)
+    app = create_app(settings, open_model=shelf)  # a restart: the chat resumes
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        box = app.query_one(PromptInput)
+        box.focus()
+        await pilot.press("up")
+        assert box.text == "second\non two lines"
+        await pilot.press("up")
+        assert box.text == "first question"
+        await pilot.press("up")  # the oldest stays
+        assert box.text == "first question"
+        await pilot.press("down")
+        assert box.text == "second\non two lines"
+        await pilot.press("x")  # an edit: the arrows move the cursor again
+        await pilot.pause()
+        await pilot.press("up")
+        assert box.text == "second\non two linesx" and box.cursor_location[0] == 0
+        box.clear()
+        await pilot.press("up", "down")  # down past the newest: the box is empty again
+        assert box.text == ""
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert any("earlier messages" in what for _, what in app.screen.rows)

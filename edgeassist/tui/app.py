@@ -18,7 +18,7 @@ hands each message to its room. Prompting, streaming, history and saving live in
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from textual import events, on
@@ -34,7 +34,8 @@ from textual.widgets import ListView, Static
 from edgeassist.config import Settings
 from edgeassist.store import Store
 from edgeassist.tui.chats import ChatRoom
-from edgeassist.tui.commands import ModelCommands, action_commands, key_rows
+from edgeassist.tui.commands import ModelCommands, PullCommands, action_commands, key_rows
+from edgeassist.tui.logs import LogScreen, capture_python, record_notice
 from edgeassist.tui.messages import (
     ModelFailed,
     ModelLoading,
@@ -52,6 +53,7 @@ from edgeassist.tui.messages import (
     VoiceUnavailable,
 )
 from edgeassist.tui.models import ModelRoom, OpenModel
+from edgeassist.tui.pulls import PullChanged, PullRoom
 from edgeassist.tui.reply import Kind, ReplyController
 from edgeassist.tui.room import Session
 from edgeassist.tui.screens import HELP_AFTER, HELP_BEFORE, HelpScreen
@@ -90,7 +92,7 @@ class EdgeAssistApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "edgeassist"
-    COMMANDS = App.COMMANDS | {ModelCommands}
+    COMMANDS = App.COMMANDS | {ModelCommands, PullCommands}
     BINDINGS = [
         Binding("escape", "stop", "Stop", tooltip="stop the reply or voice turn (text is kept)"),
         Binding("escape", "cancel_edit", "Cancel edit", tooltip="give up editing the last message"),
@@ -107,6 +109,9 @@ class EdgeAssistApp(App[None]):
         Binding("f8", "delete_chat", "Delete", show=False, tooltip="delete the chat (asks first)"),
         Binding("f3", "system_prompt", "System", show=False, tooltip="edit this chat's system prompt"),
         Binding("f4", "export_chat", "Export", show=False, tooltip="export the chat to a Markdown file"),
+        Binding(
+            "f6", "show_log", "Log", show=False, priority=True, tooltip="show llama.cpp's log and the app's warnings"
+        ),
         Binding("f1", "help", "Help", tooltip="list every key"),
         Binding("pageup", "scroll_chat(-1)", "Up", show=False, priority=True, tooltip="scroll the chat up a page"),
         Binding("pagedown", "scroll_chat(1)", "Down", show=False, priority=True, tooltip="scroll the chat down a page"),
@@ -134,6 +139,8 @@ class EdgeAssistApp(App[None]):
         self.chats = ChatRoom(self, self.session, self.models, stop_replies=self.stop_and_wait)
         self.replies = ReplyController(self, self.session, self.models, self.chats, on_busy=self._set_generating)
         self.talk = TalkRoom(self, self.session, self.models, self.chats, self.replies, make_voice)
+        self.pulls = PullRoom(self, self.session)
+        self._uncapture: Callable[[], None] = lambda: None  # ends the capture of Python's warnings
         self._explicit_model = explicit_model
         self._chat_name = chat_name
         self._new_chat = new_chat
@@ -154,15 +161,16 @@ class EdgeAssistApp(App[None]):
                 yield Static("", id="loading", markup=False)
                 yield Notices(id="notices")
                 yield VoiceBar(id="voice")
-                yield PromptInput(id="input")
+                yield PromptInput(id="input", prompts=self.chats.prompts)
         yield StatusBar(id="status")
         yield KeyFooter(compact=True)
 
     # -- start-up and the way out ----------------------------------------------------------------
 
     def on_load(self) -> None:
-        """Catch the stop signals from the start (`terminal.StopSignals`)."""
+        """Catch the stop signals from the start (`terminal.StopSignals`), and Python's warnings for the log screen."""
         self._signals.install()
+        self._uncapture = capture_python()
 
     def quit_on_signal(self, signum: int) -> None:
         """A stop signal came: quit as ctrl+q does (the reply is stopped and saved), exit code 128 + signum."""
@@ -222,6 +230,7 @@ class EdgeAssistApp(App[None]):
 
     def on_notify(self, event: Notify) -> None:
         """Show a notice above the message box (after Textual has recorded it; its toasts are not shown)."""
+        record_notice(event.notification)  # warnings and errors go to the log screen too
         notices = self._notices()
         if notices is not None:
             notices.add(event.notification)
@@ -244,6 +253,7 @@ class EdgeAssistApp(App[None]):
         """Put the GIL switch interval and the signal handlers back (those stay once a signal has come)."""
         sys.setswitchinterval(self._switch_interval)
         self._signals.restore()
+        self._uncapture()
 
     # -- what the app offers its callers (the CLI, the palette, tests) ---------------------------
 
@@ -432,7 +442,7 @@ class EdgeAssistApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat actions only on the chat screen; Esc's two actions only when they can act (so the footer says which)."""
-        if action in ("quit", "help", "command_palette"):
+        if action in ("quit", "help", "command_palette", "show_log"):
             return True
         if self.screen is not self.screen_stack[0]:
             return False  # a dialog or the model error screen is up
@@ -555,6 +565,15 @@ class EdgeAssistApp(App[None]):
     def help_rows(self) -> list[tuple[str, str]]:
         """(keys, what they do) for every key, app bindings first."""
         return HELP_BEFORE + key_rows(self.BINDINGS) + HELP_AFTER
+
+    def action_show_log(self) -> None:
+        """Show llama.cpp's log and the app's warnings."""
+        if not isinstance(self.screen, LogScreen):
+            self.push_screen(LogScreen())
+
+    async def on_pull_changed(self, message: PullChanged) -> None:
+        """A palette pull moved on: to the pull room."""
+        await self.pulls.on_changed(message)
 
     def action_help(self) -> None:
         """Show every key."""

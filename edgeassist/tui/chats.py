@@ -109,6 +109,17 @@ class ChatRoom(Room):
         self._show_figures()
         await self.show_memory(fit=True)
 
+    def prompts(self) -> list[str]:
+        """The open chat's messages from the user, oldest first (Up recalls them: the history is the store's)."""
+        if self.conversation is not None:
+            return [t.content for t in self.conversation.turns if t.role == "user"]
+        if self.chat is None:
+            return []
+        try:
+            return [m.content for m in self.session.store.messages(self.chat.id) if m.role == "user"]
+        except StoreError:
+            return []
+
     def _welcome(self) -> tuple[str, bool]:
         """The model's label for the welcome (where it runs once it has loaded), and whether it has."""
         models = self.models

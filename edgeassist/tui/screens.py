@@ -57,6 +57,7 @@ def _two_columns(rows: list[tuple[str, str]]) -> Table:
 HELP_BEFORE = [
     ("Enter", "send the message (or the edited one)"),
     ("ctrl+j, shift/alt+Enter", "new line in the message"),
+    ("Up, Down (box empty)", "recall this chat's earlier messages"),
 ]
 """Keys of the message box, listed first on the help screen."""
 

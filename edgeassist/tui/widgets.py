@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -41,8 +42,11 @@ class PromptInput(TextArea):
         text: str
         """Its text."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        """A soft-wrapping input without line numbers; Tab moves the focus."""
+    def __init__(self, *, id: str | None = None, prompts: Callable[[], list[str]] | None = None) -> None:
+        """A soft-wrapping input without line numbers; Tab moves the focus.
+
+        `prompts`: the open chat's earlier messages, oldest first, for Up/Down to recall.
+        """
         super().__init__(
             soft_wrap=True,
             show_line_numbers=False,
@@ -55,6 +59,43 @@ class PromptInput(TextArea):
         """Enter resends the last message in place of the one sent (ctrl+l); Esc gives the edit up."""
         self._typed: list[str] = []
         """Printable keys not inserted yet: a burst of them goes in as one edit (`_insert_typed`)."""
+        self._prompts = prompts or list
+        self._recalled: tuple[int, str] | None = None
+        """Which earlier message the box shows (its index in `prompts`, its text), while it is unchanged."""
+
+    def recalling(self) -> bool:
+        """Whether the box shows an earlier message, as it was recalled (an edit ends the recall)."""
+        return self._recalled is not None and self._recalled[1] == self.text
+
+    def recall(self, step: int) -> bool:
+        """Show the earlier (-1) or later (+1) message; False when the box is not empty nor recalling.
+
+        Only then, so that Up and Down keep moving the cursor in a message being written. Down past
+        the last one empties the box again.
+        """
+        if self.editing or self._typed or not (self.recalling() or not self.text):
+            return False
+        prompts = self._prompts()
+        at = self._recalled[0] if self._recalled is not None and self.recalling() else len(prompts)
+        at = max(0, min(len(prompts), at + step))
+        if at == len(prompts):
+            self._recalled = None
+            self.clear()
+            return True
+        self._recalled = (at, prompts[at])
+        self.text = prompts[at]
+        self.move_cursor(self.document.end)
+        return True
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        """Up: an earlier message when the box is empty or recalling; else the cursor moves up."""
+        if select or not self.recall(-1):
+            super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        """Down: a later message while recalling; else the cursor moves down."""
+        if select or not (self.recalling() and self.recall(+1)):
+            super().action_cursor_down(select)
 
     def set_editing(self, editing: bool) -> None:
         """Enter or leave edit mode: the border says so, and Esc's binding follows."""
