@@ -250,4 +250,5 @@ def test_palette_commands_match_the_app() -> None:
     assert inspect.iscoroutinefunction(EdgeAssistApp.switch_model)
     assert list(inspect.signature(EdgeAssistApp.switch_model).parameters) == ["self", "name", "on_server"]
     assert isinstance(inspect.getattr_static(EdgeAssistApp, "server"), property)
+    assert inspect.iscoroutinefunction(EdgeAssistApp.on_pull_changed)  # the palette's pulls report there
     assert "settings" in inspect.signature(EdgeAssistApp.__init__).parameters

@@ -2,8 +2,7 @@
 
 Against the local fake hub (tests/fakehub.py) through real huggingface-hub, in a real child
 `edgeassist pull`, and the real llama.cpp loading what was pulled (the starter model's file, served
-under the 0.8B catalog name). The app is `WiredApp`: the chat app with the lines this feature asks
-of `tui/app.py`, until they are there.
+under the 0.8B catalog name).
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ from typing import Any
 
 import pytest
 from fakehub import FakeHub, sha256_file
-from textual.binding import Binding
 from textual.command import CommandList, CommandPalette
-from textual.notifications import Notify
 from textual.widgets import Log
 
 from edgeassist.config import Settings, load_settings
@@ -27,51 +24,13 @@ from edgeassist.engine.log import LOG
 from edgeassist.hub import ModelRow, list_models
 from edgeassist.store import Store
 from edgeassist.tui import EdgeAssistApp
-from edgeassist.tui.commands import PullCommands
-from edgeassist.tui.logs import LogScreen, capture_python, record_notice
-from edgeassist.tui.pulls import ChildPull, PullChanged, PullRoom, PullScreen, PullState, PullStatus
+from edgeassist.tui.logs import LogScreen
+from edgeassist.tui.pulls import ChildPull, PullChanged, PullScreen, PullState, PullStatus
 from edgeassist.tui.screens import ModelErrorScreen
 
 REPO = "unsloth/Qwen3.5-0.8B-GGUF"
 FILE = "Qwen3.5-0.8B-Q4_K_M.gguf"
 LABEL = "qwen3.5-0.8b:q4_k_m"
-
-
-class WiredApp(EdgeAssistApp):
-    """The chat app with this feature's lines in place, as proposed for `tui/app.py`."""
-
-    CSS_PATH = Path(__import__("edgeassist.tui.app").tui.app.__file__).with_name("app.tcss")  # (not beside this file)
-    COMMANDS = EdgeAssistApp.COMMANDS | {PullCommands}
-    BINDINGS = [
-        *EdgeAssistApp.BINDINGS,
-        Binding("f6", "show_log", "Log", show=False, tooltip="show llama.cpp's log and the app's warnings"),
-    ]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pulls = PullRoom(self, self.session)
-        self._uncapture = lambda: None
-
-    def on_load(self) -> None:  # (Textual runs the app's own on_load too)
-        self._uncapture = capture_python()
-
-    def on_notify(self, event: Notify) -> None:  # (Textual runs the app's own on_notify too)
-        record_notice(event.notification)
-
-    def on_unmount(self) -> None:  # (and the app's own on_unmount)
-        self._uncapture()
-
-    async def on_pull_changed(self, message: PullChanged) -> None:
-        await self.pulls.on_changed(message)
-
-    def action_show_log(self) -> None:
-        if not isinstance(self.screen, LogScreen):
-            self.push_screen(LogScreen())
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "show_log":  # (in app.py: one more name in the first line of check_action)
-            return True
-        return super().check_action(action, parameters)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -94,10 +53,10 @@ def settings_for(tmp_path: Path, endpoint: str) -> Settings:
     )
 
 
-def wired_app(tmp_path: Path, endpoint: str) -> WiredApp:
+def pull_app(tmp_path: Path, endpoint: str) -> EdgeAssistApp:
     settings = settings_for(tmp_path, endpoint)
     settings.models_dir().mkdir(parents=True, exist_ok=True)
-    return WiredApp(settings, store=Store(settings.store_path()), new_chat=True)
+    return EdgeAssistApp(settings, store=Store(settings.store_path()), new_chat=True)
 
 
 async def wait_until(pilot: Any, predicate: Any, timeout: float = 120.0, what: str = "") -> None:
@@ -152,7 +111,7 @@ def hub(gguf: Path, online: None) -> Iterator[FakeHub]:
 async def test_pull_from_the_palette_shows_progress_then_switches_to_the_model(
     tmp_path: Path, hub: FakeHub, gguf: Path
 ) -> None:
-    app = wired_app(tmp_path, hub.endpoint)
+    app = pull_app(tmp_path, hub.endpoint)
     models = app.settings.models_dir()
     (models / "Qwen3.5-2B-Q4_K_M.gguf").symlink_to(gguf)  # on disk: nothing to pull
     pause = hub.pause_next_get()
@@ -185,7 +144,7 @@ async def test_pull_from_the_palette_shows_progress_then_switches_to_the_model(
 async def test_esc_stops_the_pull_keeping_the_partial_and_the_next_pull_resumes_it(
     tmp_path: Path, hub: FakeHub, gguf: Path
 ) -> None:
-    app = wired_app(tmp_path, hub.endpoint)
+    app = pull_app(tmp_path, hub.endpoint)
     models = app.settings.models_dir()
     sha = sha256_file(gguf)
     staged = 10_000_000
@@ -225,7 +184,7 @@ async def test_pull_errors_are_one_line_in_the_app(tmp_path: Path, online: None,
     wrong = "deadbeef" * 8
     with FakeHub() as fh:
         fh.add(REPO, FILE, gguf, served_sha256=wrong)
-        app = wired_app(tmp_path, fh.endpoint)
+        app = pull_app(tmp_path, fh.endpoint)
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, ModelErrorScreen), what="the error screen")
             await choose(pilot, "pull 0.8b:q4", f"Pull: {LABEL}")
@@ -242,7 +201,7 @@ async def test_pull_errors_are_one_line_in_the_app(tmp_path: Path, online: None,
     with socket.socket() as s:  # a port nobody listens on: no network
         s.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
-    app = wired_app(tmp_path / "offline", endpoint)
+    app = pull_app(tmp_path / "offline", endpoint)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ModelErrorScreen), what="the error screen")
         await choose(pilot, "pull 0.8b:q4", f"Pull: {LABEL}")
@@ -254,7 +213,7 @@ async def test_pull_errors_are_one_line_in_the_app(tmp_path: Path, online: None,
 
 
 async def test_quitting_during_a_pull_stops_the_child(tmp_path: Path, hub: FakeHub) -> None:
-    app = wired_app(tmp_path, hub.endpoint)
+    app = pull_app(tmp_path, hub.endpoint)
     pause = hub.pause_next_get()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ModelErrorScreen), what="the error screen")
@@ -282,7 +241,7 @@ async def test_f6_shows_why_the_model_failed_in_llama_cpps_words_and_the_apps_wa
     settings = load_settings(
         None, {"store": {"path": tmp_path / "h.sqlite3"}, "model": {"name": str(truncated), "starter_fallback": False}}
     )
-    app = WiredApp(settings, store=Store(settings.store_path()), new_chat=True)
+    app = EdgeAssistApp(settings, store=Store(settings.store_path()), new_chat=True)
     mark = LOG.count  # (the log is the process's: earlier tests' lines are in it too)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ModelErrorScreen), what="the error screen")
