@@ -129,3 +129,33 @@ async def test_up_in_an_empty_box_recalls_the_chats_messages_and_survives_a_rest
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         assert any("earlier messages" in what for _, what in app.screen.rows)
+
+
+# -- next and previous chat ------------------------------------------------------------------------------------
+
+
+async def test_alt_down_and_alt_up_step_through_the_chats(tmp_path: Path, fake_engine: Any) -> None:
+    for name in ("oldest", "middle", "newest"):
+        held_chat(tmp_path, name, "model-a")
+    shelf = Shelf(fake_engine, "model-a")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+
+        def open_name() -> str | None:
+            return app.chat.name if app.chat is not None else None
+
+        assert open_name() == "newest"
+        await pilot.press("alt+down")
+        await wait_until(pilot, lambda: open_name() == "middle")
+        assert [str(m.render()) for m in app.query("UserMessage")] == ["hello middle"]
+        await pilot.press("ctrl+pagedown")
+        await wait_until(pilot, lambda: open_name() == "oldest")
+        await pilot.press("alt+down")  # the last one: it stays, and says so
+        await wait_until(pilot, lambda: "No older chat." in notices_text(app))
+        assert open_name() == "oldest"
+        await pilot.press("alt+up", "ctrl+pageup")
+        await wait_until(pilot, lambda: open_name() == "newest")
+        await app.open_chat(None)  # a new chat sits above the newest
+        await pilot.press("alt+down")
+        await wait_until(pilot, lambda: open_name() == "newest")

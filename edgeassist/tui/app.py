@@ -104,6 +104,12 @@ class EdgeAssistApp(App[None]):
         Binding("ctrl+o", "copy_reply", "Copy", tooltip="copy the last reply to the clipboard"),
         Binding("ctrl+g", "copy_code", "Code", show=False, tooltip="copy a code block of the last reply"),
         Binding("ctrl+n", "new_chat", "New", tooltip="start a new chat"),
+        Binding(
+            "alt+down,ctrl+pagedown", "step_chat(1)", "Next chat", show=False, tooltip="open the next (older) chat"
+        ),
+        Binding(
+            "alt+up,ctrl+pageup", "step_chat(-1)", "Prev chat", show=False, tooltip="open the previous (newer) chat"
+        ),
         Binding("ctrl+b", "toggle_sidebar", "Chats", show=False, tooltip="show or hide the chats sidebar"),
         Binding("f2", "rename_chat", "Rename", show=False, tooltip="rename the chat"),
         Binding("f8", "delete_chat", "Delete", show=False, tooltip="delete the chat (asks first)"),
@@ -536,6 +542,10 @@ class EdgeAssistApp(App[None]):
     async def action_new_chat(self) -> None:
         """Start a new chat (saved when its first message is sent)."""
         await self.open_chat(None)
+
+    async def action_step_chat(self, step: int) -> None:
+        """Open the chat after (1) or before (-1) the open one in the list (most recent first)."""
+        await self.chats.step(step)
 
     def action_toggle_sidebar(self) -> None:
         """Show or hide the chats sidebar."""

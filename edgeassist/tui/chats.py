@@ -186,6 +186,21 @@ class ChatRoom(Room):
         await self.refresh_list()
         box.focus()
 
+    async def step(self, step: int) -> None:
+        """Open the chat `step` places down the list (most recent first); a new chat sits above the first."""
+        try:
+            chats = self.session.store.list_chats()
+        except StoreError as e:
+            self.app.notify(str(e), severity="error")
+            return
+        ids = [c.id for c in chats]
+        here = ids.index(self.chat.id) if self.chat is not None and self.chat.id in ids else -1
+        there = here + step
+        if not 0 <= there < len(chats):
+            self.app.notify("No older chat." if step > 0 else "No newer chat.", timeout=2)
+            return
+        await self.open(chats[there])
+
     async def open_selected(self, item: object) -> None:
         """Open the chat picked in the sidebar (unless it is the open one)."""
         if isinstance(item, ChatItem) and (self.chat is None or item.chat.id != self.chat.id):
