@@ -315,6 +315,13 @@ class Store:
         with self._cursor() as c:
             c.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
 
+    def clear_chat(self, chat_id: int) -> int:
+        """Delete a chat's messages, keeping the chat, its name and its settings; return how many went."""
+        with self._write() as c:
+            gone = c.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,)).rowcount
+            c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (time.time(), chat_id))
+        return int(gone)
+
     # -- messages ------------------------------------------------------------------------------
 
     def add_message(

@@ -159,3 +159,39 @@ async def test_alt_down_and_alt_up_step_through_the_chats(tmp_path: Path, fake_e
         await app.open_chat(None)  # a new chat sits above the newest
         await pilot.press("alt+down")
         await wait_until(pilot, lambda: open_name() == "newest")
+
+
+# -- clear a chat, keep its settings -----------------------------------------------------------------------------
+
+
+async def test_f10_clears_the_chat_after_asking_and_keeps_its_settings(tmp_path: Path, fake_engine: Any) -> None:
+    from edgeassist.tui.screens import ConfirmScreen
+    from edgeassist.tui.widgets import UserMessage, Welcome
+
+    held_chat(tmp_path, "keep me", "model-a")
+    store = Store(tmp_path / "history.sqlite3")
+    chat = store.find_chat("keep me")
+    assert chat is not None
+    store.set_system_prompt(chat.id, "Answer in French.")
+    store.close()
+    shelf = Shelf(fake_engine, "model-a")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=shelf)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f10")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # Cancel: nothing changes
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert len(app.store.messages(chat.id)) == 2 and app.query(UserMessage)
+        await pilot.press("f10")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.query(UserMessage) and app.query(Welcome))
+        assert app.store.messages(chat.id) == []
+        again = app.store.get_chat(chat.id)
+        assert again is not None and again.system_prompt == "Answer in French." and again.model == "model-a"
+        await send(pilot, "bonjour")
+        await wait_until(pilot, lambda: not app.generating and replies(app))
+        system = shelf.engines["model-a"].calls[-1][0][0]
+        assert system == {"role": "system", "content": "Answer in French."}
+        assert [m.role for m in app.store.messages(chat.id)] == ["user", "assistant"]

@@ -113,6 +113,13 @@ class EdgeAssistApp(App[None]):
         Binding("ctrl+b", "toggle_sidebar", "Chats", show=False, tooltip="show or hide the chats sidebar"),
         Binding("f2", "rename_chat", "Rename", show=False, tooltip="rename the chat"),
         Binding("f8", "delete_chat", "Delete", show=False, tooltip="delete the chat (asks first)"),
+        Binding(
+            "f10",
+            "clear_chat",
+            "Clear",
+            show=False,
+            tooltip="clear the chat's messages, keep its settings (asks first)",
+        ),
         Binding("f3", "system_prompt", "System", show=False, tooltip="edit this chat's system prompt"),
         Binding("f4", "export_chat", "Export", show=False, tooltip="export the chat to a Markdown file"),
         Binding(
@@ -563,6 +570,10 @@ class EdgeAssistApp(App[None]):
     def action_delete_chat(self) -> None:
         """Delete a chat after asking (the highlighted one in the sidebar, else the open one)."""
         self.chats.delete()
+
+    def action_clear_chat(self) -> None:
+        """Clear a chat's messages after asking; its name, model and settings stay."""
+        self.chats.clear()
 
     def action_system_prompt(self) -> None:
         """Edit the open chat's system prompt."""

@@ -300,6 +300,38 @@ class ChatRoom(Room):
         n = len(store.messages(chat.id))
         self.app.push_screen(ConfirmScreen(f"Delete the chat {chat.name!r} and its {n} messages?"), done)
 
+    def clear(self) -> None:
+        """Clear a chat's messages after asking (the highlighted one in the sidebar, else the open one).
+
+        The chat keeps its name, model and settings: a fresh start on the same setup.
+        """
+        chat = self._target()
+        n = len(self.session.store.messages(chat.id)) if chat is not None else 0
+        if chat is None or n == 0:
+            self.app.notify("This chat has no messages to clear.", severity="warning")
+            return
+        store = self.session.store
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            is_open = self.chat is not None and self.chat.id == chat.id
+            if is_open:
+                await self._stop_replies()
+            try:
+                store.clear_chat(chat.id)
+            except StoreError as e:
+                self.app.notify(str(e), severity="error")
+                return
+            if is_open:
+                self.reconnect()
+                await self.render()
+            await self.refresh_list()
+            self.app.notify(f"Cleared {chat.name!r}; its settings stay.", timeout=3)
+
+        question = f"Clear the {n} messages of {chat.name!r}? Its name and settings stay."
+        self.app.push_screen(ConfirmScreen(question, yes="Clear"), done)
+
     def edit_system_prompt(self) -> None:
         """Edit the open chat's system prompt."""
         if self.conversation is None:
