@@ -247,6 +247,11 @@ fi
 
 # -- 2. install --------------------------------------------------------------------------------
 step "2. install edgeassist and llama-cpp-python into $venv"
+# A wheel built elsewhere finds cuBLAS and the CUDA runtime where the system keeps them, else in the
+# nvidia Python packages (PyTorch's): those go last on the library path.
+nvidia_libs="$("$vpy" -c 'import glob, nvidia, os
+print(":".join(sorted({os.path.dirname(p) for r in nvidia.__path__ for p in glob.glob(os.path.join(r, "*", "lib", "lib*.so*"))})))' 2>/dev/null)"
+[ -n "$nvidia_libs" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$nvidia_libs"
 # First the wheel alone, over any llama-cpp-python the base Python has; then edgeassist, which
 # resolves the wheel's dependencies and its own against the carried wheels and the base's packages.
 if [ -n "$wheel" ]; then
