@@ -195,3 +195,28 @@ async def test_f10_clears_the_chat_after_asking_and_keeps_its_settings(tmp_path:
         system = shelf.engines["model-a"].calls[-1][0][0]
         assert system == {"role": "system", "content": "Answer in French."}
         assert [m.role for m in app.store.messages(chat.id)] == ["user", "assistant"]
+
+
+# -- click a message or a code block to copy it -----------------------------------------------------------------
+
+
+async def test_a_click_copies_the_message_the_reply_or_the_code_block(tmp_path: Path, fake_engine: Any) -> None:
+    from textual.widgets.markdown import MarkdownFence
+
+    from edgeassist.tui.widgets import UserMessage
+
+    answer = "Run this:\n\n```python\nprint('hi')\n```\n\nThen you are done."
+    engine = fake_engine(answer=answer, name="model-a")
+    app = create_app(make_settings(tmp_path, "model-a"), open_model=engine.opener(), new_chat=True)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "how do I greet?")
+        await wait_until(pilot, lambda: not app.generating and replies(app) and replies(app)[-1].query(MarkdownFence))
+        await pilot.click(UserMessage)
+        assert app.clipboard == "how do I greet?"
+        await wait_until(pilot, lambda: "Copied the message" in notices_text(app))
+        await pilot.click(MarkdownFence)
+        assert app.clipboard == "print('hi')"
+        await wait_until(pilot, lambda: "Copied the python block (1 line)" in notices_text(app))
+        await pilot.click(replies(app)[-1].answer, offset=(2, 0))  # "Run this:", outside the block
+        assert app.clipboard == answer

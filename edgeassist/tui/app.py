@@ -62,6 +62,7 @@ from edgeassist.tui.terminal import StopSignals
 from edgeassist.tui.widgets import (
     ChatList,
     ChatView,
+    CopyClicked,
     KeyFooter,
     Notices,
     PromptInput,
@@ -419,6 +420,10 @@ class EdgeAssistApp(App[None]):
     async def on_voice_turn_done(self, message: VoiceTurnDone) -> None:
         """To the push-to-talk room."""
         await self.talk.on_turn_done(message)
+
+    def on_copy_clicked(self, message: CopyClicked) -> None:
+        """A message or a code block was clicked: copy it (OSC 52 works over SSH)."""
+        self.chats.copy_clicked(message)
 
     @on(ListView.Selected, "#chat-list")
     async def _chat_selected(self, event: ListView.Selected) -> None:

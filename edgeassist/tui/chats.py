@@ -25,6 +25,7 @@ from edgeassist.tui.widgets import (
     ChatItem,
     ChatList,
     ChatView,
+    CopyClicked,
     PromptInput,
     ReplyView,
     StatusBar,
@@ -401,6 +402,14 @@ class ChatRoom(Room):
             self._copy_block(blocks[0])
         else:
             self.app.push_screen(CodeBlockScreen(blocks), self._copy_block)
+
+    def copy_clicked(self, clicked: CopyClicked) -> None:
+        """Copy the message, reply or code block that was clicked."""
+        if clicked.block:
+            self._copy_block(CodeBlock(clicked.text, clicked.what))
+            return
+        self.app.copy_to_clipboard(clicked.text)
+        self.app.notify(f"Copied the {clicked.what} ({len(clicked.text)} characters).", timeout=3)
 
     def _copy_block(self, block: CodeBlock | None) -> None:
         if block is None:

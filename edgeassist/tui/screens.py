@@ -64,6 +64,7 @@ HELP_BEFORE = [
 HELP_AFTER = [
     ("ctrl+p", "command palette: switch model, every action"),
     ("mouse drag, ctrl+c", "select text, copy it"),
+    ("click a message", "copy it (a code block: the block alone)"),
     ("click Thinking…/Thought", "open or close a thinking block"),
     ("Tab, shift+Tab", "move between chat list, conversation, input"),
     ("chat list: Enter, Delete", "open, delete the highlighted chat; F2 renames"),

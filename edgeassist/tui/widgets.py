@@ -14,13 +14,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.markup import MarkupError, escape
 from textual.message import Message
 from textual.notifications import Notification
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Footer, Label, ListItem, ListView, Markdown, Static, TextArea
 from textual.widgets._footer import FooterKey  # (the footer's keys: not exported by textual.widgets)
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from edgeassist.store import ChatRecord
 from edgeassist.tui.figures import shorter_figures, shorter_labels
@@ -148,13 +150,36 @@ class PromptInput(TextArea):
         await super()._on_mouse_down(event)
 
 
+@dataclass
+class CopyClicked(Message):
+    """A message or one of a reply's code blocks was clicked: the app copies `text`."""
+
+    text: str
+    """What to copy."""
+    what: str
+    """What it is, for the notice: `message`, `reply`, or a code block's language (empty: none given)."""
+    block: bool = False
+    """Whether it is a code block."""
+
+
+def plain_click(widget: Widget, event: events.Click) -> bool:
+    """A single click that selected nothing (a drag selects text to copy with ctrl+c; that stays as it was)."""
+    return event.chain == 1 and not widget.screen.get_selected_text()
+
+
 class UserMessage(Static):
-    """A message the user sent (plain text, selectable)."""
+    """A message the user sent (plain text, selectable); a click copies it."""
 
     def __init__(self, text: str) -> None:
         """Show `text` as it was typed."""
         super().__init__(text, markup=False, classes="message user")
         self.role = "user"
+        self.text = text
+
+    def on_click(self, event: events.Click) -> None:
+        """Copy the message."""
+        if plain_click(self, event):
+            self.post_message(CopyClicked(self.text, "message"))
 
 
 class ThinkingBlock(Collapsible):
@@ -230,6 +255,21 @@ class ReplyView(Vertical):
         yield self.answer
         yield self.note
         yield self.more
+
+    def on_click(self, event: events.Click) -> None:
+        """Copy the code block clicked, else the whole reply (not a click on the thinking block or a button)."""
+        if self.streaming or not plain_click(self, event):
+            return
+        node: DOMNode | None = event.widget
+        while node is not None and node is not self:
+            if isinstance(node, ThinkingBlock | Button):
+                return
+            if isinstance(node, MarkdownFence):
+                self.post_message(CopyClicked(node.code.rstrip("\n"), (node.lexer or "").split(" ")[0], block=True))
+                return
+            node = node.parent
+        if self.content.strip():
+            self.post_message(CopyClicked(self.content.strip(), "reply"))
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         """Continue: the app goes on with the last reply."""
