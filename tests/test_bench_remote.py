@@ -299,11 +299,43 @@ def test_ctrl_c_while_the_server_is_silent_stops_at_once_and_keeps_what_was_meas
     assert schema.validate(data) == []
 
 
+# -- the server's own figures beside the client's -------------------------------------------------------------
+
+
+def test_llama_servers_own_timings_go_beside_the_clients_figures(
+    llama_cpp_server: LlamaServer, quiet_home: None, tmp_path: Path
+) -> None:
+    ran = bench("--endpoint", llama_cpp_server.url, *SMALL, "-r", "2", "-q", json_path=tmp_path / "timed.json")
+    assert ran.rc == 0, ran.err
+    (run,) = ran.json["runs"]  # type: ignore[misc]
+    for rep in run["repetitions"]:
+        first, sv = rep["first"], rep["first"]["server"]
+        # llama-server honours ignore_eos and counts what it did: prompt and decode time, tokens, its cache.
+        assert sv["completion_tokens"] == sv["decoded_tokens"] == first["generated_tokens"] == 8
+        assert len(first["token_times"]) == 8  # a chunk a token
+        assert sv["prompt_ms"] > 0 and sv["decode_ms"] > 0 and sv["prompt_tokens"] == first["prompt_tokens"]
+        assert rep["followup"]["server"]["cached_tokens"] > 0  # the follow-up reused the first turn's prompt
+    summary = run["summary"]
+    assert summary["server"]["reported"] == 2 and summary["jitter"]["tokens_per_chunk"] == 1.0
+    for key in ("prompt_s", "prefill_tps", "decode_ms", "ttft_overhead_s", "decode_overhead_ms"):
+        assert summary["server"][key]["n"] == 2, key
+    assert summary["prefill_tps"] == summary["server"]["prefill_tps"]  # the server's rate, not the client's
+    out = ran.out
+    assert "decode" in _row(out, "server's own figures") and "ms/token" in _row(out, "server's own figures")
+    assert "network, HTTP and queueing" in " ".join(_row(out, "the client saw beyond it"))
+    assert "~" not in " ".join(_row(out, "time to first token"))  # the server counted the prompt
+    assert "the server evaluated" in " ".join(_row(out, "follow-up time to first token"))
+
+
 # -- the server's own figures beside the client's (fixed inputs) ----------------------------------------------
 
 
-def _remote_turn(ttft: float, gap: float, chunks: int, server: dict[str, object]) -> TurnSample:
-    stats = Stats(model="m", backend="remote", prompt_tokens=40, evaluated_tokens=40, ttft_s=ttft, server=server)
+def _remote_turn(
+    ttft: float, gap: float, chunks: int, server: dict[str, object], prompt: int = 40, evaluated: int = 40
+) -> TurnSample:
+    """A remote reply's sample as the engine's Stats give it (`server`: its `usage` and `timings`)."""
+    stats = Stats(model="m", backend="remote", prompt_tokens=prompt, evaluated_tokens=evaluated, ttft_s=ttft)
+    stats.server = server
     stats.token_times = [ttft + i * gap for i in range(chunks)]
     stats.generated_tokens = chunks
     stats.finish_reason = "length"
@@ -318,7 +350,8 @@ def test_server_figures_go_beside_the_clients_and_the_difference_is_the_network(
     assert sv == ServerFigures(40, 9, 10, 30, 120.0, 67.5, 9)
     assert ServerFigures.from_report({}) is None and ServerFigures.from_report({"usage": "odd"}) is None
     run = ModelRun("m", "http://h:1/v1", 0, None, None, False, 0, 4096, 0, "remote", False, endpoint="http://h:1/v1")
-    run.repetitions = [Repetition(t, None, None, None) for t in turns]
+    follow = {"timings": {"prompt_n": 23, "cache_n": 50, "prompt_ms": 40.0, "predicted_n": 8, "predicted_ms": 60.0}}
+    run.repetitions = [Repetition(t, _remote_turn(0.06, 0.008, 8, follow, 73, 23), None, None) for t in turns]
     s = analysis.summarize(run, 50.0)
     assert s.server is not None and s.server.reported == 2
     assert s.server.prompt_s is not None and s.server.prompt_s.median == pytest.approx(0.120)
@@ -332,6 +365,7 @@ def test_server_figures_go_beside_the_clients_and_the_difference_is_the_network(
     assert "prompt 120 ms (250 tok/s) · decode 7.5 ms/token" in text
     assert "+30 ms before the first token, +0.50 ms/token: network, HTTP and queueing" in text
     assert "40-token prompt" in text and "~40" not in text  # the server counted it
+    assert "the server evaluated 23 of 73 tokens · 0.40x the first" in text  # its cache held the rest
 
 
 def test_jitter_is_the_spread_of_the_gaps_and_says_when_chunks_carry_several_tokens() -> None:

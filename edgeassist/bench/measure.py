@@ -63,7 +63,6 @@ FOLLOWUP_TOKENS = 8
 """Tokens generated for the follow-up (its time to first token is what is measured)."""
 WARMUP_TOKENS = 16
 """Most tokens generated in a warm-up repetition."""
-
 _FILLER = (
     "Please read these notes from the field trip and keep them in mind for my next question. "
     "The river was high after the spring rain, the old bridge was closed for repairs, and the "

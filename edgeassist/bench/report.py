@@ -254,10 +254,13 @@ def remote_lines(run: ModelRun, s: RunSummary) -> list[str]:
     add("time to first token", s.ttft_s, prompt + " · as this machine saw it")
     if s.first_event_s:
         add("  first event at the front end", s.first_event_s)
-    fu = ""
+    fu = []
+    cached = [r.followup.server for r in run.repetitions if r.followup is not None and r.followup.server is not None]
+    if cached and all(c.evaluated_tokens is not None for c in cached) and s.followup_prompt_tokens:
+        fu.append(f"the server evaluated {s.followup_evaluated_tokens} of {s.followup_prompt_tokens} tokens")
     if s.followup_ttft_s and s.ttft_s and s.ttft_s.median > 0:
-        fu = f"{s.followup_ttft_s.median / s.ttft_s.median:.2f}x the first"
-    add("follow-up time to first token", s.followup_ttft_s, fu)
+        fu.append(f"{s.followup_ttft_s.median / s.ttft_s.median:.2f}x the first")
+    add("follow-up time to first token", s.followup_ttft_s, " · ".join(fu))
     rows.append(("decode (as received)", _decode_line(s.decode_ms, s.decode_tps), "", ""))
     rows.append(("network jitter", jitter_text(s), "", ""))
     rows += [(label, value, "", "") for label, value in server_lines(s)]
