@@ -16,28 +16,23 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from edgeassist.engine.log import install_llama_log
+
 _backend_lock = threading.Lock()
 _backend_ready = False
-_log_cb: object = None
 log_tail: deque[str] = deque(maxlen=20)
 """llama.cpp's last warnings and errors: the reason behind a failed load or quantization."""
 
 
 def init_backend() -> None:
     """Initialise llama.cpp once per process and route its log into `log_tail` (never the terminal)."""
-    global _backend_ready, _log_cb
+    global _backend_ready
     with _backend_lock:
         if _backend_ready:
             return
         import llama_cpp
 
-        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-        def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            if level in (2, 3):  # warnings and errors explain load failures
-                log_tail.append(text.decode("utf-8", "replace").strip())
-
-        _log_cb = _log  # keep a reference: ctypes would free the callback
-        llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+        install_llama_log(log_tail)  # (ggml's levels: 2 info, 3 warn, 4 error; its warnings and errors reach the tail)
         llama_cpp.llama_backend_init()
         _backend_ready = True
 

@@ -26,7 +26,7 @@ from edgeassist.engine.build import log_tail as _log_tail
 from edgeassist.engine.build import physical_cores
 from edgeassist.engine.encoder import Prompt, PromptEncoder
 from edgeassist.engine.log import LOG as _LOG
-from edgeassist.engine.log import first_error, install_llama_log
+from edgeassist.engine.log import first_error
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.sampling import sampler_chain
 from edgeassist.engine.state import ContextState
@@ -152,7 +152,6 @@ class LlamaEngine:
                 return self.load_s
             check_gguf(self.path, self.fix_hint)
             _init_backend()
-            install_llama_log(_log_tail)  # after the backend starts: its own callback would replace this one
             import llama_cpp
 
             t0 = time.perf_counter()

@@ -124,8 +124,8 @@ _install_lock = threading.Lock()
 def install_llama_log(tail: deque[str] | None = None) -> None:
     """Route llama.cpp's log into `LOG` (its warnings and errors into `tail` too); once per process.
 
-    Call it after llama.cpp's backend has started (`engine.build.init_backend`), which sets a
-    callback of its own: llama.cpp keeps only the last one set.
+    `engine.build.init_backend` calls it as llama.cpp starts, so that nothing it logs reaches
+    the terminal (llama.cpp keeps only the last callback set).
     """
     global _callback
     with _install_lock:
