@@ -128,8 +128,8 @@ class ModelSettings(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_a_base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or value.strip().lower() in ("", "none"):
+            return None  # (`--endpoint none` runs the model here whatever the config says)
         from urllib.parse import urlsplit
 
         try:

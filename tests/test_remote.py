@@ -51,6 +51,8 @@ def test_settings_take_an_endpoint_and_refuse_what_is_not_one(monkeypatch: pytes
     s = load_settings(None, {"model": {"endpoint": "http://127.0.0.1:8080/v1/", "remote_model": "m"}})
     assert s.model.endpoint == "http://127.0.0.1:8080/v1" and s.model.remote_model == "m"
     assert "sekrit" not in s.model_dump_json()
+    for here in ("none", "None", ""):  # `--endpoint none` runs the model here whatever the config says
+        assert load_settings(None, {"model": {"endpoint": here}}).model.endpoint is None
     for bad, why in [
         ("ftp://host/v1", "http:// or https://"),
         ("http://me:pw@host/v1", "user name or password"),

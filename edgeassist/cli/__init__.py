@@ -101,7 +101,7 @@ def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool =
         action=setting_flag("model", "endpoint"),
         default=argparse.SUPPRESS,
         help="an OpenAI-compatible server's base URL (http://HOST:PORT/v1): the model runs there; "
-        "its API key is read from $EDGEASSIST_API_KEY (model.api_key_env)",
+        "its API key is read from $EDGEASSIST_API_KEY (model.api_key_env); `none`: here, whatever the config says",
     )
     g.add_argument(
         "--remote-model",
