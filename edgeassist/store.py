@@ -20,7 +20,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,8 +32,12 @@ Status = Literal["complete", "cut", "cancelled", "error"]
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write before it gives up ("database is locked")."""
 
-SCHEMA_VERSION = 1
-"""`PRAGMA user_version` of a database with the current schema; a lower one is migrated on open."""
+SCHEMA_VERSION = 2
+"""`PRAGMA user_version` of a database with the current schema; a lower one is migrated on open.
+
+1: chats and messages. 2: `chats.settings`, a chat's own generation settings (JSON; NULL: none).
+A newer version opens as it is: every statement names its columns, so columns added later are left alone.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS chats (
     system_prompt TEXT,
     model TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    settings TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -56,6 +61,42 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_chat ON messages(chat_id, id);
 """
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """A chat's own generation settings; None leaves a value to the configuration (or to the app's switch).
+
+    The store keeps them as given: the front end checks them against the configuration's bounds
+    before it saves them, and again when it applies them.
+    """
+
+    think: bool | None = None
+    """Thinking on or off for this chat."""
+    temperature: float | None = None
+    """Sampling temperature."""
+    top_p: float | None = None
+    """Nucleus sampling threshold."""
+    max_tokens: int | None = None
+    """Most tokens of one reply."""
+    n_ctx: int | None = None
+    """Context window the model is loaded with for this chat."""
+
+    def to_json(self) -> str | None:
+        """The set values as a JSON object; None when nothing is set (the column stays NULL)."""
+        values = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(values) if values else None
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ChatSettings:
+        """Read the column back; keys this version does not know (a newer one wrote them) are ignored."""
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            return cls()
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,16 @@ class ChatRecord:
     """Unix time of creation."""
     updated_at: float
     """Unix time of the last message or change."""
+    settings: ChatSettings = field(default_factory=ChatSettings)
+    """The chat's own generation settings."""
+
+
+_CHAT_COLUMNS = "id, name, system_prompt, model, created_at, updated_at, settings"
+
+
+def _chat_record(row: tuple[Any, ...]) -> ChatRecord:
+    """A `chats` row (in `_CHAT_COLUMNS` order) as a record."""
+    return ChatRecord(*row[:6], settings=ChatSettings.from_json(row[6]))
 
 
 @dataclass(frozen=True)
@@ -165,6 +216,10 @@ class Store:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                # Version 1 made `chats` without `settings` (CREATE ... IF NOT EXISTS leaves it so): add it.
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(chats)")}
+                if "settings" not in columns:
+                    self._db.execute("ALTER TABLE chats ADD COLUMN settings TEXT")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         finally:
@@ -249,10 +304,8 @@ class Store:
                 "ON CONFLICT (name) DO NOTHING",
                 (clean, system_prompt, model, now, now),
             )
-            row = c.execute(
-                "SELECT id, name, system_prompt, model, created_at, updated_at FROM chats WHERE name = ?", (clean,)
-            ).fetchone()
-        return ChatRecord(*row)
+            row = c.execute(f"SELECT {_CHAT_COLUMNS} FROM chats WHERE name = ?", (clean,)).fetchone()
+        return _chat_record(row)
 
     @staticmethod
     def _name(name: str) -> str:
@@ -263,11 +316,8 @@ class Store:
 
     def _chat(self, where: str, arg: object) -> ChatRecord | None:
         with self._cursor() as c:
-            row = c.execute(
-                f"SELECT id, name, system_prompt, model, created_at, updated_at FROM chats WHERE {where}",
-                (arg,),
-            ).fetchone()
-        return ChatRecord(*row) if row else None
+            row = c.execute(f"SELECT {_CHAT_COLUMNS} FROM chats WHERE {where}", (arg,)).fetchone()
+        return _chat_record(row) if row else None
 
     def get_chat(self, chat_id: int) -> ChatRecord | None:
         """The chat with this id, if any."""
@@ -280,11 +330,8 @@ class Store:
     def list_chats(self) -> list[ChatRecord]:
         """All chats, most recently used first."""
         with self._cursor() as c:
-            rows = c.execute(
-                "SELECT id, name, system_prompt, model, created_at, updated_at FROM chats "
-                "ORDER BY updated_at DESC, id DESC"
-            ).fetchall()
-        return [ChatRecord(*r) for r in rows]
+            rows = c.execute(f"SELECT {_CHAT_COLUMNS} FROM chats ORDER BY updated_at DESC, id DESC").fetchall()
+        return [_chat_record(r) for r in rows]
 
     def last_chat(self) -> ChatRecord | None:
         """The most recently used chat."""
@@ -304,6 +351,11 @@ class Store:
         """Set the chat's own system prompt (None: the configured default)."""
         with self._cursor() as c:
             c.execute("UPDATE chats SET system_prompt = ? WHERE id = ?", (system_prompt, chat_id))
+
+    def set_settings(self, chat_id: int, settings: ChatSettings) -> None:
+        """Set the chat's own generation settings (all None: the configuration's)."""
+        with self._cursor() as c:
+            c.execute("UPDATE chats SET settings = ? WHERE id = ?", (settings.to_json(), chat_id))
 
     def set_model(self, chat_id: int, model: str) -> None:
         """Remember which model the chat used last."""
