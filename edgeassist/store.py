@@ -124,7 +124,8 @@ _CHAT_COLUMNS = "id, name, system_prompt, model, created_at, updated_at, setting
 
 def _chat_record(row: tuple[Any, ...]) -> ChatRecord:
     """A `chats` row (in `_CHAT_COLUMNS` order) as a record."""
-    return ChatRecord(*row[:6], settings=ChatSettings.from_json(row[6]))
+    chat_id, name, system_prompt, model, created_at, updated_at, settings = row
+    return ChatRecord(chat_id, name, system_prompt, model, created_at, updated_at, ChatSettings.from_json(settings))
 
 
 @dataclass(frozen=True)
