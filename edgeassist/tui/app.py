@@ -5,7 +5,7 @@ its rooms, each in its own module, which the app builds and wires together:
 
 - `tui.models.ModelRoom`: opens the engine, loads it in a worker, switches models;
 - `tui.chats.ChatRoom`: the open chat and its `Conversation`, the sidebar, new/open/rename/
-  delete/export, the system prompt, copying the last reply;
+  delete/export, a chat's own settings, copying the last reply;
 - `tui.reply.ReplyController`: every reply, typed or spoken, as one state machine
   (`edgeassist.reply`): started, streamed through an outbox, stopped, ended;
 - `tui.talk.TalkRoom`: push-to-talk over `edgeassist.voice.VoicePipeline`.
@@ -121,7 +121,13 @@ class EdgeAssistApp(App[None]):
             show=False,
             tooltip="clear the chat's messages, keep its settings (asks first)",
         ),
-        Binding("f3", "system_prompt", "System", show=False, tooltip="edit this chat's system prompt"),
+        Binding(
+            "f3",
+            "chat_settings",
+            "Settings",
+            show=False,
+            tooltip="this chat's settings: model, thinking, sampling, context, system prompt",
+        ),
         Binding("f4", "export_chat", "Export", show=False, tooltip="export the chat to a Markdown file"),
         Binding(
             "f6", "show_log", "Log", show=False, priority=True, tooltip="show llama.cpp's log and the app's warnings"
@@ -580,9 +586,9 @@ class EdgeAssistApp(App[None]):
         """Clear a chat's messages after asking; its name, model and settings stay."""
         self.chats.clear()
 
-    def action_system_prompt(self) -> None:
-        """Edit the open chat's system prompt."""
-        self.chats.edit_system_prompt()
+    def action_chat_settings(self) -> None:
+        """Edit the open chat's settings (model, thinking, sampling, context size, system prompt)."""
+        self.chats.edit_settings()
 
     def action_export_chat(self) -> None:
         """Export the open chat to a Markdown file."""

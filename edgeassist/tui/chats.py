@@ -1,6 +1,7 @@
 """The chats room: which chat is open and its `Conversation`, the sidebar's list, and what can be done to a chat.
 
-Open, new, rename, delete, export, the per-chat system prompt, and copying its last reply. Opening or deleting the chat
+Open, new, rename, delete, export, a chat's own settings (model, thinking, sampling, context, system prompt), and
+copying its last reply. Opening or deleting the chat
 being written to stops its reply first (through `stop_replies`, which the app hands in).
 """
 
@@ -14,13 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from edgeassist.chat import Conversation
 from edgeassist.engine.base import Stats
-from edgeassist.errors import StoreError
-from edgeassist.store import ChatRecord
+from edgeassist.errors import EdgeAssistError, StoreError
+from edgeassist.store import ChatRecord, ChatSettings
 from edgeassist.tui import figures
 from edgeassist.tui.codeblocks import CodeBlock, code_blocks
-from edgeassist.tui.models import ModelRoom
+from edgeassist.tui.models import ModelRoom, checked_chat_settings
 from edgeassist.tui.room import Room, Session
-from edgeassist.tui.screens import CodeBlockScreen, ConfirmScreen, SystemPromptScreen, TextPromptScreen
+from edgeassist.tui.screens import (
+    NUMBER_FIELDS,
+    ChatSettingsForm,
+    ChatSettingsScreen,
+    CodeBlockScreen,
+    ConfirmScreen,
+    TextPromptScreen,
+)
 from edgeassist.tui.widgets import (
     ChatItem,
     ChatList,
@@ -66,6 +74,8 @@ class ChatRoom(Room):
         except StoreError as e:
             self.chat = None
             self.app.notify(str(e), severity="error", timeout=10)
+        # Before the model is built: the chat's context size is the one it loads with.
+        self.models.adopt(self.chat.settings if self.chat is not None else ChatSettings())
 
     def reconnect(self) -> None:
         """A new Conversation for the open chat over the engine in use (after the engine changed)."""
@@ -180,8 +190,9 @@ class ChatRoom(Room):
         box = self.app.query_one(PromptInput)
         box.set_editing(False)
         self.chat = chat
-        if chat is not None:
-            await self.models.restore(chat.model)  # the chat's own model, when it is on disk
+        self.models.adopt(chat.settings if chat is not None else ChatSettings())
+        # The chat's own model when it is on disk; the one in use reloaded when the chat's context size differs.
+        await self.models.restore(chat.model if chat is not None else None)
         self.reconnect()
         await self.render()
         await self.refresh_list()
@@ -229,6 +240,9 @@ class ChatRoom(Room):
                 if store.find_chat(name) is None:
                     raise
         self.conversation.chat = self.chat
+        own = self.models.chat_settings
+        if self.chat is not None and own != ChatSettings():  # set on the screen before the chat was saved
+            store.set_settings(self.chat.id, own)
         self.app.query_one(TopBar).set_title(self.chat.name if self.chat else "New chat")
 
     def ensure_quietly(self, first_message: str) -> None:
@@ -333,27 +347,83 @@ class ChatRoom(Room):
         question = f"Clear the {n} messages of {chat.name!r}? Its name and settings stay."
         self.app.push_screen(ConfirmScreen(question, yes="Clear"), done)
 
-    def edit_system_prompt(self) -> None:
-        """Edit the open chat's system prompt."""
+    def edit_settings(self) -> None:
+        """Edit the open chat's settings (F3): model, thinking, sampling, reply length, context size, system prompt."""
         if self.conversation is None:
             return
         default = self.session.settings.generation.system_prompt
-        current = self.conversation.system_prompt or default
+        own = self.models.chat_settings
+        form = ChatSettingsForm(
+            model=self.models.name,
+            think=self.session.think,
+            temperature=_text(own.temperature),
+            top_p=_text(own.top_p),
+            max_tokens=_text(own.max_tokens),
+            n_ctx=_text(own.n_ctx),
+            system_prompt=self.conversation.system_prompt or default,
+        )
+        self.app.push_screen(ChatSettingsScreen(form, self._defaults(), self._refusal), self._save_settings)
 
-        def done(text: str | None) -> None:
-            if text is None or self.conversation is None:
+    def _defaults(self) -> dict[str, str]:
+        """What each empty number field means: the configured value, or the model card's."""
+        g, m = self.session.settings.generation, self.session.settings.model
+        card = "0.7 (1.0 thinking)", "0.8 (0.95 thinking)"
+        return {
+            "temperature": f"default: {g.temperature if g.temperature is not None else card[0]}",
+            "top_p": f"default: {g.top_p if g.top_p is not None else card[1]}",
+            "max_tokens": f"default: {g.max_tokens}",
+            "n_ctx": f"default: {m.n_ctx} (a change reloads the model)",
+        }
+
+    def _checked(self, form: ChatSettingsForm) -> ChatSettings:
+        """The form's settings, checked as the configuration is; ConfigError when one is refused."""
+        values: dict[str, object] = {name: getattr(form, name) for name, _ in NUMBER_FIELDS}
+        # Thinking is the chat's own once it had one or the box differs from the app's switch.
+        if self.models.chat_settings.think is not None or form.think != self.models.toggled:
+            values["think"] = form.think
+        return checked_chat_settings(self.session.settings, values)
+
+    def _refusal(self, form: ChatSettingsForm) -> str | None:
+        """Why the screen cannot save `form` (one line), or None."""
+        if not form.model:
+            return "the model cannot be empty: give a catalog name or a GGUF file"
+        try:
+            self._checked(form)
+        except EdgeAssistError as e:
+            return str(e)
+        return self.models.check_model(form.model)
+
+    async def _save_settings(self, form: ChatSettingsForm | None) -> None:
+        """Store the chat's settings and apply them: options now, a model switch or a context reload at once."""
+        if form is None or self.conversation is None:
+            return
+        own = self._checked(form)
+        default = self.session.settings.generation.system_prompt
+        custom = form.system_prompt if form.system_prompt and form.system_prompt != default else None
+        if self.chat is not None:
+            try:
+                self.session.store.set_settings(self.chat.id, own)
+                self.session.store.set_system_prompt(self.chat.id, custom)
+                if form.model != self.models.name:
+                    self.session.store.set_model(self.chat.id, form.model)
+                self.chat = self.session.store.get_chat(self.chat.id) or self.chat
+            except StoreError as e:
+                self.app.notify(str(e), severity="error")
                 return
-            custom = text if text and text != default else None
-            self.conversation.system_prompt = custom or default
-            if self.chat is not None:
-                try:
-                    self.session.store.set_system_prompt(self.chat.id, custom)
-                except StoreError as e:
-                    self.app.notify(str(e), severity="error")
-                    return
-            self.app.notify("System prompt saved for this chat." if custom else "Using the default system prompt.")
-
-        self.app.push_screen(SystemPromptScreen(current, default), done)
+        self.conversation.system_prompt = custom or default
+        self.conversation.chat = self.chat
+        self.models.adopt(own)
+        if form.model != self.models.name:
+            await self._stop_replies()
+            on_server = self.models.engine is not None and not self.models.engine.capabilities.local
+            if await self.models.switch(form.model, on_server):
+                self.reconnect()
+            self.app.notify(f"Chat settings saved; loading {form.model}…")
+            return
+        await self._stop_replies()
+        if await self.models.reload_for_context():
+            self.reconnect()
+        self.app.notify("Chat settings saved.", timeout=3)
 
     def export(self) -> None:
         """Export the open chat to a Markdown file."""
@@ -418,3 +488,8 @@ class ChatRoom(Room):
         lines = len(block.code.splitlines())
         plural = "s" if lines != 1 else ""
         self.app.notify(f"Copied the {block.language or 'code'} block ({lines} line{plural}).", timeout=3)
+
+
+def _text(value: float | int | None) -> str:
+    """A number as its field shows it; empty for None."""
+    return "" if value is None else str(value)

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from textual.widgets import Static
 
-from edgeassist.config import Settings
+from edgeassist.config import Settings, section_with
 from edgeassist.engine.base import ChatEngine, GenerationOptions
 from edgeassist.errors import EdgeAssistError
 from edgeassist.hub import STARTER_NAME
+from edgeassist.store import ChatSettings
 from edgeassist.tui import figures
 from edgeassist.tui.messages import ModelFailed, ModelLoading, ModelReady
 from edgeassist.tui.room import Room, Session
@@ -37,6 +38,29 @@ if TYPE_CHECKING:
 OpenModel = Callable[[Settings, bool], "OpenedModel"]
 """Builds the (not yet loaded) engine for the settings; the flag says the model was named explicitly."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+CHAT_SOURCE = "the chat settings"
+"""Where a refused per-chat value came from, in its one-line error."""
+
+
+def checked_chat_settings(settings: Settings, values: dict[str, object]) -> ChatSettings:
+    """A chat's own settings from `values` (text as typed, or stored values), checked as the configuration checks them.
+
+    An empty or None value is not set. A value out of bounds, or not a number, is a ConfigError
+    naming the key: the same rule, and the same bounds, as `config.toml` and the command line.
+    """
+    given = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
+    given = {k: v for k, v in given.items() if v is not None and v != ""}
+    sampling = {k: v for k, v in given.items() if k in ("temperature", "top_p", "max_tokens")}
+    g = section_with(settings.generation, sampling, CHAT_SOURCE)
+    n_ctx = section_with(settings.model, {"n_ctx": given["n_ctx"]}, CHAT_SOURCE).n_ctx if "n_ctx" in given else None
+    think = given.get("think")
+    return ChatSettings(
+        think=bool(think) if think is not None else None,
+        temperature=g.temperature if "temperature" in sampling else None,
+        top_p=g.top_p if "top_p" in sampling else None,
+        max_tokens=g.max_tokens if "max_tokens" in sampling else None,
+        n_ctx=n_ctx,
+    )
 
 
 def default_open_model(settings: Settings, explicit: bool) -> OpenedModel:
@@ -66,6 +90,12 @@ class ModelRoom(Room):
         self._spinner = itertools.cycle(SPINNER)
         self._backend = ""  # where the loading model will run, once its worker has asked the engine
         self._timer: Timer | None = None
+        self.chat_settings = ChatSettings()
+        """The open chat's own settings, applied over the configuration's."""
+        self.toggled = session.think
+        """Thinking as the app's switch (ctrl+t) last left it: a chat without its own value follows it."""
+        self._explicit = False  # whether the model in use was named (`-m`, the palette): a reload keeps it so
+        self._built_ctx = 0  # the context size the engine in use was built with
 
     @property
     def name(self) -> str:
@@ -73,10 +103,55 @@ class ModelRoom(Room):
         return self.resolved.name if self.resolved is not None else self.session.settings.model.name
 
     def options(self) -> GenerationOptions:
-        """The generation options for the next reply: the settings, with thinking as switched."""
+        """The options for the next reply: the settings, the open chat's own over them, thinking as switched."""
         from edgeassist.engine.factory import generation_options
 
-        return generation_options(self.session.settings, think=self.session.think)
+        own = self.chat_settings
+        return generation_options(
+            self.session.settings,
+            think=self.session.think,
+            temperature=own.temperature,
+            top_p=own.top_p,
+            max_tokens=own.max_tokens,
+        )
+
+    def adopt(self, own: ChatSettings) -> None:
+        """Take a chat's own settings (the chat opened, or they were saved); its thinking replaces the switch's.
+
+        Values that no longer pass the configuration's checks (a hand-edited history) are dropped
+        with one notice line, so a reply never fails on them.
+        """
+        try:
+            own = checked_chat_settings(self.session.settings, {k: getattr(own, k) for k in own.__dataclass_fields__})
+        except EdgeAssistError as e:
+            self.app.notify(f"{e}; this chat uses the configured settings", severity="warning", timeout=8)
+            own = ChatSettings()
+        self.chat_settings = own
+        self.session.think = own.think if own.think is not None else self.toggled
+        supports = self.engine.capabilities.thinking if self.ready and self.engine is not None else None
+        if supports is False:
+            self.session.think = False
+        self.app.query_one(TopBar).set_mode(self.session.think, supports)
+
+    def context_size(self) -> int:
+        """The context window the open chat asks for: its own, else the configured one."""
+        return self.chat_settings.n_ctx or self.session.settings.model.n_ctx
+
+    def context_stale(self) -> bool:
+        """Whether the model in use was loaded with another context size than the open chat asks for.
+
+        (A server sets its own context: only a model loaded here is reloaded for it.)
+        """
+        engine = self.engine
+        return engine is not None and engine.capabilities.local and self._built_ctx != self.context_size()
+
+    def _sized(self, settings: Settings) -> Settings:
+        """`settings` with the open chat's context size."""
+        self._built_ctx = self.context_size()
+        if self._built_ctx == settings.model.n_ctx:
+            return settings
+        model = settings.model.model_copy(update={"n_ctx": self._built_ctx})
+        return settings.model_copy(update={"model": model})
 
     def open(self, explicit: bool, chat_model: str | None = None) -> bool:
         """Build the engine now (fast: no file is read) and load it in a worker; False if it cannot be built.
@@ -86,6 +161,7 @@ class ModelRoom(Room):
         """
         if self._timer is None:
             self._timer = self.app.set_interval(0.1, self._tick, pause=True)
+        self._explicit = explicit
         if chat_model is not None and not explicit and self.restorable(chat_model):
             built = self._build_for_chat(chat_model)
             if built is not None:
@@ -93,7 +169,7 @@ class ModelRoom(Room):
                 self._start(opened)
                 return True
         try:
-            opened = self._open_model(self.session.settings, explicit)
+            opened = self._open_model(self._sized(self.session.settings), explicit)
         except EdgeAssistError as e:
             self._generation += 1
             self._failed(str(e))
@@ -113,7 +189,7 @@ class ModelRoom(Room):
         model = self.session.settings.model.model_copy(update={"name": chat_model, "endpoint": None})
         settings = self.session.settings.model_copy(update={"model": model})
         try:
-            return settings, self._open_model(settings, True)  # explicit: no starter standing in for it
+            return settings, self._open_model(self._sized(settings), True)  # explicit: no starter standing in
         except EdgeAssistError:
             self.app.notify(
                 f"This chat was held with {chat_model}, which is not on disk: keeping {self.name}.",
@@ -226,6 +302,7 @@ class ModelRoom(Room):
             self.app.notify(f"{self.name} has no thinking mode.", severity="warning")
             return
         self.session.think = not self.session.think
+        self.toggled = self.session.think  # for the session; the chat settings screen saves a chat's own
         self.app.query_one(TopBar).set_mode(self.session.think, supports)
         self.app.notify(f"Thinking {'on' if self.session.think else 'off'} for the next message.", timeout=2)
 
@@ -247,15 +324,40 @@ class ModelRoom(Room):
         or one no longer on disk: then a notice line says so).
         """
         if chat_model is None or not self.restorable(chat_model):
-            return False
+            return await self.reload_for_context()
         built = self._build_for_chat(chat_model)
         if built is None:
-            return False
+            return await self.reload_for_context()
         await self._close()
         self.session.settings, opened = built
         self._start(opened)
         self.app.notify(f"Loading {chat_model}, the model of this chat…", timeout=4)
         return True
+
+    def check_model(self, name: str) -> str | None:
+        """Why the model called `name` cannot be opened here (not on disk, a bad path), or None when it can.
+
+        Building an engine reads no file, so this is cheap; on a server the server answers at the switch.
+        """
+        if name == self.name or (self.engine is not None and not self.engine.capabilities.local):
+            return None
+        model = self.session.settings.model.model_copy(update={"name": name, "endpoint": None})
+        try:
+            self._open_model(self.session.settings.model_copy(update={"model": model}), True)
+        except EdgeAssistError as e:
+            return str(e)
+        return None
+
+    async def reload_for_context(self) -> bool:
+        """Load the model in use again when the open chat asks for another context size (stop the replies first).
+
+        True when it is loading; False when the loaded one already fits.
+        """
+        if not self.context_stale():
+            return False
+        await self._close()
+        self.app.notify(f"Reloading {self.name} with a {self.context_size()}-token context…", timeout=4)
+        return self.open(self._explicit)
 
     async def _close(self) -> None:
         """Close the engine in use (its memory is freed before the next one loads) and any model error screen."""

@@ -1,13 +1,16 @@
-"""Screens of the chat app: the model error screen, help, and small dialogs."""
+"""Screens of the chat app: the model error screen, help, a chat's settings, and small dialogs."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from edgeassist.tui.codeblocks import CodeBlock
@@ -149,28 +152,77 @@ class TextPromptScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class SystemPromptScreen(ModalScreen[str | None]):
-    """Edit the chat's system prompt; empty means the configured default."""
+@dataclass(frozen=True)
+class ChatSettingsForm:
+    """What the chat settings screen edits, as typed: an empty number is the default."""
+
+    model: str
+    """The chat's model."""
+    think: bool
+    """Thinking on or off."""
+    temperature: str
+    """Sampling temperature."""
+    top_p: str
+    """Nucleus sampling threshold."""
+    max_tokens: str
+    """Most tokens of one reply."""
+    n_ctx: str
+    """Context window, tokens."""
+    system_prompt: str
+    """The chat's system prompt (empty: the default)."""
+
+
+NUMBER_FIELDS = [
+    ("temperature", "Temperature"),
+    ("top_p", "Top-p"),
+    ("max_tokens", "Max tokens"),
+    ("n_ctx", "Context size"),
+]
+"""The settings screen's number fields: the form's attribute, and the label."""
+
+
+class ChatSettingsScreen(ModalScreen[ChatSettingsForm | None]):
+    """A chat's own settings: model, thinking, sampling, reply length, context size and system prompt.
+
+    Save asks `check` first: a value it refuses is its one line under the fields, and the screen
+    stays open with nothing saved, so a typo costs nothing but the fix.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, current: str, default: str) -> None:
-        """Edit `current`; an empty prompt falls back to `default`."""
+    def __init__(
+        self, form: ChatSettingsForm, defaults: dict[str, str], check: Callable[[ChatSettingsForm], str | None]
+    ) -> None:
+        """Edit `form`; `defaults` (field: text) shows what an empty field means; `check` says why a form is refused."""
         super().__init__()
-        self.current = current
-        self.default = default
+        self.form = form
+        self.defaults = defaults
+        self.check = check
 
     def compose(self) -> ComposeResult:
-        """The prompt in a text area, and Save / Cancel."""
-        with Vertical(classes="dialog wide"):
-            yield Label("System prompt for this chat (empty: the default)", classes="dialog-text")
-            yield TextArea(self.current, id="system-text", soft_wrap=True, tab_behavior="focus")
+        """One row per setting, the system prompt, the error line, and Save / Cancel."""
+        with Vertical(classes="dialog wide", id="settings-box") as box:
+            box.border_title = "Chat settings"
+            with Horizontal(classes="setting"):
+                yield Label("Model", classes="setting-label")
+                yield Input(self.form.model, id="set-model", compact=True)
+            with Horizontal(classes="setting"):
+                yield Label("Thinking", classes="setting-label")
+                yield Checkbox("think before answering", self.form.think, id="set-think", compact=True)
+            for name, label in NUMBER_FIELDS:
+                with Horizontal(classes="setting"):
+                    yield Label(label, classes="setting-label")
+                    value = getattr(self.form, name)
+                    yield Input(value, placeholder=self.defaults.get(name, ""), id=f"set-{name}", compact=True)
+            yield Label("System prompt (empty: the default)", classes="setting-head")
+            yield TextArea(self.form.system_prompt, id="system-text", soft_wrap=True, tab_behavior="focus")
+            yield Static("", id="settings-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
+                yield Button("Cancel (Esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        """The cursor at the end of the prompt, where one goes on writing."""
+        """The cursor at the end of the system prompt, where one goes on writing (as F3 always did)."""
         area = self.query_one("#system-text", TextArea)
         area.focus()
         area.move_cursor(area.document.end)
@@ -182,9 +234,27 @@ class SystemPromptScreen(ModalScreen[str | None]):
         else:
             self.action_cancel()
 
+    def on_input_submitted(self) -> None:
+        """Enter in a field saves, as in the app's other dialogs."""
+        self.action_save()
+
+    def edited(self) -> ChatSettingsForm:
+        """The form as it stands on the screen."""
+        numbers = {name: self.query_one(f"#set-{name}", Input).value.strip() for name, _ in NUMBER_FIELDS}
+        return ChatSettingsForm(
+            model=self.query_one("#set-model", Input).value.strip(),
+            think=self.query_one("#set-think", Checkbox).value,
+            system_prompt=self.query_one("#system-text", TextArea).text.strip(),
+            **numbers,
+        )
+
     def action_save(self) -> None:
-        """Close with the edited prompt."""
-        self.dismiss(self.query_one("#system-text", TextArea).text.strip())
+        """Close with the edited settings, unless `check` refuses them: then say why, and keep the screen."""
+        form = self.edited()
+        error = self.check(form)
+        self.query_one("#settings-error", Static).update(error or "")
+        if error is None:
+            self.dismiss(form)
 
     def action_cancel(self) -> None:
         """Close without changing anything."""
