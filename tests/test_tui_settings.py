@@ -215,3 +215,16 @@ async def test_settings_of_a_new_chat_are_saved_with_its_first_message(tmp_path:
         await wait_until(pilot, lambda: not app.generating and replies(app))
         assert engine.calls[-1][1].max_tokens == 5
         assert app.chat is not None and app.store.get_chat(app.chat.id).settings == ChatSettings(max_tokens=5)  # type: ignore[union-attr]
+
+
+async def test_tab_and_shift_tab_move_between_the_fields(tmp_path: Path, fake_engine: Any) -> None:
+    """The app's Tab bindings reach a dialog (they were refused on every screen but the chat's)."""
+    app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await open_settings(pilot)
+        assert app.focused is not None and app.focused.id == "system-text"
+        await pilot.press("shift+tab")
+        assert app.focused is not None and app.focused.id == "set-n_ctx"
+        await pilot.press("tab", "tab")
+        assert app.focused is not None and app.focused.id == "save"

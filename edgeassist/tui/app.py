@@ -466,8 +466,8 @@ class EdgeAssistApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Chat actions only on the chat screen; Esc's two actions only when they can act (so the footer says which)."""
-        if action in ("quit", "help", "command_palette", "show_log"):
-            return True
+        if action in ("quit", "help", "command_palette", "show_log", "focus_next", "focus_previous"):
+            return True  # (Tab and shift+Tab are the app's bindings: they move between a dialog's fields too)
         if self.screen is not self.screen_stack[0]:
             return False  # a dialog or the model error screen is up
         running = self.generating or bool(self.talk.turns)
