@@ -18,7 +18,7 @@ import pytest
 from edgeassist.config import Settings, load_settings
 from edgeassist.store import Store
 from edgeassist.tui import EdgeAssistApp, create_app
-from edgeassist.tui.screens import HelpScreen, ModelErrorScreen
+from edgeassist.tui.screens import ChatSettingsScreen, HelpScreen, ModelErrorScreen
 from edgeassist.tui.widgets import PromptInput, ReplyView
 
 SIZE = (80, 24)
@@ -115,6 +115,26 @@ def test_help_screen(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> Non
         await settle(pilot, lambda: app.model_ready)
         await pilot.press("f1")
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_chat_settings_screen(snap_compare: Any, tmp_path: Path, fake_engine: Any) -> None:
+    """F3 on a chat with its own temperature and context size: the rest show their defaults."""
+    from edgeassist.store import ChatSettings
+
+    settings = settings_for(tmp_path)
+    store = Store(settings.store_path())
+    chat = store.create_chat("Tuned", system_prompt="Answer in French.", model="fake-qwen3.5")
+    store.set_settings(chat.id, ChatSettings(temperature=0.3, n_ctx=8192))
+    app = create_app(settings, store=store, open_model=fake_engine().opener(), chat_name="Tuned")
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot, lambda: app.model_ready)
+        await pilot.press("f3")
+        await settle(pilot, lambda: isinstance(app.screen, ChatSettingsScreen))
+        app.screen.query_one("#system-text").cursor_blink = False  # type: ignore[attr-defined]
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

@@ -19,7 +19,7 @@ from edgeassist.errors import EdgeAssistError, StoreError
 from edgeassist.store import ChatRecord, ChatSettings
 from edgeassist.tui import figures
 from edgeassist.tui.codeblocks import CodeBlock, code_blocks
-from edgeassist.tui.models import ModelRoom, checked_chat_settings
+from edgeassist.tui.models import CHAT_SOURCE, ModelRoom, checked_chat_settings
 from edgeassist.tui.room import Room, Session
 from edgeassist.tui.screens import (
     NUMBER_FIELDS,
@@ -367,10 +367,10 @@ class ChatRoom(Room):
     def _defaults(self) -> dict[str, str]:
         """What each empty number field means: the configured value, or the model card's."""
         g, m = self.session.settings.generation, self.session.settings.model
-        card = "0.7 (1.0 thinking)", "0.8 (0.95 thinking)"
+        card = "the model's own"  # Qwen 3.5's card, or general values for other models: `GenerationOptions.sampling`
         return {
-            "temperature": f"default: {g.temperature if g.temperature is not None else card[0]}",
-            "top_p": f"default: {g.top_p if g.top_p is not None else card[1]}",
+            "temperature": f"default: {g.temperature if g.temperature is not None else card}",
+            "top_p": f"default: {g.top_p if g.top_p is not None else card}",
             "max_tokens": f"default: {g.max_tokens}",
             "n_ctx": f"default: {m.n_ctx} (a change reloads the model)",
         }
@@ -390,7 +390,8 @@ class ChatRoom(Room):
         try:
             self._checked(form)
         except EdgeAssistError as e:
-            return str(e)
+            # On the screen itself, where the value came from goes without saying: the line stays short.
+            return str(e).removeprefix("config error: ").removesuffix(f" (from {CHAT_SOURCE})")
         return self.models.check_model(form.model)
 
     async def _save_settings(self, form: ChatSettingsForm | None) -> None:

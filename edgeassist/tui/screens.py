@@ -208,7 +208,7 @@ class ChatSettingsScreen(ModalScreen[ChatSettingsForm | None]):
                 yield Input(self.form.model, id="set-model", compact=True)
             with Horizontal(classes="setting"):
                 yield Label("Thinking", classes="setting-label")
-                yield Checkbox("think before answering", self.form.think, id="set-think", compact=True)
+                yield Checkbox(_on_off(self.form.think), self.form.think, id="set-think", compact=True)
             for name, label in NUMBER_FIELDS:
                 with Horizontal(classes="setting"):
                     yield Label(label, classes="setting-label")
@@ -233,6 +233,10 @@ class ChatSettingsScreen(ModalScreen[ChatSettingsForm | None]):
             self.action_save()
         else:
             self.action_cancel()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        """Say on or off in words: the box's own mark is only a colour, which NO_COLOR takes away."""
+        event.checkbox.label = _on_off(event.value)
 
     def on_input_submitted(self) -> None:
         """Enter in a field saves, as in the app's other dialogs."""
@@ -259,6 +263,11 @@ class ChatSettingsScreen(ModalScreen[ChatSettingsForm | None]):
     def action_cancel(self) -> None:
         """Close without changing anything."""
         self.dismiss(None)
+
+
+def _on_off(value: bool) -> str:
+    """The thinking box's words."""
+    return "on: thinks before answering" if value else "off"
 
 
 class CodeBlockScreen(ModalScreen[CodeBlock | None]):
