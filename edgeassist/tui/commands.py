@@ -66,7 +66,7 @@ class KeyActions(Protocol):
 HIDDEN_KEYS = {"ctrl+@"}
 """Key names bound only because terminals send them for another key (ctrl+space sends NUL: ctrl+@)."""
 KEYS_ONLY = ("quit", "stop", "cancel_edit")
-"""Actions the palette leaves out (Textual's own entries include Quit; stopping and cancelling an edit are Esc's alone)."""
+"""Actions the palette leaves out (Textual's own entries include Quit; Esc alone stops or cancels an edit)."""
 
 
 def key_rows(bindings: Sequence[BindingType]) -> list[tuple[str, str]]:
