@@ -108,7 +108,28 @@ def _server_models(settings: Settings, endpoint: str) -> list[ServerModel]:
     return server_models(settings.model_copy(update={"model": model}))
 
 
-class ModelCommands(Provider):
+class EntryList(Provider):
+    """A palette provider whose entries are a list made on opening: all shown at first, then those matching."""
+
+    def _hits(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        """(text, help, what choosing it runs) for each entry."""
+        raise NotImplementedError
+
+    async def discover(self) -> Hits:
+        """Every entry, shown when the palette opens."""
+        for text, help_text, run in self._hits():
+            yield DiscoveryHit(text, run, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        """The entries whose text matches what was typed."""
+        matcher = self.matcher(query)
+        for text, help_text, run in self._hits():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), run, help=help_text)
+
+
+class ModelCommands(EntryList):
     """`Model: <name>` for every model file on disk and, with a server, every model the server offers.
 
     A model on disk runs here (the server stays known, to switch back to); a server's model runs there.
@@ -158,19 +179,6 @@ class ModelCommands(Provider):
             out.append((text, help_text, partial(app.switch_model, row.name)))
         return out
 
-    async def discover(self) -> Hits:
-        """Every model, shown when the palette opens."""
-        for text, help_text, run in self._hits():
-            yield DiscoveryHit(text, run, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        """Models whose name matches what was typed."""
-        matcher = self.matcher(query)
-        for text, help_text, run in self._hits():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), run, help=help_text)
-
 
 class Puller(Protocol):
     """What the pull commands need of the app: its settings and its pulls (`tui.pulls.PullRoom`)."""
@@ -184,7 +192,7 @@ class Puller(Protocol):
         """The app's pull, running or not."""
 
 
-class PullCommands(Provider):
+class PullCommands(EntryList):
     """`Pull: <name> (<size>)` for every catalog model not on disk: download it, then switch to it.
 
     The model being pulled reads `Pull: <name>: 45%, show the progress` instead.
@@ -218,16 +226,3 @@ class PullCommands(Provider):
                 help_text = f"{share}% already downloaded: the pull resumes; then switch to it"
             out.append((text, help_text, run))
         return out
-
-    async def discover(self) -> Hits:
-        """Every model there is to pull, shown when the palette opens."""
-        for text, help_text, run in self._hits():
-            yield DiscoveryHit(text, run, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        """Models to pull whose name matches what was typed."""
-        matcher = self.matcher(query)
-        for text, help_text, run in self._hits():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), run, help=help_text)

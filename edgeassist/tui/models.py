@@ -191,8 +191,10 @@ class ModelRoom(Room):
         try:
             return settings, self._open_model(self._sized(settings), True)  # explicit: no starter standing in
         except EdgeAssistError:
+            # (A server's model is not brought back by itself: which server holds it is not kept.)
+            elsewhere = " (a server's model? ctrl+p lists the server's)" if self.server is not None else ""
             self.app.notify(
-                f"This chat was held with {chat_model}, which is not on disk: keeping {self.name}.",
+                f"This chat was held with {chat_model}, which is not on disk: keeping {self.name}{elsewhere}.",
                 severity="warning",
                 timeout=8,
             )
