@@ -8,9 +8,9 @@ import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import pytest
+from pilot import wait_until
 from textual.app import App
 from textual.widgets import Log
 
@@ -147,14 +147,6 @@ class LogApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(LogScreen(self.ring))
-
-
-async def wait_until(pilot: Any, predicate: Any, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.02)
 
 
 async def test_the_log_screen_shows_lines_as_text_newest_last_and_follows() -> None:

@@ -11,11 +11,12 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot import wait_until
 from remote_proxy import Fault, FaultProxy
 from servers import REMOTE_MODEL, LlamaServer, ask, collect, done, free_port, texts, user
 
@@ -498,16 +499,6 @@ def app_settings(tmp_path: Path, endpoint: str, **generation: Any) -> Any:
             "generation": {"max_tokens": 48, "temperature": 0.0, "seed": 1, **generation},
         },
     )
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float = 120.0, what: str = "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.02)
 
 
 async def send(pilot: Any, text: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot import wait_until
 
 from edgeassist.config import Settings, load_settings
 from edgeassist.hub import starter_model_path
@@ -41,17 +42,6 @@ def make_settings(tmp_path: Path, model: str = "qwen3.5-0.8b", **generation: Any
             "generation": gen,
         },
     )
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
-    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.02)
 
 
 def replies(app: EdgeAssistApp) -> list[ReplyView]:

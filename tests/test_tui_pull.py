@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fakehub import FakeHub, sha256_file
-from textual.command import CommandList, CommandPalette
+from pilot import choose, wait_until
 from textual.widgets import Log
 
 from edgeassist.config import Settings, load_settings
@@ -57,32 +57,6 @@ def pull_app(tmp_path: Path, endpoint: str) -> EdgeAssistApp:
     settings = settings_for(tmp_path, endpoint)
     settings.models_dir().mkdir(parents=True, exist_ok=True)
     return EdgeAssistApp(settings, store=Store(settings.store_path()), new_chat=True)
-
-
-async def wait_until(pilot: Any, predicate: Any, timeout: float = 120.0, what: str = "") -> None:
-    """Let the app run until `predicate()` holds; fail after `timeout` seconds (a safety net, not a measure)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.02)
-
-
-def palette_prompts(app: Any) -> list[str]:
-    return [str(option.prompt).splitlines()[0] for option in app.screen.query_one(CommandList).options]
-
-
-async def choose(pilot: Any, typed: str, wanted: str) -> list[str]:
-    """Open the palette, type `typed`, choose the entry holding `wanted`; the entries seen."""
-    app = pilot.app
-    await pilot.press("ctrl+p")
-    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
-    await pilot.press(*typed)
-    await wait_until(pilot, lambda: any(wanted in p for p in palette_prompts(app)), what=f"an entry for {wanted}")
-    prompts = palette_prompts(app)
-    app.screen.query_one(CommandList).highlighted = prompts.index(next(p for p in prompts if wanted in p))
-    await pilot.press("enter")
-    return prompts
 
 
 def notices(app: Any) -> list[str]:

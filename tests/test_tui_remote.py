@@ -8,28 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import REMOTE_MODEL, LlamaServer
-from test_remote import app_settings, wait_until
-
-
-def _palette_prompts(app: object) -> list[str]:
-    from textual.command import CommandList
-
-    return [str(option.prompt).splitlines()[0] for option in app.screen.query_one(CommandList).options]  # type: ignore[attr-defined]
-
-
-async def _choose(pilot: object, typed: str, wanted: str) -> list[str]:
-    """Open the palette, type `typed`, wait for an entry holding `wanted`, choose it; the entries seen."""
-    from textual.command import CommandList, CommandPalette
-
-    app = pilot.app  # type: ignore[attr-defined]
-    await pilot.press("ctrl+p")  # type: ignore[attr-defined]
-    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
-    await pilot.press(*typed)  # type: ignore[attr-defined]
-    await wait_until(pilot, lambda: any(wanted in p for p in _palette_prompts(app)), what=f"an entry for {wanted}")
-    prompts = _palette_prompts(app)
-    app.screen.query_one(CommandList).highlighted = prompts.index(next(p for p in prompts if wanted in p))
-    await pilot.press("enter")  # type: ignore[attr-defined]
-    return prompts
+from pilot import choose, wait_until
+from test_remote import app_settings
 
 
 async def test_the_palette_switches_between_the_servers_model_and_one_on_disk(
@@ -45,14 +25,14 @@ async def test_the_palette_switches_between_the_servers_model_and_one_on_disk(
         await wait_until(pilot, lambda: app.model_ready, what="the server's model")
         host = llama_server.url.split("/")[2]
 
-        seen = await _choose(pilot, "smol", "local-smol.gguf here")
+        seen = await choose(pilot, "smol", "local-smol.gguf here")
         assert f"Model: {REMOTE_MODEL} on {host} (current)" in seen  # the server's model, in use
         await wait_until(pilot, lambda: app.model_ready and "local-smol" in app.model_name, what="the model here")
         assert app.settings.model.endpoint is None  # it runs here now
         label = str(app.query_one("#model").render())
         assert "local-smol" in label and "remote" not in label
 
-        seen = await _choose(pilot, "model", f"{REMOTE_MODEL} on {host}")
+        seen = await choose(pilot, "model", f"{REMOTE_MODEL} on {host}")
         assert "Model: local-smol.gguf here (current)" in seen
         assert f"Model: {REMOTE_MODEL} on {host}" in seen  # the server is still offered
         await wait_until(pilot, lambda: app.model_ready and app.settings.model.endpoint is not None, what="the server")
@@ -67,5 +47,5 @@ async def test_an_unreachable_server_is_one_entry_that_says_why(tmp_path: Path, 
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.model_ready, what="the server's model")
         app.models.server = "http://127.0.0.1:9/v1"  # the server has gone away since
-        await _choose(pilot, "server", "Models on the server: not listed")
+        await choose(pilot, "server", "Models on the server: not listed")
         await wait_until(pilot, lambda: any("refused" in str(n.message) for n in app._notifications), what="why")

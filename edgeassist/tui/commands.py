@@ -7,6 +7,7 @@ Everything here talks to the app through a small protocol, the little it needs o
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
@@ -111,9 +112,9 @@ def _server_models(settings: Settings, endpoint: str) -> list[ServerModel]:
 class EntryList(Provider):
     """A palette provider whose entries are a list made on opening: all shown at first, then those matching."""
 
+    @abstractmethod
     def _hits(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """(text, help, what choosing it runs) for each entry."""
-        raise NotImplementedError
 
     async def discover(self) -> Hits:
         """Every entry, shown when the palette opens."""
