@@ -49,3 +49,28 @@ async def test_an_unreachable_server_is_one_entry_that_says_why(tmp_path: Path, 
         app.models.server = "http://127.0.0.1:9/v1"  # the server has gone away since
         await choose(pilot, "server", "Models on the server: not listed")
         await wait_until(pilot, lambda: any("refused" in str(n.message) for n in app._notifications), what="why")
+
+
+async def test_palette_entries_show_names_as_text_never_as_markup(
+    tmp_path: Path, llama_server: LlamaServer, starter_gguf: Path
+) -> None:
+    # A file name (or a server's model name) is data: "[reverse]" must stay on screen, not style the entry.
+    from pilot import palette_prompts
+    from textual.command import CommandPalette
+
+    from edgeassist.tui import create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "[reverse]odd.gguf").symlink_to(starter_gguf)
+    app = create_app(app_settings(tmp_path, llama_server.url), new_chat=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.model_ready, what="the server's model")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        await wait_until(pilot, lambda: any("odd.gguf" in p for p in palette_prompts(app)), what="the entries")
+        assert "Model: [reverse]odd.gguf here" in palette_prompts(app)  # discovered, before typing
+        await pilot.press(*"odd")
+        searched = "Clear the chat's messages, keep its settings (asks first)"  # an entry "odd" does not match
+        await wait_until(pilot, lambda: searched not in palette_prompts(app), what="the search")
+        assert "Model: [reverse]odd.gguf here" in palette_prompts(app)  # found by search, the match marked

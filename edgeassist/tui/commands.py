@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.markup import escape
 
 from edgeassist.errors import EdgeAssistError
 from edgeassist.hub import ModelRow, list_models
@@ -110,7 +112,11 @@ def _server_models(settings: Settings, endpoint: str) -> list[ServerModel]:
 
 
 class EntryList(Provider):
-    """A palette provider whose entries are a list made on opening: all shown at first, then those matching."""
+    """A palette provider whose entries are a list made on opening: all shown at first, then those matching.
+
+    An entry's text holds names from outside (model files, a server's models and errors), so it is
+    shown as text: the palette reads a plain string as markup (`[@click=…]` would be an action).
+    """
 
     @abstractmethod
     def _hits(self) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -119,15 +125,18 @@ class EntryList(Provider):
     async def discover(self) -> Hits:
         """Every entry, shown when the palette opens."""
         for text, help_text, run in self._hits():
-            yield DiscoveryHit(text, run, help=help_text)
+            yield DiscoveryHit(Content(text), run, text=text, help=escape(help_text))
 
     async def search(self, query: str) -> Hits:
-        """The entries whose text matches what was typed."""
+        """The entries whose text matches what was typed, the matched letters marked."""
         matcher = self.matcher(query)
         for text, help_text, run in self._hits():
-            score = matcher.match(text)
+            score, offsets = matcher.fuzzy_search.match(matcher.query, text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), run, help=help_text)
+                shown = Content(text)
+                for i in offsets:
+                    shown = shown.stylize(matcher.match_style, i, i + 1)
+                yield Hit(score, shown, run, text=text, help=escape(help_text))
 
 
 class ModelCommands(EntryList):
