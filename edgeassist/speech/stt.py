@@ -16,6 +16,7 @@ left to decode, and when the speaker paused before releasing, nothing is.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import zlib
@@ -26,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgeassist.cores import claim
 from edgeassist.errors import ModelLoadError
 from edgeassist.speech import require_speech
 from edgeassist.speech.models import SpeechModel, resolve_whisper
@@ -137,6 +139,8 @@ class Transcriber(Protocol):
 
 # -- faster-whisper --------------------------------------------------------------------------------
 
+CT2_DEFAULT_THREADS = 4
+"""CTranslate2's CPU threads when faster-whisper is given `cpu_threads=0`."""
 _model_lock = threading.Lock()
 _models: dict[tuple[str, str, str, int], Any] = {}
 
@@ -185,6 +189,8 @@ class WhisperTranscriber:
         self.window_s = min(30.0, max(1.0, window_s))
         self.device = device
         self.cpu_threads = cpu_threads
+        self.threads = cpu_threads or min(CT2_DEFAULT_THREADS, os.cpu_count() or 1)
+        """The threads a transcription runs on (CTranslate2's default when `cpu_threads` is 0)."""
         self.resolved: SpeechModel = resolve_whisper(model, models_dir or Path("models"), fallback=fallback)
         """The model folder in use, and a note when it is an offline fallback."""
         self._lock = threading.Lock()
@@ -227,6 +233,12 @@ class WhisperTranscriber:
             return Transcript("", audio_s, time.perf_counter() - t0)
         clip = audio[start:end]
         self.load()
+        # Declared while it runs, so that the model's thread count leaves these cores to it (edgeassist.cores).
+        with claim(self.threads, "speech to text"):
+            return self._transcribe(clip, audio_s, prompt, t0)
+
+    def _transcribe(self, clip: np.ndarray, audio_s: float, prompt: str | None, t0: float) -> Transcript:
+        """The transcript of a trimmed clip (`transcribe` without the trimming); `t0` is when the call began."""
         speech_s = len(clip) / WHISPER_RATE
         if speech_s > 28.0 or (self.language is None and self._model.model.is_multilingual):
             # Long clips and language detection: faster-whisper's own windowed loop.
