@@ -95,6 +95,14 @@ def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool =
     flags.append(("--gpu-layers", "n_gpu_layers", "layers to offload (-1: all)"))
     for flag, key, text in flags:
         g.add_argument(flag, action=setting_flag("model", key), default=argparse.SUPPRESS, help=text)
+    if model_and_threads:
+        g.add_argument(
+            "--adapt-threads",
+            choices=("on", "off"),
+            action=setting_flag("model", "adapt_threads"),
+            default=argparse.SUPPRESS,
+            help="on: fewer threads while other programs keep cores busy (default); off: always --threads",
+        )
     g.add_argument(
         "--endpoint",
         metavar="URL",
