@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeassist.cores import free_cores
 from edgeassist.engine.build import LlamaBuild, llama_build
 from edgeassist.engine.build import physical_cores as physical_cores
 
@@ -121,6 +122,8 @@ class SystemReport:
     """Python implementation and version."""
     llama: LlamaBuild | None
     """The llama.cpp build, when llama-cpp-python imports."""
+    cores_free: int | None = None
+    """Physical cores other programs left free when the report was taken (null in files from before it was kept)."""
 
     def thread_note(self) -> str | None:
         """A warning when the default thread count spans slow cores, else None."""
@@ -298,6 +301,7 @@ def system_report(*, with_llama: bool = True) -> SystemReport:
         ram_available_bytes=available,
         python=f"{platform.python_implementation()} {platform.python_version()}",
         llama=llama_build() if with_llama else None,
+        cores_free=free_cores(physical),
     )
 
 

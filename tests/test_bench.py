@@ -32,8 +32,8 @@ from edgeassist.system import CpuCluster, physical_cores, recommended_threads, s
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-ADDED_IN_2 = {"endpoint", "no_raw_reason", "server", "jitter"}
-"""The keys schema 2 added, each with a default: a schema 1 file read and written again gains them."""
+ADDED_IN_2 = {"endpoint", "no_raw_reason", "server", "jitter", "cores_free", "contention"}
+"""The keys schema 2 added (some later, within 2), each with a default: a schema 1 file read again gains them."""
 
 
 def without(data: object, keys: set[str]) -> object:

@@ -9,6 +9,8 @@ from edgeassist.bench.results import (
     BenchResult,
     Breakdown,
     Candidate,
+    ContentionResult,
+    ContentionSummary,
     Jitter,
     ModelRun,
     Recommendation,
@@ -275,8 +277,31 @@ def recommend(
     )
 
 
+def contention_summary(c: ContentionResult) -> ContentionSummary:
+    """Adaptive against the best fixed thread count, under the load and quiet (medians over replies)."""
+
+    def pick(busy: bool) -> tuple[int | None, float | None, float | None]:
+        fixed = {r.threads: r for r in c.runs if bool(r.busy) == busy and r.threads is not None and r.decode_tps}
+        adaptive = next((r for r in c.runs if bool(r.busy) == busy and r.threads is None and r.decode_tps), None)
+        if not fixed:
+            return None, None, None
+        best = max(fixed, key=lambda n: median(fixed[n].decode_tps))
+        if adaptive is None:
+            return best, None, None
+        tps = median(adaptive.decode_tps) / median(fixed[best].decode_tps)
+        ttft = None
+        if adaptive.ttft_s and fixed[best].ttft_s:
+            ttft = median(adaptive.ttft_s) / median(fixed[best].ttft_s)
+        return best, tps, ttft
+
+    busy, quiet = pick(True), pick(False)
+    return ContentionSummary(*busy, *quiet)
+
+
 def conclude(result: BenchResult) -> BenchResult:
     """Recompute every summary and the recommendation from the raw samples (after a bench, or on a loaded file)."""
+    if result.contention is not None:
+        result.contention.summary = contention_summary(result.contention)
     for run in result.runs:
         run.summary = summarize(run, result.config.target_ms)
     result.recommendation = recommend(

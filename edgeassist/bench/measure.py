@@ -235,7 +235,8 @@ class _Runner:
     def open(self, target: BenchTarget, threads: int) -> LlamaEngine:
         """The engine exactly as the front ends open it, for this file and thread count."""
         model = self.settings.model.model_copy(
-            update={"name": str(target.path), "n_threads": threads, "starter_fallback": False}
+            # Fixed threads: the sweep and the raw loop compare like with like (`bench --contention` adapts).
+            update={"name": str(target.path), "n_threads": threads, "starter_fallback": False, "adapt_threads": False}
         )
         return open_local_engine(self.settings.model_copy(update={"model": model}), explicit=True)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeassist.bench.results import NO_RAW_REMOTE, BenchResult, ModelRun, RunSummary, VoiceStage
-from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, percentile
+from edgeassist.bench.results import NO_RAW_REMOTE, BenchResult, ContentionResult, ModelRun, RunSummary, VoiceStage
+from edgeassist.bench.stats import Percentiles, Spread, gaps, histogram, median, percentile
 from edgeassist.system import SystemReport
 from edgeassist.units import format_bytes, format_seconds
 
@@ -69,6 +69,9 @@ def system_lines(s: SystemReport) -> list[tuple[str, str]]:
             f" · threads to try: {s.recommended_threads}",
         )
     ]
+    if s.cores_free is not None:
+        busy = " (other programs keep the rest busy)" if s.cores_free < s.physical_cores else ""
+        rows.append(("cores free", f"{s.cores_free} of {s.physical_cores}{busy}"))
     if s.clusters:
         parts = []
         for c in s.clusters:
@@ -711,4 +714,93 @@ def render_compare(a: BenchResult, b: BenchResult, sources: tuple[str, str] = ("
             out.append(f"  only in {na if rb is None else nb}")
             continue
         out += pair_lines(ra, rb, na, nb)
+    return "\n".join(out) + "\n"
+
+
+# -- contention -----------------------------------------------------------------------------------------
+
+BUSY_GOAL = 0.8
+"""Adaptive tokens/s under one competing busy program: at least this share of the best fixed count's."""
+QUIET_GOAL = 0.97
+"""Adaptive tokens/s on a quiet machine: no loss, within this much of the run-to-run noise."""
+
+
+def _used_text(used: Sequence[Sequence[int]]) -> str:
+    """How often the adaptive engine decoded with each count: `1: 97% · 2: 3%`."""
+    tokens = [n for reply in used for n in reply]
+    if not tokens:
+        return ""
+    return " · ".join(f"{n}: {tokens.count(n) / len(tokens):.0%}" for n in sorted(set(tokens)))
+
+
+def contention_rows(c: ContentionResult) -> list[list[str]]:
+    """One row per fixed count and the adaptive engine, loaded then quiet (a header row first)."""
+    rows = [["load", "threads", "TTFT", "tok/s", "vs best fixed", "threads per token"]]
+    for busy in sorted({r.busy for r in c.runs}, reverse=True):
+        mine = [r for r in c.runs if r.busy == busy]
+        best = max((median(r.decode_tps) for r in mine if r.threads is not None and r.decode_tps), default=None)
+        for r in mine:
+            tps = median(r.decode_tps) if r.decode_tps else None
+            rows.append(
+                [
+                    f"{busy} busy" if busy else "quiet",
+                    f"adaptive (≤{c.max_threads})" if r.threads is None else str(r.threads),
+                    format_seconds(median(r.ttft_s)) if r.ttft_s else "–",
+                    _num(tps),
+                    _num(tps / best if tps is not None and best else None, 2),
+                    _used_text(r.threads_used) if r.threads is None else "",
+                ]
+            )
+    return rows
+
+
+def _goal(ratio: float | None, goal: float) -> str:
+    if ratio is None:
+        return "–"
+    return f"{ratio:.2f} ({'meets' if ratio >= goal else 'misses'} ≥ {goal:.2f})"
+
+
+def contention_verdict(c: ContentionResult) -> list[str]:
+    """The ratios the run is for, against their goals, and what the free-core count saw."""
+    s = c.summary
+    if s is None:
+        return []
+    seen = [f"cores free: {n} of {c.max_threads} {what}" for n, what in
+            ((c.free_cores_busy, "under the load"), (c.free_cores_quiet, "quiet")) if n is not None]  # fmt: skip
+    ttft = f"; TTFT {_num(s.busy_ttft_ratio, 2)}x" if s.busy_ttft_ratio is not None else ""
+    qttft = f"; TTFT {_num(s.quiet_ttft_ratio, 2)}x" if s.quiet_ttft_ratio is not None else ""
+    busy = f"adaptive / best fixed ({s.busy_best_fixed}) under {c.busy} busy"
+    return [
+        f"{busy}: tok/s {_goal(s.busy_ratio, BUSY_GOAL)}{ttft}",
+        f"adaptive / best fixed ({s.quiet_best_fixed}) quiet: tok/s {_goal(s.quiet_ratio, QUIET_GOAL)}{qttft}",
+        " · ".join(seen),
+    ]
+
+
+def render_contention(result: BenchResult, *, markdown: bool = False) -> str:
+    """The `--contention` report: the table of fixed counts and the adaptive engine, then the ratios."""
+    c = result.contention
+    assert c is not None
+    cfg = result.config
+    sizes = (
+        f"{cfg.prompt_tokens}-token prompt, {cfg.gen_tokens} tokens generated; {cfg.repetitions} "
+        f"repetition{'s' if cfg.repetitions != 1 else ''} after {cfg.warmup} warm-up; medians"
+    )
+    title = f"Contention · {c.model} · {c.busy} competing busy process{'es' if c.busy != 1 else ''}"
+    rows = contention_rows(c)
+    verdict = contention_verdict(c)
+    if markdown:
+        out = [f"### {title}", "", f"`{result.command}` · edgeassist {result.edgeassist_version} · {result.created}"]
+        if result.interrupted:
+            out[-1] += " · **interrupted: partial results**"
+        out += ["", sizes, "", *_md_table(rows), "", *[f"- {line}" for line in verdict if line], ""]
+        out += ["<details><summary>System</summary>", "", *[f"- **{k}**: {v}" for k, v in system_lines(result.system)]]
+        return "\n".join([*out, "", "</details>", ""])
+    out = [f"edgeassist bench · {result.created} · edgeassist {result.edgeassist_version}"]
+    if result.interrupted:
+        out.append("INTERRUPTED: partial results (what was measured before Ctrl+C)")
+    rows_sys = system_lines(result.system)
+    width = max(len(k) for k, _ in rows_sys)
+    out += ["", "System", *[f"  {k:<{width}}  {v}" for k, v in rows_sys]]
+    out += ["", title, f"  {sizes}", *_text_table(rows), "", *[f"  {line}" for line in verdict if line]]
     return "\n".join(out) + "\n"

@@ -408,6 +408,62 @@ class VoiceResult:
 
 
 @dataclass
+class ContentionRun:
+    """One way of choosing threads (a fixed count, or adaptive) timed with or without the competing load."""
+
+    busy: int
+    """Competing busy processes while it ran (0: a quiet machine)."""
+    threads: int | None
+    """The fixed thread count; null for the adaptive engine (at most `ContentionResult.max_threads`)."""
+    ttft_s: list[float] = field(default_factory=list)
+    """Engine time to first token of each reply (a new conversation's first turn)."""
+    decode_tps: list[float] = field(default_factory=list)
+    """Generated tokens per second of each reply, first token to last."""
+    threads_used: list[list[int]] = field(default_factory=list)
+    """Adaptive: the thread count each token was decoded with, per reply (empty for a fixed count)."""
+    start_threads: list[int] = field(default_factory=list)
+    """The thread count each reply started (and evaluated its prompt) with."""
+
+
+@dataclass
+class ContentionSummary:
+    """The figures `bench --contention` is run for (medians over replies)."""
+
+    busy_best_fixed: int | None
+    """The fixed thread count with the most tokens/s under the competing load."""
+    busy_ratio: float | None
+    """Adaptive tokens/s over the best fixed count's, under the load (the goal: at least 0.8)."""
+    busy_ttft_ratio: float | None
+    """Adaptive time to first token over the best fixed count's, under the load."""
+    quiet_best_fixed: int | None
+    """The fixed thread count with the most tokens/s on the quiet machine."""
+    quiet_ratio: float | None
+    """Adaptive tokens/s over the best fixed count's, quiet (the goal: no loss)."""
+    quiet_ttft_ratio: float | None
+    """Adaptive time to first token over the best fixed count's, quiet."""
+
+
+@dataclass
+class ContentionResult:
+    """`edgeassist bench --contention`: fixed thread counts and the adaptive engine, loaded and quiet."""
+
+    model: str
+    """The model (one)."""
+    max_threads: int
+    """The most threads: the highest fixed count, and the adaptive engine's ceiling."""
+    busy: int
+    """Competing busy processes of the loaded half (each spins one core)."""
+    free_cores_busy: int | None
+    """Cores `edgeassist.cores.free_cores` saw free with the load running."""
+    free_cores_quiet: int | None
+    """Cores it saw free without it."""
+    runs: list[ContentionRun] = field(default_factory=list)
+    """Each fixed count and the adaptive engine, loaded then quiet."""
+    summary: ContentionSummary | None = None
+    """Derived from the runs (`edgeassist.bench.analysis.contention_summary`)."""
+
+
+@dataclass
 class Candidate:
     """A catalog model and what this machine is expected to do with it."""
 
@@ -480,6 +536,8 @@ class BenchResult:
     """Speech stage timings (`--voice`)."""
     recommendation: Recommendation | None = None
     """Which catalog model to use here (derived; an estimate)."""
+    contention: ContentionResult | None = None
+    """`--contention`: thread choice under a competing load (then `runs` is empty)."""
 
 
 @cache

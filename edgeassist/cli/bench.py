@@ -96,6 +96,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     w.add_argument("--no-raw", action="store_true", help="skip the raw llama.cpp baseline")
     w.add_argument("--voice", action="store_true", help="also time the speech stages (needs the voice pipeline)")
+    w.add_argument(
+        "--contention",
+        nargs="?",
+        const=1,
+        type=int,
+        metavar="N",
+        help="with N competing busy processes (default 1), then quiet: each fixed thread count (--threads, "
+        "default 1 to the physical cores) beside the adaptive engine, tokens/s, TTFT and the ratios",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="FILE", help="write every sample as JSON (docs/bench-schema.json)")
     o.add_argument("--markdown", action="store_true", help="print markdown, for pasting into an issue")
@@ -184,6 +193,7 @@ LOCAL_ONLY = (
     ("synthetic", "--synthetic"),
     ("thread_list", "--threads"),
     ("voice", "--voice"),
+    ("contention", "--contention"),
 )
 """Flags (dest, as typed) that only a local model takes: with an endpoint they need `--compare`."""
 
@@ -229,6 +239,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     remote = check_remote_flags(args, settings.model.endpoint)
     local = not remote or args.compare == []
+
+    if args.contention is not None:
+        return run_contention_bench(args, settings)
 
     from edgeassist.bench.measure import BenchPlan, run_bench
     from edgeassist.bench.report import threads_text
@@ -276,6 +289,48 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         where = f"on {r.endpoint}" if r.endpoint else f"at {threads_text(r.threads)}"
         print(f"edgeassist: {r.model} {where} failed: {r.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_contention_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """`bench --contention`: fixed thread counts and the adaptive engine, under a competing load and quiet."""
+    from edgeassist.bench.contention import ContentionPlan, run_contention
+    from edgeassist.bench.report import render_contention
+    from edgeassist.bench.store import save_result
+    from edgeassist.engine.build import physical_cores
+
+    if args.contention < 1:
+        raise UsageError(f"--contention takes the number of competing busy processes, 1 or more; got {args.contention}")
+    if args.voice or args.compare is not None:
+        raise UsageError("--contention runs on its own: leave out --voice and --compare")
+    progress = ProgressPrinter()
+    say = (lambda _text: None) if args.quiet else progress.note
+    targets = resolve_targets(args, settings, say)
+    if len(targets) != 1:
+        raise UsageError(f"--contention measures one model; got {len(targets)}")
+    bs = settings.bench
+    most = settings.model.n_threads or physical_cores()
+    plan = ContentionPlan(
+        target=targets[0],
+        threads=sorted(set(args.thread_list or range(1, most + 1))),
+        busy=args.contention,
+        repetitions=bs.repetitions,
+        warmup=bs.warmup,
+        prompt_tokens=bs.prompt_tokens,
+        gen_tokens=bs.gen_tokens,
+        target_ms=bs.target_ms,
+        command=_command_line(),
+    )
+    result = run_contention(settings, plan, progress=None if args.quiet else progress)
+    progress.end()
+    sys.stdout.write(render_contention(result, markdown=args.markdown))
+    sys.stdout.flush()
+    if args.json:
+        save_result(result, args.json)
+        print(f"edgeassist: wrote {args.json}", file=sys.stderr)
+    if result.interrupted:
+        print("edgeassist: interrupted; the report shows what was measured", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _command_line() -> str:
