@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from edgeassist.engine.base import (
@@ -97,6 +98,13 @@ class Conversation:
             raise UsageError(str(e)) from None
         chat = store.open_chat(name, system_prompt=None, model=engine.name)
         return cls(engine, system_prompt=system_prompt, options=options, store=store, chat=chat)
+
+    @property
+    def state_path(self) -> Path | None:
+        """Where the engine keeps this chat's model state between processes (a saved chat's only)."""
+        if self.store is None or self.chat is None:
+            return None
+        return self.store.state_path(self.chat)
 
     # -- context -------------------------------------------------------------------------------
 
@@ -239,6 +247,8 @@ class Conversation:
         answer: list[str] = [prior.content] if prior is not None else []
         thinking: list[str] = [prior.thinking] if prior is not None else []
         saved = False
+        if options.state_path is None and self.state_path is not None:
+            options = replace(options, state_path=self.state_path)
         try:
             for event in self.engine.stream(self.context(), options, cancel):
                 if isinstance(event, Text):

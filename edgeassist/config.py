@@ -104,6 +104,8 @@ class ModelSettings(Section):
     """Context window in tokens; old turns are trimmed when a conversation outgrows it."""
     n_threads: int | None = Field(None, ge=1, le=INT_MAX)
     """CPU threads for decoding; empty means the number of physical cores."""
+    adapt_threads: bool = True
+    """Use fewer threads than n_threads while other programs keep cores busy (chosen per reply and per token)."""
     n_gpu_layers: int | None = Field(None, ge=-1, le=INT_MAX)
     """Layers offloaded to the GPU; empty means all when the build has Metal or CUDA, else 0."""
     n_batch: int = Field(512, ge=1, le=INT_MAX)
@@ -188,6 +190,8 @@ class StoreSettings(Section):
 
     path: Path | None = None
     """SQLite file for saved chats; empty means the user data dir (`~/.local/share/edgeassist/history.sqlite3`)."""
+    state_cache_mb: int = Field(1024, ge=0, le=INT_MAX)
+    """MB of disk for chats' model states (beside the history) so a chat resumes at once; 0 keeps none."""
 
 
 class HubSettings(Section):

@@ -8,11 +8,18 @@ Several processes may use one history at once (`ask --chat X` twice, the chat ap
 `voice`): every write that reads before it writes takes the write lock first (`BEGIN
 IMMEDIATE`), waits for another writer up to the busy timeout, and finding-or-creating a chat
 is one transaction. The database and its side files are 0600 (see `edgeassist.private`).
+
+Beside the database, `states/` holds the model states the engine keeps so that a chat resumes
+without reading its history again (see `edgeassist.engine.statefile`). The store names each
+chat's file (a hash of the chat's id and creation time, never its name) and deletes it with the
+chat, or when the chat is cleared.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -156,6 +163,11 @@ class MessageRecord:
 _NAME_FORBIDDEN = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
+def states_dir(store_path: Path) -> Path:
+    """The folder of kept model states for the history at `store_path`."""
+    return Path(store_path).parent / "states"
+
+
 def chat_name(name: str) -> str:
     """The name as it is stored: surrounding whitespace removed; ValueError if blank or holding control characters."""
     clean = name.strip()
@@ -256,6 +268,23 @@ class Store:
         if self._db.in_transaction:
             with suppress(sqlite3.Error):  # the error that got us here is the one worth reporting
                 self._db.execute("ROLLBACK")
+
+    @property
+    def states_dir(self) -> Path:
+        """The folder of the chats' kept model states (`states/` beside the database)."""
+        return states_dir(self.path)
+
+    def state_path(self, chat: ChatRecord) -> Path:
+        """Where `chat`'s model state is kept between processes."""
+        key = hashlib.sha256(f"{chat.id}:{chat.created_at!r}".encode()).hexdigest()[:32]
+        return self.states_dir / f"chat-{key}.state"
+
+    def _forget_state(self, chat_id: int) -> None:
+        """Delete a chat's kept model state (it holds the chat, as numbers)."""
+        chat = self.get_chat(chat_id)
+        if chat is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.state_path(chat))
 
     def close(self) -> None:
         """Close the database."""
@@ -364,12 +393,17 @@ class Store:
             c.execute("UPDATE chats SET model = ? WHERE id = ?", (model, chat_id))
 
     def delete_chat(self, chat_id: int) -> None:
-        """Delete a chat and its messages."""
+        """Delete a chat, its messages and its kept model state."""
+        self._forget_state(chat_id)
         with self._cursor() as c:
             c.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
 
     def clear_chat(self, chat_id: int) -> int:
-        """Delete a chat's messages, keeping the chat, its name and its settings; return how many went."""
+        """Delete a chat's messages (and its kept model state), keeping the chat, its name and its settings.
+
+        Returns how many messages went.
+        """
+        self._forget_state(chat_id)
         with self._write() as c:
             gone = c.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,)).rowcount
             c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (time.time(), chat_id))

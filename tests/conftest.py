@@ -149,7 +149,7 @@ class FakeChatEngine:
     def close(self) -> None:
         self._loaded = False
 
-    def prefill(self, messages: Any, think: bool, cancel: Any = None) -> int:
+    def prefill(self, messages: Any, think: bool, cancel: Any = None, *, state_path: Any = None) -> int:
         return 0
 
     def held(self) -> Any:

@@ -220,3 +220,31 @@ async def test_a_click_copies_the_message_the_reply_or_the_code_block(tmp_path: 
         await wait_until(pilot, lambda: "Copied the python block (1 line)" in notices_text(app))
         await pilot.click(replies(app)[-1].answer, offset=(2, 0))  # "Run this:", outside the block
         assert app.clipboard == answer
+
+
+# -- a chat switched back to starts from its kept state ----------------------------------------------------------
+
+
+async def test_switching_back_to_a_chat_starts_from_its_kept_state(tmp_path: Path, tiny_qwen35: Path) -> None:
+    settings = make_settings(tmp_path, str(tiny_qwen35), max_tokens=8, think=False)
+    app = create_app(settings, new_chat=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+
+        async def ask(text: str) -> Any:
+            await send(pilot, text)
+            await wait_until(pilot, lambda: not app.generating and app.conversation.turns[-1].role == "assistant")
+            return app.conversation.turns[-1].stats
+
+        await ask("Name a grey cat.")
+        first = app.chat
+        await ask("Why that name?")
+        await app.open_chat(None)  # another chat takes the model's context
+        await ask("Something else entirely.")
+        await app.open_chat(first)
+        stats = await ask("Give one more.")
+        assert app.chat is not None and app.chat.name == first.name
+        # Only the last reply and the new message are read: the rest comes from the chat's kept state.
+        assert stats.reused_tokens > stats.prompt_tokens // 2
+        assert stats.evaluated_tokens < stats.prompt_tokens // 2
+        assert Store(tmp_path / "history.sqlite3").state_path(first).exists()

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 
@@ -40,6 +41,8 @@ class GenerationOptions:
     """Sampling seed; None is random."""
     ignore_eos: bool = False
     """Never end at an end-of-generation token: always generate `max_tokens` (the bench's fixed-length runs)."""
+    state_path: Path | None = None
+    """Where the conversation's model state is kept between processes (the store names it); None keeps none."""
 
     def sampling(self, family: str = "qwen3.5") -> dict[str, float]:
         """The effective sampling values: explicit ones, else the defaults of the model's family.
@@ -252,11 +255,19 @@ class ChatEngine(Protocol):
         """Tokens the rendered prompt for `messages` takes."""
         ...
 
-    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+    def prefill(
+        self,
+        messages: Sequence[Message],
+        think: bool,
+        cancel: threading.Event | None = None,
+        *,
+        state_path: Path | None = None,
+    ) -> int:
         """Start on a coming prompt while its last message is still being written; return tokens evaluated.
 
         Speculative: the next `stream()` reuses the work when its prompt begins the same way, and
-        nothing is lost when it does not. Engines that cannot start early return 0.
+        nothing is lost when it does not. `state_path` is the conversation's kept state (as in
+        `GenerationOptions`), to start from. Engines that cannot start early return 0.
         """
         ...
 

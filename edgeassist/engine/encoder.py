@@ -20,6 +20,9 @@ _SPECIAL_CACHE_MAX = 512
 """Message texts whose control-token scan is remembered (a chat's history is re-scanned each turn)."""
 _CUT_PROBES = ("x", " x", "X", "?", "\n")
 """Continuations tried on a cut prompt: tokens they all agree on are safe to evaluate early."""
+_SYSTEM_PROBES = ("a", "b")
+"""First user messages rendered after a system prompt: the tokens the renderings share begin every such chat."""
+_SYSTEM_CACHE_MAX = 64
 
 
 @dataclass
@@ -30,6 +33,8 @@ class Prompt:
     tokens: list[int]
     split: int
     """Token index where the reply starts as the next turn's history will render it."""
+    system_end: int = 0
+    """Tokens every chat with this system prompt begins with (the system prompt's state is kept there); 0: none."""
 
 
 class PromptEncoder:
@@ -45,6 +50,7 @@ class PromptEncoder:
         self._specials: dict[str, tuple[str, ...]] = {}
         self._tails: dict[bool, str] = {}  # the generation prompt's text after the reply start, per think mode
         self._last: tuple[tuple[object, ...], Prompt] | None = None  # the last prompt encoded, for its turn
+        self._systems: dict[tuple[str, bool], list[int]] = {}  # a system prompt's shared start, per think mode
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -139,9 +145,36 @@ class PromptEncoder:
                 self._tails[think] = rendered[start:]
             head_tokens, _ = self._prompt_tokens(shielded, rendered[:start], parts)
             split = min(common_prefix_len(head_tokens, tokens), split)
-        prompt = Prompt(shielded.text(rendered), tokens, split)
+        prompt = Prompt(shielded.text(rendered), tokens, split, self._system_end(messages, tokens, think))
         self._last = (key, prompt)
         return prompt
+
+    def _system_end(self, messages: Sequence[Message], tokens: list[int], think: bool) -> int:
+        """How many of `tokens` any chat under the same system prompt begins with; 0 without one.
+
+        Found by rendering the system prompt with two different first messages: what the two share
+        (up to where the message text goes) is the same in every chat that starts with it.
+        """
+        if len(messages) < 2 or messages[0]["role"] != "system":
+            return 0
+        key = (messages[0]["content"], think)
+        shared = self._systems.get(key)
+        if shared is None:
+            renderings = []
+            for probe in _SYSTEM_PROBES:
+                probe_msgs: list[Message] = [messages[0], {"role": "user", "content": probe}]
+                shielded = shield(probe_msgs, self.control_strings)
+                try:
+                    rendered = self.template.render(shielded.messages, think=think)
+                except EdgeAssistError:
+                    return 0  # (a template that wants more than this; the system prompt's state is not kept)
+                renderings.append(self._prompt_tokens(shielded, rendered)[0])
+            shared = renderings[0][: common_prefix_len(*renderings)]
+            if len(self._systems) >= _SYSTEM_CACHE_MAX:
+                self._systems.clear()
+            self._systems[key] = shared
+        n = common_prefix_len(shared, tokens)
+        return n if n == len(shared) and n < len(tokens) else 0
 
     def _continuation(self, messages: Sequence[Message], think: bool) -> Prompt:
         """The prompt that goes on with the last message, the assistant's reply so far (one cut short).

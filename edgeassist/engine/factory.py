@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from edgeassist.config import GenerationSettings, Settings, section_with
 from edgeassist.engine.base import ChatEngine, GenerationOptions
 from edgeassist.engine.llama import LlamaEngine
+from edgeassist.engine.statefile import StateFiles
 from edgeassist.hub import ResolvedModel, resolve
+from edgeassist.store import states_dir
 
 if TYPE_CHECKING:
     from edgeassist.engine.remote import RemoteEngine, RemoteModel, ServerModel
@@ -92,8 +94,16 @@ def _local(settings: Settings, explicit: bool) -> tuple[LlamaEngine, ResolvedMod
         n_batch=m.n_batch,
         flash_attn=m.flash_attn,
         fix_hint=hint,
+        state_files=state_files(settings),
+        adapt_threads=m.adapt_threads,
     )
     return engine, resolved
+
+
+def state_files(settings: Settings) -> StateFiles | None:
+    """The folder of kept model states beside the history, under `store.state_cache_mb`; None when 0."""
+    cap = settings.store.state_cache_mb << 20
+    return StateFiles(states_dir(settings.store_path()), cap) if cap > 0 else None
 
 
 def generation_options(settings: Settings, **overrides: object) -> GenerationOptions:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import codecs
 import ctypes
 import dataclasses
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgeassist.engine.base import Capabilities, Done, Event, GenerationOptions, Message, Stats, Text, Thinking
+from edgeassist.engine.base import Capabilities, Done, Event, GenerationOptions, Message, Notice, Stats, Text, Thinking
 from edgeassist.engine.build import init_backend as _init_backend
 from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
@@ -29,9 +31,11 @@ from edgeassist.engine.log import LOG as _LOG
 from edgeassist.engine.log import first_error
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
 from edgeassist.engine.sampling import sampler_chain
-from edgeassist.engine.state import ContextState
+from edgeassist.engine.state import DISK_MARGIN, Checkpoint, ContextState
+from edgeassist.engine.statefile import StateFileError, StateFiles, fingerprint_difference, model_identity
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
+from edgeassist.engine.threads import ReplyThreads
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
 
 __all__ = ["LlamaEngine", "Prompt", "check_gguf", "llama_backend_name"]
@@ -69,18 +73,23 @@ class LlamaEngine:
         n_batch: int = 512,
         flash_attn: str = "auto",
         fix_hint: str = "delete it and re-run `edgeassist pull`",
+        state_files: StateFiles | None = None,
+        adapt_threads: bool = True,
     ) -> None:
         """Remember how to load `path`; nothing is read until the first use (or `load()`).
 
         `flash_attn` is auto, on or off; auto turns it off on the CPU, where llama.cpp's flash
         attention gets slower as the context grows (SmolLM2-135M with 2,000 tokens in context, 2
         threads: 38 against 16.5 ms/token), and leaves it to llama.cpp on a GPU. `fix_hint` ends the
-        message of a load failure: what the user should do about the file.
+        message of a load failure: what the user should do about the file. `state_files` keeps
+        model states on disk between processes (see `engine.statefile`); None keeps none.
+        `adapt_threads` picks the thread count per reply and token, up to `n_threads` (`engine.threads`).
         """
         self.path = Path(path)
         self.name = name or self.path.stem
         self._n_ctx = n_ctx
         self.n_threads = n_threads or physical_cores()
+        self.reply_threads = ReplyThreads(self.n_threads, adapt=adapt_threads)
         self._n_gpu_layers = n_gpu_layers
         self.n_batch = n_batch
         self.flash_attn = flash_attn
@@ -100,6 +109,9 @@ class LlamaEngine:
         self._state: ContextState | None = None
         self._rollback = 0  # recurrent-state snapshots a context keeps (see PromptEncoder.reply_tail_depth)
         self._eog: list[int] | None = None
+        self.state_files = state_files
+        self._fingerprint: dict[str, object] | None = None  # what a kept state must have been saved under
+        self._kept_last: dict[Path, object] = {}  # the state last handed to the writer, per file
 
     # -- the contract: what it is --------------------------------------------------------------
 
@@ -275,7 +287,9 @@ class LlamaEngine:
             llama_cpp.llama_free(self._ctx)
             self._ctx = self._state = None
             self._free_model()
-            self._eog = None
+            self._eog = self._fingerprint = None
+        if self.state_files is not None:
+            self.state_files.flush()
 
     def __del__(self) -> None:
         try:
@@ -343,17 +357,27 @@ class LlamaEngine:
         stop = Cancel(cancel)
         return MODEL_THREAD.stream(lambda: self._locked_stream(messages, options, stop), stop)
 
-    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+    def prefill(
+        self,
+        messages: Sequence[Message],
+        think: bool,
+        cancel: threading.Event | None = None,
+        *,
+        state_path: Path | None = None,
+    ) -> int:
         """Evaluate the start of a coming prompt ahead of time; return the tokens evaluated.
 
         The last of `messages` is a message still being written (the user's words so far, say); the
         prompt is cut where the rest of it would go (`PromptEncoder.cut`), so the context always
         holds a prefix of the final prompt and the next `stream()` reuses it. On a hybrid model,
-        whose state cannot be rolled back, this is the only safe way to start early.
+        whose state cannot be rolled back, this is the only safe way to start early. A state kept
+        at `state_path` (the conversation's) is started from, as `stream()` would.
         """
-        return MODEL_THREAD.call(self._prefill, messages, think, cancel, stop=cancel)
+        return MODEL_THREAD.call(self._prefill, messages, think, cancel, state_path, stop=cancel)
 
-    def _prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None) -> int:
+    def _prefill(
+        self, messages: Sequence[Message], think: bool, cancel: threading.Event | None, state_path: Path | None
+    ) -> int:
         with self._lock:
             self._load()
             assert self._encoder is not None and self._state is not None
@@ -361,11 +385,101 @@ class LlamaEngine:
             state = self._state
             if not tokens or state.holds(tokens):
                 return 0
-            start = state.prepare(tokens)
+            start = state.prepare(tokens, self._offers(tokens, 0, state_path, []))
             if start >= len(tokens):
                 return 0
+            self.reply_threads.begin(self._ctx, self._offloaded)
             state.decode(tokens[start:], cancel)
             return len(tokens) - start
+
+    # -- states kept on disk ---------------------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a state kept on disk must have been saved under to be restored into this context."""
+        if self._fingerprint is None:
+            import llama_cpp
+
+            source = self._template.source if self._template is not None else None
+            self._fingerprint = {
+                "model": model_identity(self.path),
+                "n_ctx": self._n_ctx,
+                "template": hashlib.sha256((source or "").encode()).hexdigest()[:32],
+                "llama": llama_cpp.__version__,
+                "context": [self._rollback, self.flash_attn, self._offloaded],
+            }
+        return self._fingerprint
+
+    def _offers(self, prompt: list[int], system_end: int, state_path: Path | None, notes: list[str]) -> list[_Kept]:
+        """The states on disk that could start `prompt`: the conversation's, and its system prompt's.
+
+        A kept state saved under another fingerprint, or for a history that has changed since, is
+        not offered: a line saying why goes to `notes`.
+        """
+        files = self.state_files
+        if files is None:
+            return []
+        state = self._state
+        assert state is not None
+        offers: list[_Kept] = []
+        if state_path is not None and files.owns(state_path):
+            kept = self._kept(state_path, "this chat's", notes)
+            if kept is not None:
+                if state.reusable(kept.tokens, prompt) >= 0:
+                    offers.append(kept)
+                elif self.recurrent:
+                    notes.append("this chat's saved model state no longer matches its history (changed since)")
+        if system_end >= DISK_MARGIN:
+            path = files.prompt_path(self.fingerprint(), prompt[:system_end])
+            kept = self._kept(path, "the system prompt's", notes)
+            if kept is not None and kept.tokens == prompt[:system_end]:
+                offers.append(kept)
+        return offers
+
+    def _kept(self, path: Path, whose: str, notes: list[str]) -> _Kept | None:
+        """The state kept at `path`, if it was saved under this context's fingerprint."""
+        files = self.state_files
+        assert files is not None
+        try:
+            header = files.header(path)
+        except StateFileError as e:
+            notes.append(f"{whose} saved model state cannot be used: {e}")
+            files.remove(path)
+            return None
+        if header is None:
+            return None
+        differs = fingerprint_difference(header.fingerprint, self.fingerprint())
+        if differs is not None:
+            notes.append(f"{whose} saved model state was made with {differs}")
+            return None
+        return _Kept(files, path, header.tokens, whose, notes)
+
+    def _keep_system_prompt(self, head: list[int], cancel: threading.Event | None) -> bool:
+        """Evaluate up to the end of a new system prompt (`head`) and keep its state; False if cancelled.
+
+        The state is kept in memory for the next chat of this process, and on disk for the next
+        process, where it is long enough to be worth reading (`DISK_MARGIN`).
+        """
+        state = self._state
+        assert state is not None
+        if not state.decode(head[len(state.tokens) :], cancel):
+            return False
+        kept = state.save_prefix()
+        files = self.state_files
+        if files is not None and len(head) >= DISK_MARGIN:
+            path = files.prompt_path(self.fingerprint(), kept.tokens)
+            if not path.exists():
+                files.save(path, self.fingerprint(), kept.tokens, kept.data)
+        return True
+
+    def _keep(self, state_path: Path | None, cp: Checkpoint | None) -> None:
+        """Hand the conversation's state to the writer (it writes it after the reply, on its own thread)."""
+        files = self.state_files
+        if files is None or state_path is None or cp is None or not files.owns(state_path):
+            return
+        if self._kept_last.get(state_path) is cp.data:
+            return  # (the state it holds already: a reply regenerated from the same checkpoint)
+        self._kept_last = {state_path: cp.data}
+        files.save(state_path, self.fingerprint(), cp.tokens, cp.data)
 
     def _locked_stream(
         self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event
@@ -392,7 +506,7 @@ class LlamaEngine:
         encoder, state = self._encoder, self._state
         assert encoder is not None and state is not None  # (loaded, under the lock)
         encoded = encoder.encode(messages, think)
-        text, prompt, split = encoded.text, encoded.tokens, encoded.split
+        text, prompt, split, system_end = encoded.text, encoded.tokens, encoded.split, encoded.system_end
         stats = Stats(
             model=self.name,
             backend=self.backend,
@@ -405,9 +519,22 @@ class LlamaEngine:
                 f"the prompt is {len(prompt)} tokens but the context window is {self._n_ctx}: "
                 "shorten it or raise model.n_ctx"
             )
-        start = state.prepare(prompt)
+        notes: list[str] = []
+        self.reply_threads.begin(self._ctx, self._offloaded)
+        start = state.prepare(prompt, self._offers(prompt, system_end, options.state_path, notes))
+        if notes and len(prompt) - start > len(prompt) // 2:  # (a refused state that cost nothing is not worth a word)
+            for note in notes:
+                yield Notice(f"{note}: reading the prompt again ({len(prompt) - start} tokens)")
         stats.reused_tokens = start
         stats.evaluated_tokens = len(prompt) - start
+        if start < system_end <= split:
+            if not self._keep_system_prompt(prompt[:system_end], cancel):
+                stats.finish_reason = "cancelled"
+                stats.prompt_eval_s = time.perf_counter() - t0
+                stats.context_used = len(state.tokens)
+                yield Done(stats)
+                return
+            start = system_end
         # A hybrid model's state is checkpointed where the reply starts, for the next turn. With
         # snapshots for the tokens after that point, the prompt is evaluated in one pass and the
         # checkpoint taken by rolling back, once the first token is out; else in two passes.
@@ -468,7 +595,7 @@ class LlamaEngine:
                     state.checkpoint_by_rollback(checkpoint_at)
                     checkpoint_at, held = None, state.tokens
                 one[0] = token
-                rc = llama_cpp.llama_decode(ctx, batch)
+                rc = self.reply_threads.decode(ctx, batch)
                 if rc != 0:
                     state.reset()
                     raise EdgeAssistError(f"llama.cpp failed while generating (code {rc})")
@@ -478,8 +605,41 @@ class LlamaEngine:
         state.fresh = True  # (the last decode was of the last token held)
         if checkpoint_at is not None:  # (the reply ended before its first decode)
             state.checkpoint_by_rollback(checkpoint_at)
+        if options.state_path is not None:
+            # What the next turn resumes from: where this reply started (a hybrid model), else all of it.
+            cp = state.checkpoint if self.recurrent else state.snapshot()
+            if cp is not None and (not self.recurrent or cp.tokens == prompt[:split]):
+                self._keep(options.state_path, cp)
         yield from splitter.feed(utf8.decode(b"", final=True))
         yield from splitter.flush()
         stats.generated_tokens = len(stats.token_times)
         stats.context_used = len(state.tokens)
         yield Done(stats)
+
+
+@dataclass
+class _Kept:
+    """A state kept on disk, offered to `ContextState.prepare`: read only when chosen."""
+
+    files: StateFiles
+    path: Path
+    tokens: list[int]
+    whose: str
+    notes: list[str]
+
+    def load(self) -> Checkpoint | None:
+        """The state, read and checked whole; None (with a note, the file removed) when unusable."""
+        try:
+            header, data = self.files.read(self.path)
+        except StateFileError as e:
+            self.notes.append(f"{self.whose} saved model state cannot be used: {e}")
+            self.files.remove(self.path)
+            return None
+        if header.tokens != self.tokens:
+            return None  # (replaced by another process since its header was read: passed over)
+        return Checkpoint(header.tokens, data)
+
+    def rejected(self) -> None:
+        """llama.cpp refused the state: say so, and remove it."""
+        self.notes.append(f"{self.whose} saved model state was refused by llama.cpp")
+        self.files.remove(self.path)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -209,7 +210,14 @@ class RemoteEngine:
         """An estimate (`estimate_tokens`), to spare a request per turn; the server's `usage` gives the real count."""
         return estimate_tokens(messages)
 
-    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+    def prefill(
+        self,
+        messages: Sequence[Message],
+        think: bool,
+        cancel: threading.Event | None = None,
+        *,
+        state_path: Path | None = None,
+    ) -> int:
         """A server cannot be asked to start on a prompt early: 0."""
         return 0
 

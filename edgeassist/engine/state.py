@@ -14,9 +14,13 @@ import ctypes
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from edgeassist.engine.prompt import common_prefix_len
 from edgeassist.errors import EdgeAssistError
+
+DISK_MARGIN = 16
+"""Tokens a state on disk must save beyond the best in memory to be read (a read of tens of MB is not free)."""
 
 
 @dataclass
@@ -25,6 +29,18 @@ class Checkpoint:
 
     tokens: list[int]
     data: ctypes.Array[ctypes.c_uint8]
+
+
+class Offer(Protocol):
+    """A state that could be restored (one on disk): the tokens it holds, read only when chosen."""
+
+    tokens: list[int]
+
+    def load(self) -> Checkpoint | None:
+        """The state itself; None (and a note kept by the offer's owner) when it cannot be used."""
+
+    def rejected(self) -> None:
+        """llama.cpp refused the state `load` gave (its owner notes it and drops it)."""
 
 
 class ContextState:
@@ -39,6 +55,9 @@ class ContextState:
         self.tokens: list[int] = []
         """What the context holds now, in order."""
         self.checkpoint: Checkpoint | None = None
+        """The state where the last reply started (a hybrid model's; the next turn resumes from it)."""
+        self.prefix: Checkpoint | None = None
+        """The state after the last system prompt evaluated (a new chat with the same one starts from it)."""
         self.fresh = False
         """The context's logits are those of its last token (nothing was restored since it was evaluated)."""
 
@@ -77,7 +96,16 @@ class ContextState:
 
     def save_checkpoint(self) -> None:
         """Keep the state as it is now, for a later turn to resume from."""
-        self.checkpoint = Checkpoint(list(self.tokens), self._data())
+        self.checkpoint = self.snapshot()
+
+    def save_prefix(self) -> Checkpoint:
+        """Keep the state as it is now as the system prompt's, for a new chat to start from; return it."""
+        self.prefix = self.snapshot()
+        return self.prefix
+
+    def snapshot(self) -> Checkpoint:
+        """A copy of the state as it is now, with the tokens it holds."""
+        return Checkpoint(list(self.tokens), self._data())
 
     def _data(self) -> ctypes.Array[ctypes.c_uint8]:
         import llama_cpp
@@ -122,23 +150,63 @@ class ContextState:
         """Whether the context already holds `tokens` (or more after them)."""
         return len(self.tokens) >= len(tokens) and self.tokens[: len(tokens)] == list(tokens)
 
-    def prepare(self, prompt: list[int]) -> int:
-        """Make the context hold `prompt[:start]` for the largest reusable start; return start."""
-        import llama_cpp
+    def prepare(self, prompt: list[int], offers: Sequence[Offer] = ()) -> int:
+        """Make the context hold `prompt[:start]` for the largest reusable start; return start.
 
+        What the context holds, the checkpoints kept in memory and the `offers` (states on disk)
+        are weighed by the tokens each saves; an offer must save `DISK_MARGIN` more than the best
+        in memory, since it is read from disk first. An offer that fails to load is passed over.
+        """
         common = common_prefix_len(self.tokens, prompt)
         if common == len(self.tokens) == len(prompt) and self.fresh:
             return common  # all of it, logits included (a reply continued where it was cut)
         last = len(prompt) - 1  # else at least one token must be evaluated to get logits
         if common == len(self.tokens) and common <= last:
-            return common
-        if not self.recurrent:
-            start = min(common, last)
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), 0, start, -1)
-            del self.tokens[start:]
-            return start
-        cp = self.checkpoint
-        if cp is not None and len(cp.tokens) <= min(common, last) and self.restore(cp):
-            return len(cp.tokens)
+            held = common
+        else:
+            held = min(common, last) if not self.recurrent else -1
+        memory = max(
+            (c for c in (self.checkpoint, self.prefix) if c is not None),
+            key=lambda c: self.reusable(c.tokens, prompt),
+            default=None,
+        )
+        in_memory = max(held, self.reusable(memory.tokens, prompt) if memory is not None else -1)
+        for offer in sorted(offers, key=lambda o: -self.reusable(o.tokens, prompt)):
+            if self.reusable(offer.tokens, prompt) < max(in_memory, 0) + DISK_MARGIN:
+                break
+            cp = offer.load()
+            if cp is None:
+                continue
+            if self.restore(cp):
+                return self._cut(self.reusable(cp.tokens, prompt))
+            offer.rejected()
+            held = 0  # (the refused restore emptied the context)
+        if held >= 0 and (memory is None or held >= self.reusable(memory.tokens, prompt)):
+            return self._cut(held)
+        if memory is not None and self.reusable(memory.tokens, prompt) >= 0 and self.restore(memory):
+            return self._cut(self.reusable(memory.tokens, prompt))
         self.reset()
         return 0
+
+    def reusable(self, saved: Sequence[int], prompt: Sequence[int]) -> int:
+        """Tokens of `prompt` a state holding `saved` gives; -1 when it gives none.
+
+        A hybrid model's state must hold a prefix of the prompt (it cannot be cut back), and
+        one token short of it at most (the last is evaluated for its logits); a transformer's
+        is cut back to what it shares with the prompt.
+        """
+        last = len(prompt) - 1
+        if self.recurrent:
+            n = len(saved)
+            return n if 0 < n <= last and list(prompt[:n]) == list(saved) else -1
+        n = min(common_prefix_len(saved, prompt), last)
+        return n if n > 0 else -1
+
+    def _cut(self, n: int) -> int:
+        """Drop what the context holds after `n` tokens (a transformer's cache; a hybrid's holds no more); return n."""
+        import llama_cpp
+
+        if len(self.tokens) > n:
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), 0, n, -1)
+            del self.tokens[n:]
+        return n

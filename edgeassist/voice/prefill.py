@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from edgeassist.chat import Conversation
 from edgeassist.engine.base import ChatEngine, GenerationOptions, Message
@@ -21,15 +22,17 @@ def prefill_prompt(
     options: GenerationOptions,
     user_prefix: str = "",
     cancel: threading.Event | None = None,
+    state_path: Path | None = None,
 ) -> int:
     """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
 
     The engine renders the conversation with a user message that starts with `user_prefix`, cut
     where the rest of the message would begin, and evaluates the part of it that no continuation
-    can change, which the reply then reuses. Engines that cannot start early return 0.
+    can change, which the reply then reuses; it starts from the chat's kept state at `state_path`
+    when there is one. Engines that cannot start early return 0.
     """
     think = options.think and engine.capabilities.thinking
-    return engine.prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel)
+    return engine.prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel, state_path=state_path)
 
 
 class TurnScheduler:
@@ -105,7 +108,7 @@ class TurnScheduler:
                 self._busy = True
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
-                n = prefill_prompt(engine, context, self.options, prefix or "")
+                n = prefill_prompt(engine, context, self.options, prefix or "", state_path=self.conversation.state_path)
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:
