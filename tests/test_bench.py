@@ -11,6 +11,7 @@ earlier code must keep loading and comparing.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from edgeassist.system import CpuCluster, physical_cores, recommended_threads, s
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 ADDED_IN_2 = {"endpoint", "no_raw_reason", "server", "jitter", "cores_free", "contention"}
+ADDED_IN_2 |= {"third", "resumed", "state_bytes", "resumed_ttft_s", "resumed_base_ttft_s", "resumed_ratio"}
+ADDED_IN_2 |= {"resumed_evaluated_tokens", "resumed_prompt_tokens"}
 """The keys schema 2 added (some later, within 2), each with a default: a schema 1 file read again gains them."""
 
 
@@ -341,6 +344,8 @@ def tiny_run(tiny_qwen35: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
             ["bench", "-m", str(tiny_qwen35), "-r", "1", "-p", "48", "-n", "8", "--warmup", "0"]
             + ["--threads", "1,2", "--n-ctx", "512", "--json", str(out), "-q", "--voice"]
         )
+    # The bench's kept states went to a folder of its own, now gone.
+    assert not list(Path(tempfile.gettempdir()).glob("edgeassist-bench-states-*"))
     return rc, buf.getvalue(), json.loads(out.read_text())
 
 
@@ -350,7 +355,7 @@ def test_real_run_prints_every_section(tiny_run: tuple[int, str, dict[str, objec
     for part in ("System", "llama.cpp", "time to first token", "follow-up time to first token",
                  "decode (edgeassist)", "decode (raw llama.cpp)", "edgeassist / raw", "excess per token",
                  "peak memory", "verdict", "per-token latency", "Summary", "Recommendation (an estimate)",
-                 "Voice pipeline", "transcribe"):  # fmt: skip
+                 "Voice pipeline", "transcribe", "resumed chat time to first token"):  # fmt: skip
         assert part in text, part
 
 
@@ -373,6 +378,12 @@ def test_real_run_json_holds_raw_samples(tiny_run: tuple[int, str, dict[str, obj
         assert follow["reused_tokens"] > 0 and follow["evaluated_tokens"] < follow["prompt_tokens"]
         assert len(run["overheads"]["sample_s"]) == 8
         assert run["summary"]["decode_ms"]["n"] == 7 and run["summary"]["ratio"] > 0
+        # The resumed chat's turn starts from the follow-up's state on disk, nothing in memory: it
+        # evaluates exactly what the same turn did in the same process, and the state was restored.
+        third, resumed = rep["third"], rep["resumed"]
+        assert resumed["prompt_tokens"] == third["prompt_tokens"]
+        assert resumed["evaluated_tokens"] == third["evaluated_tokens"] < third["prompt_tokens"] // 2
+        assert rep["state_bytes"] > 0 and run["summary"]["resumed_ratio"] > 0
     assert data["recommendation"]["candidates"]
     assert [st["name"] for st in data["voice"]["stages"]] == ["transcribe", "first_audio"]
 
@@ -404,7 +415,7 @@ def test_ctrl_c_returns_what_was_measured(tiny_qwen35: Path) -> None:
     assert schema.validate(to_json(result)) == []
 
 
-def test_cancel_event_stops_cleanly(tiny_qwen35: Path) -> None:
+def test_cancel_event_stops_cleanly(tiny_qwen35: Path, isolated_env: Path) -> None:
     settings = load_settings(flags={"model": {"n_ctx": 512}})
     cancel = threading.Event()
     plan = BenchPlan([BenchTarget("tiny", tiny_qwen35)], [1, 2], 1, 32, 4, 50.0, warmup=0)
@@ -416,6 +427,10 @@ def test_cancel_event_stops_cleanly(tiny_qwen35: Path) -> None:
     result = run_bench(settings, plan, progress=progress, cancel=cancel)
     assert result.interrupted
     assert len(result.runs) == 1 and len(result.runs[0].repetitions) == 1  # the 2-thread run never started
+    rep = result.runs[0].repetitions[0]
+    assert rep.resumed is not None and rep.third is not None  # (a kept state was written and read back)
+    # The bench keeps its states in a folder of its own, gone now: the user's are neither read nor evicted.
+    assert not (isolated_env / "data").exists()
 
 
 def test_cli_ctrl_c_prints_partial_report_and_json(

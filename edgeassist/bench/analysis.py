@@ -122,6 +122,9 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
     firsts = [r.first for r in reps]
     follows = [r.followup for r in reps if r.followup is not None]
     raws = [r.raw for r in reps if r.raw is not None]
+    resumed = [r.resumed for r in reps if r.resumed is not None]
+    resumed_ttft = Spread.of([t.ttft_s for t in resumed if t.ttft_s is not None])
+    third_ttft = Spread.of([r.third.ttft_s for r in reps if r.third is not None and r.third.ttft_s is not None])
 
     app_gaps = [g for t in firsts for g in gaps(t.token_times)]
     raw_gaps = [g for r in raws for g in gaps(r.token_times)]
@@ -169,6 +172,14 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
         followup_ttft_s=Spread.of([t.ttft_s for t in follows if t.ttft_s is not None]),
         followup_prompt_tokens=_int_median([t.prompt_tokens for t in follows]),
         followup_evaluated_tokens=_int_median([t.evaluated_tokens for t in follows]),
+        resumed_ttft_s=resumed_ttft,
+        resumed_base_ttft_s=third_ttft,
+        resumed_ratio=(
+            resumed_ttft.median / third_ttft.median if resumed_ttft and third_ttft and third_ttft.median > 0 else None
+        ),
+        resumed_evaluated_tokens=_int_median([t.evaluated_tokens for t in resumed]),
+        resumed_prompt_tokens=_int_median([t.prompt_tokens for t in resumed]),
+        state_bytes=_int_median([r.state_bytes for r in reps if r.state_bytes is not None]),
         raw_ttft_s=raw_ttft,
         raw_prefill_tps=Spread.of([v for r in raws if (v := _rate(r.prompt_tokens, r.prompt_eval_s)) is not None]),
         raw_decode_ms=raw_ms,

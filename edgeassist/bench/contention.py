@@ -133,7 +133,7 @@ def _open(settings: Settings, plan: ContentionPlan, threads: int, adapt: bool) -
             "adapt_threads": adapt,
         }
     )
-    return open_local_engine(settings.model_copy(update={"model": model}), explicit=True)
+    return open_local_engine(settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
 
 
 class _Contention:

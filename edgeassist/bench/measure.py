@@ -25,6 +25,9 @@ so far is returned, marked incomplete.
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +57,7 @@ from edgeassist.config import Settings
 from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Message, Text, Thinking
 from edgeassist.engine.factory import generation_options, open_engine, open_local_engine
 from edgeassist.engine.llama import LlamaEngine
+from edgeassist.engine.statefile import StateFiles
 from edgeassist.errors import EdgeAssistError
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
 
@@ -61,6 +65,10 @@ FOLLOWUP_TEXT = "Thank you. Now say that again in one short sentence."
 """The follow-up message of every repetition."""
 FOLLOWUP_TOKENS = 8
 """Tokens generated for the follow-up (its time to first token is what is measured)."""
+THIRD_TEXT = "Good. And now once more, as briefly as you can, please."
+"""The third message, sent in the same process and then again as a resumed chat (see `Repetition.resumed`)."""
+STATES_CAP = 1 << 30
+"""Disk the bench's kept states may take (each is removed once its resumed turn is measured)."""
 WARMUP_TOKENS = 16
 """Most tokens generated in a warm-up repetition."""
 _FILLER = (
@@ -165,12 +173,18 @@ def fit_prompt(engine: ChatEngine, system: str | None, n_tokens: int, options: G
     return message(hi if count(hi) <= n_tokens else lo)
 
 
-def _turn(convo: Conversation, text: str, options: GenerationOptions, cancel: threading.Event | None) -> TurnSample:
-    """Send `text` and drain the reply as a front end would; the sample from its Done stats."""
+def _turn(
+    convo: Conversation, text: str | None, options: GenerationOptions, cancel: threading.Event | None
+) -> TurnSample:
+    """Send `text` (None: answer the last message again) and drain the reply as a front end would.
+
+    The sample comes from the reply's Done stats.
+    """
     t0 = time.perf_counter()
     first: float | None = None
     done: Done | None = None
-    for event in convo.send(text, cancel, options):
+    events = convo.send(text, cancel, options) if text is not None else convo.regenerate(cancel, options)
+    for event in events:
         if first is None and isinstance(event, Text | Thinking):
             first = time.perf_counter() - t0
         elif isinstance(event, Done):
@@ -201,6 +215,7 @@ class _Runner:
         self.steps_per_run = 1 + plan.warmup + plan.repetitions + 1
         self.runs = len(self.pairs) + (1 if plan.remote else 0)
         self.base_options = generation_options(settings)
+        self._states: StateFiles | None = None
 
     def say(self, index: int, target: BenchTarget, threads: int, step: int, what: str) -> None:
         self.report(index, target.name, threads, step, what)
@@ -238,7 +253,16 @@ class _Runner:
             # Fixed threads: the sweep and the raw loop compare like with like (`bench --contention` adapts).
             update={"name": str(target.path), "n_threads": threads, "starter_fallback": False, "adapt_threads": False}
         )
-        return open_local_engine(self.settings.model_copy(update={"model": model}), explicit=True)
+        engine = open_local_engine(self.settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
+        # The bench's states go to a folder of its own, removed at the end: none of the user's is read or evicted.
+        engine.state_files = self.states()
+        return engine
+
+    def states(self) -> StateFiles:
+        """The bench's own folder of kept model states (made on first use, removed by `run`)."""
+        if self._states is None:
+            self._states = StateFiles(Path(tempfile.mkdtemp(prefix="edgeassist-bench-states-")), STATES_CAP)
+        return self._states
 
     def measure(self, index: int, target: BenchTarget, threads: int, run: ModelRun) -> None:
         """Fill `run` with samples; stops (Stopped, KeyboardInterrupt) leave what was measured in it."""
@@ -354,14 +378,38 @@ class _Runner:
         if run is not None:
             run.repetitions.append(rep)
         follow = self.options(min(FOLLOWUP_TOKENS, gen_tokens))
-        rep.followup = _turn(convo, FOLLOWUP_TEXT, follow, self.cancel)
+        kept = None
+        if local is not None and run is not None and local.state_files is not None:
+            kept = local.state_files.folder / f"chat-{secrets.token_hex(16)}.state"
+        rep.followup = _turn(convo, FOLLOWUP_TEXT, replace(follow, state_path=kept), self.cancel)
         if local is None:
             return
+        if kept is not None:
+            self.states().flush()  # (the state is written before anything else is timed)
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
             prompt = local.encode(messages, options.think).tokens  # the first turn's prompt tokens, as evaluated
             rep.raw = local.exclusive(self._raw, local, prompt, gen_tokens, cancel=self.cancel)
+        if kept is not None and kept.exists():
+            self.resume(local, convo, follow, kept, rep)
+
+    def resume(
+        self, engine: LlamaEngine, convo: Conversation, options: GenerationOptions, kept: Path, rep: Repetition
+    ) -> None:
+        """A third message in this process, then the same again resumed from the follow-up's state on disk.
+
+        The two evaluate the same tokens (the follow-up's reply and the message): the difference
+        is what restoring the kept state costs against having it in memory.
+        """
+        rep.state_bytes = kept.stat().st_size
+        rep.third = _turn(convo, THIRD_TEXT, options, self.cancel)  # (no state_path: the file stays the follow-up's)
+        engine.forget()
+        try:
+            rep.resumed = _turn(convo, None, replace(options, state_path=kept), self.cancel)
+        finally:
+            self.states().flush()
+            kept.unlink(missing_ok=True)
 
     def measured(self, run: ModelRun, measure: Callable[[], None]) -> bool:
         """Run `measure` to fill `run`; False (the error kept in the run) when it failed. Stops pass through."""
@@ -430,6 +478,9 @@ class _Runner:
         except (KeyboardInterrupt, Stopped):
             result.interrupted = True
         finally:
+            if self._states is not None:
+                self._states.flush()
+                shutil.rmtree(self._states.folder, ignore_errors=True)
             conclude(result)
         return result
 

@@ -167,6 +167,13 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
         if s.followup_ttft_s and s.ttft_s and s.ttft_s.median > 0:
             fu += f" · {s.followup_ttft_s.median / s.ttft_s.median:.2f}x the first"
     add("follow-up time to first token", s.followup_ttft_s, fu)
+    if s.resumed_ttft_s is not None:
+        res = f"evaluated {s.resumed_evaluated_tokens} of {s.resumed_prompt_tokens} tokens"
+        if s.resumed_ratio is not None:
+            res += f" · {s.resumed_ratio:.2f}x in-process"
+        if s.state_bytes is not None:
+            res += f" · state {_bytes(s.state_bytes)}"
+        add("resumed chat time to first token", s.resumed_ttft_s, res)
     rows.append(("decode (edgeassist)", _decode_line(s.decode_ms, s.decode_tps), "", ""))
     if s.raw_decode_ms is not None:
         raw = _decode_line(s.raw_decode_ms, s.raw_decode_tps)
@@ -594,6 +601,7 @@ _METRICS = [
     _Metric("raw decode p50 ms", _p("raw_decode_ms", "p50"), lambda x: f"{x:.1f}"),
     _Metric("edgeassist/raw", lambda s: s.ratio, lambda x: f"{x:.3f}"),
     _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), format_seconds),
+    _Metric("resumed chat TTFT", _p("resumed_ttft_s", "median"), format_seconds, optional=True),
     _Metric(
         "peak memory",
         lambda s: float(s.peak_rss_bytes) if s.peak_rss_bytes is not None else None,

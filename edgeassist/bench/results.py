@@ -160,6 +160,13 @@ class Repetition:
     """Resident anonymous memory after the turns: allocations (repacked weights, context, buffers)."""
     rss_file_bytes: int | None = None
     """Resident file-backed memory after the turns: mapped model pages (the kernel can drop them under pressure)."""
+    third: TurnSample | None = None
+    """A third message after the follow-up, in the same process (the baseline of `resumed`)."""
+    resumed: TurnSample | None = None
+    """The same third message again with nothing in memory, as a new process resuming the chat: the
+    follow-up's model state restored from disk."""
+    state_bytes: int | None = None
+    """Size of the chat's kept state file the resumed turn started from."""
 
 
 @dataclass
@@ -294,6 +301,18 @@ class RunSummary:
     """The spread of the gaps between tokens as the front end received them (remote: the network's and the server's)."""
     server: ServerSummary | None = None
     """A remote run's server-reported figures beside the client's (null for a local run)."""
+    resumed_ttft_s: Spread | None = None
+    """Time to first token of a resumed chat's turn: the state kept on disk restored, nothing in memory."""
+    resumed_base_ttft_s: Spread | None = None
+    """Time to first token of the same turn as an in-process follow-up (`third`)."""
+    resumed_ratio: float | None = None
+    """Resumed over in-process time to first token, for the same history (medians)."""
+    resumed_evaluated_tokens: int | None = None
+    """Median tokens the resumed turn evaluated (its message and the previous reply, as in-process)."""
+    resumed_prompt_tokens: int | None = None
+    """Median prompt length of the resumed turn."""
+    state_bytes: int | None = None
+    """Median size of the chat's kept state (the model state on disk)."""
 
 
 @dataclass

@@ -131,7 +131,7 @@ def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
     model = settings.model.model_copy(
         update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
     )
-    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True)
+    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
     engine.name = target.name
     # Greedy, and short: the first audio does not depend on how long the reply goes on.
     options = generation_options(settings, temperature=0.0, max_tokens=48)

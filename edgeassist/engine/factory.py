@@ -42,9 +42,12 @@ def open_engine(settings: Settings, *, explicit: bool = False) -> OpenedModel:
     return OpenedModel(engine, resolved)
 
 
-def open_local_engine(settings: Settings, *, explicit: bool = False) -> LlamaEngine:
-    """The llama.cpp engine for the configured model, whatever `model.endpoint` says (the bench's local runs)."""
-    return _local(settings, explicit)[0]
+def open_local_engine(settings: Settings, *, explicit: bool = False, keep_states: bool = True) -> LlamaEngine:
+    """The llama.cpp engine for the configured model, whatever `model.endpoint` says (the bench's local runs).
+
+    `keep_states=False` leaves the user's kept model states alone (the bench keeps its own).
+    """
+    return _local(settings, explicit, keep_states)[0]
 
 
 def remote_engine(settings: Settings) -> RemoteEngine:
@@ -73,7 +76,7 @@ def server_models(settings: Settings) -> list[ServerModel]:
         engine.close()
 
 
-def _local(settings: Settings, explicit: bool) -> tuple[LlamaEngine, ResolvedModel]:
+def _local(settings: Settings, explicit: bool, keep_states: bool = True) -> tuple[LlamaEngine, ResolvedModel]:
     """Resolve the configured model file and wrap it in a LlamaEngine."""
     resolved = resolve(
         settings.model.name,
@@ -94,7 +97,7 @@ def _local(settings: Settings, explicit: bool) -> tuple[LlamaEngine, ResolvedMod
         n_batch=m.n_batch,
         flash_attn=m.flash_attn,
         fix_hint=hint,
-        state_files=state_files(settings),
+        state_files=state_files(settings) if keep_states else None,
         adapt_threads=m.adapt_threads,
     )
     return engine, resolved

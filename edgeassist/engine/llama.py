@@ -394,6 +394,21 @@ class LlamaEngine:
 
     # -- states kept on disk ---------------------------------------------------------------------
 
+    def forget(self) -> None:
+        """Drop every state this process holds (the context, the checkpoints), as a new process starts.
+
+        The model stays loaded; the next reply starts from a state kept on disk, or from nothing.
+        For the bench's resumed-chat turn and the tests.
+        """
+        MODEL_THREAD.call(self._forget)
+
+    def _forget(self) -> None:
+        with self._lock:
+            if self._state is not None:
+                self._state.reset()
+                self._state.checkpoint = self._state.prefix = None
+            self._kept_last = {}
+
     def fingerprint(self) -> dict[str, object]:
         """What a state kept on disk must have been saved under to be restored into this context."""
         if self._fingerprint is None:
