@@ -457,7 +457,7 @@ class LlamaEngine:
         try:
             header = files.header(path)
         except StateFileError as e:
-            notes.append(f"{whose} saved model state cannot be used: {e}")
+            notes.append(f"{whose} saved model state is unusable ({e})")
             files.remove(path)
             return None
         if header is None:
@@ -647,7 +647,7 @@ class _Kept:
         try:
             header, data = self.files.read(self.path)
         except StateFileError as e:
-            self.notes.append(f"{self.whose} saved model state cannot be used: {e}")
+            self.notes.append(f"{self.whose} saved model state is unusable ({e})")
             self.files.remove(self.path)
             return None
         if header.tokens != self.tokens:
