@@ -131,7 +131,10 @@ class ThreadGovernor:
         if clock < self._next_probe:  # (a trial failed or a step down was kept not long ago)
             return n
         last = statistics.median(list(self._recent)[-self.trial_tokens :])  # what a trial is compared with
-        if n > 1 and (now > self.jump * best or (free is not None and free < n)):
+        # (the load says "fewer" only once its whole median is in: one reading taken while our own threads
+        # were between running and waiting would otherwise start a trial on a quiet machine)
+        settled = len(self._hints) >= HINTS
+        if n > 1 and (now > self.jump * best or (settled and free is not None and free < n)):
             return self._try(n - 1, last)
         # Up when the load says a core came free; without a reading, on the clock; against the reading,
         # now and then all the same (a low-priority program counts as busy but takes little).
