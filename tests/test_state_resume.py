@@ -330,3 +330,16 @@ def test_ask_resumes_a_chat_in_a_new_process(tiny_qwen35: Path) -> None:
     second = ask("Why that name?")
     assert second["reused_tokens"] > first["prompt_tokens"] // 2  # type: ignore[operator]
     assert second["evaluated_tokens"] < second["prompt_tokens"] // 2  # type: ignore[operator]
+
+
+def test_a_folder_made_elsewhere_is_never_made_again(tmp_path: Path) -> None:
+    folder = tmp_path / "bench-states"
+    folder.mkdir()
+    files = StateFiles(folder, 1 << 20, create=False)  # (the bench's temporary folder)
+    path = folder / f"chat-{1:032x}.state"
+    files.write(path, {}, [1], (ctypes.c_uint8 * 4)())
+    folder.joinpath(path.name).unlink()
+    folder.rmdir()
+    files.save(path, {}, [2], (ctypes.c_uint8 * 4)())  # a write that comes after the folder went
+    assert files.flush()
+    assert not folder.exists() and len(files.failures) == 1

@@ -261,7 +261,8 @@ class _Runner:
     def states(self) -> StateFiles:
         """The bench's own folder of kept model states (made on first use, removed by `run`)."""
         if self._states is None:
-            self._states = StateFiles(Path(tempfile.mkdtemp(prefix="edgeassist-bench-states-")), STATES_CAP)
+            folder = Path(tempfile.mkdtemp(prefix="edgeassist-bench-states-"))
+            self._states = StateFiles(folder, STATES_CAP, create=False)
         return self._states
 
     def measure(self, index: int, target: BenchTarget, threads: int, run: ModelRun) -> None:

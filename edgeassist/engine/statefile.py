@@ -106,10 +106,15 @@ class _Job:
 class StateFiles:
     """One folder of saved states, with its size cap and its writer thread."""
 
-    def __init__(self, folder: Path, cap_bytes: int) -> None:
-        """Keep states in `folder` (made 0700 on the first write), at most `cap_bytes` of them."""
+    def __init__(self, folder: Path, cap_bytes: int, *, create: bool = True) -> None:
+        """Keep states in `folder` (made 0700 on the first write), at most `cap_bytes` of them.
+
+        `create=False`: the folder exists already and is never made again (a temporary one, once
+        removed, stays removed: a write that comes late fails instead).
+        """
         self.folder = Path(folder)
         self.cap_bytes = cap_bytes
+        self.create = create
         self._cond = threading.Condition()
         self._jobs: dict[Path, _Job] = {}  # the newest state per file: an older one still queued is dropped
         self._busy = False
@@ -244,7 +249,8 @@ class StateFiles:
             },
             separators=(",", ":"),
         ).encode()
-        private_dir(self.folder)
+        if self.create:
+            private_dir(self.folder)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
         try:
