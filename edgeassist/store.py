@@ -282,9 +282,15 @@ class Store:
     def _forget_state(self, chat_id: int) -> None:
         """Delete a chat's kept model state (it holds the chat, as numbers)."""
         chat = self.get_chat(chat_id)
-        if chat is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(self.state_path(chat))
+        if chat is None:
+            return
+        path = self.state_path(chat)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as e:  # (the chat is not deleted: nothing of it is left behind unsaid)
+            raise StoreError(f"cannot delete the chat's kept model state {path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         """Close the database."""
