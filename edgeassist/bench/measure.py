@@ -254,16 +254,10 @@ class _Runner:
             update={"name": str(target.path), "n_threads": threads, "starter_fallback": False, "adapt_threads": False}
         )
         engine = open_local_engine(self.settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
-        # The bench's states go to a folder of its own, removed at the end: none of the user's is read or evicted.
-        engine.state_files = self.states()
+        # The bench's states go to a folder of its own, which `run` makes and removes: none of the user's is
+        # read or evicted. (An engine opened outside `run` keeps none, and has no resumed-chat turn.)
+        engine.state_files = self._states
         return engine
-
-    def states(self) -> StateFiles:
-        """The bench's own folder of kept model states (made on first use, removed by `run`)."""
-        if self._states is None:
-            folder = Path(tempfile.mkdtemp(prefix="edgeassist-bench-states-"))
-            self._states = StateFiles(folder, STATES_CAP, create=False)
-        return self._states
 
     def measure(self, index: int, target: BenchTarget, threads: int, run: ModelRun) -> None:
         """Fill `run` with samples; stops (Stopped, KeyboardInterrupt) leave what was measured in it."""
@@ -385,8 +379,8 @@ class _Runner:
         rep.followup = _turn(convo, FOLLOWUP_TEXT, replace(follow, state_path=kept), self.cancel)
         if local is None:
             return
-        if kept is not None:
-            self.states().flush()  # (the state is written before anything else is timed)
+        if kept is not None and local.state_files is not None:
+            local.state_files.flush()  # (the state is written before anything else is timed)
         rep.peak_rss_bytes = peak_rss_bytes()
         rep.rss_anon_bytes, rep.rss_file_bytes = rss_split()
         if plan.raw_baseline:
@@ -409,7 +403,8 @@ class _Runner:
         try:
             rep.resumed = _turn(convo, None, replace(options, state_path=kept), self.cancel)
         finally:
-            self.states().flush()
+            if engine.state_files is not None:
+                engine.state_files.flush()
             kept.unlink(missing_ok=True)
 
     def measured(self, run: ModelRun, measure: Callable[[], None]) -> bool:
@@ -447,6 +442,8 @@ class _Runner:
         )
         failed = False
         remote = self.connect() if self.plan.remote else None
+        folder = Path(tempfile.mkdtemp(prefix="edgeassist-bench-states-"))
+        self._states = StateFiles(folder, STATES_CAP, create=False)
         try:
             for index, (target, threads) in enumerate(self.pairs):
                 run = ModelRun(
@@ -479,9 +476,9 @@ class _Runner:
         except (KeyboardInterrupt, Stopped):
             result.interrupted = True
         finally:
-            if self._states is not None:
-                self._states.flush()
-                shutil.rmtree(self._states.folder, ignore_errors=True)
+            self._states.flush()
+            shutil.rmtree(folder, ignore_errors=True)
+            self._states = None
             conclude(result)
         return result
 
