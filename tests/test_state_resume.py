@@ -343,3 +343,14 @@ def test_a_folder_made_elsewhere_is_never_made_again(tmp_path: Path) -> None:
     files.save(path, {}, [2], (ctypes.c_uint8 * 4)())  # a write that comes after the folder went
     assert files.flush()
     assert not folder.exists() and len(files.failures) == 1
+
+
+def test_a_state_that_cannot_be_deleted_keeps_the_chat_and_says_so(store: Store) -> None:
+    from edgeassist.errors import StoreError
+
+    chat_rec = store.create_chat("stuck")
+    path = store.state_path(chat_rec)
+    path.mkdir(parents=True)  # (not a file: unlink fails)
+    with pytest.raises(StoreError, match="cannot delete the chat's kept model state"):
+        store.delete_chat(chat_rec.id)
+    assert store.find_chat("stuck") is not None  # nothing deleted half-way
