@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeassist.bench import contention, schema
+from edgeassist.bench import schema
 from edgeassist.bench.analysis import contention_summary
 from edgeassist.bench.contention import BusyLoad, ContentionPlan, run_contention
 from edgeassist.bench.measure import BenchTarget, Progress
@@ -40,7 +40,6 @@ def load_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return out
 
     monkeypatch.setattr(BusyLoad, "__enter__", spy)
-    monkeypatch.setattr(contention, "SETTLE_S", 0.05)
     return pids
 
 
@@ -48,6 +47,8 @@ def test_busy_load_runs_and_is_killed_even_on_error() -> None:
     with pytest.raises(RuntimeError), BusyLoad(2) as load:
         pids = load.pids
         assert len(pids) == 2 and not any(_gone(p) for p in pids)
+        # Entered only once each competitor spins: runnable (R), not still starting or asleep.
+        assert all(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R" for p in pids)
         raise RuntimeError
     assert all(_gone(p) for p in pids)
 

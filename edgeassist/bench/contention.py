@@ -22,7 +22,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -43,15 +42,16 @@ from edgeassist.errors import EdgeAssistError
 from edgeassist.system import system_report
 
 SPIN = (
-    "import os\n"
+    "import os, sys\n"
     "parent = os.getppid()\n"
+    "sys.stdout.write('spinning\\n')\n"
+    "sys.stdout.flush()\n"
+    "sys.stdout.close()\n"
     "while os.getppid() == parent:\n"  # (an orphan stops by itself)
     "    for _ in range(200000):\n"
     "        pass\n"
 )
-"""A competing program: one core kept busy until it is killed or its parent is gone."""
-SETTLE_S = 0.5
-"""Seconds the competitors run before anything is measured (they are scheduled and spinning by then)."""
+"""A competing program: one core kept busy until it is killed or its parent is gone; it says when it starts."""
 
 
 class BusyLoad:
@@ -63,19 +63,23 @@ class BusyLoad:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> BusyLoad:
-        """Start the competitors and let them settle."""
+        """Start the competitors; return once each says it is spinning."""
         try:
             for _ in range(self.n):
                 self.procs.append(
                     subprocess.Popen(
                         [sys.executable, "-I", "-c", SPIN],
                         stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL,
                     )
                 )
-            if self.n:
-                time.sleep(SETTLE_S)
+            for p in self.procs:  # nothing is measured before every competitor spins
+                assert p.stdout is not None
+                said = p.stdout.readline()
+                p.stdout.close()
+                if said != b"spinning\n":
+                    raise EdgeAssistError(f"a competing process did not start (exit code {p.poll()})")
         except BaseException:
             self.stop()
             raise
