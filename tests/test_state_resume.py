@@ -59,6 +59,11 @@ def files(store: Store) -> StateFiles:
     return StateFiles(store.states_dir, 1 << 30)
 
 
+def system_prompt_end(eng: LlamaEngine) -> int:
+    """Tokens every chat under SYSTEM begins with (where its system prompt's state is kept)."""
+    return eng.encode([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "x"}], False).system_end
+
+
 def chat(eng: LlamaEngine, store: Store, name: str = "cats") -> Conversation:
     return Conversation.open(eng, store, name, system_prompt=SYSTEM, options=GREEDY)
 
@@ -122,9 +127,7 @@ def test_a_new_chat_starts_from_the_system_prompts_kept_state(
     assert any(p.name.startswith("prompt-") for p in store.states_dir.iterdir())
     eng = engine(tiny_qwen35, files)
     try:
-        system_end = eng.encode(
-            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello?"}], False
-        ).system_end
+        system_end = system_prompt_end(eng)
         convo = chat(eng, store, "second")
         _, done, notes = turn(convo, "Hello?")
     finally:
@@ -178,9 +181,7 @@ def test_an_edited_history_is_read_again_with_a_note(tiny_qwen35: Path, store: S
     store.update_message(first_reply.id, "Smoky, the grey one.", thinking="", status="complete", stats=None)
     eng = engine(tiny_qwen35, files)
     try:
-        system_end = eng.encode(
-            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "x"}], False
-        ).system_end
+        system_end = system_prompt_end(eng)
         _, done, notes = turn(chat(eng, store), QUESTIONS[2])
     finally:
         eng.close()
@@ -215,9 +216,7 @@ def test_a_damaged_state_file_is_read_again_with_a_note_and_nothing_is_lost(
     before = len(store.messages(store.find_chat("cats").id))
     eng = engine(tiny_qwen35, files)
     try:
-        system_end = eng.encode(
-            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "x"}], False
-        ).system_end
+        system_end = system_prompt_end(eng)
         answer, done, notes = turn(chat(eng, store), QUESTIONS[2])
     finally:
         eng.close()

@@ -19,6 +19,7 @@ from edgeassist.errors import UsageError
 
 if TYPE_CHECKING:
     from edgeassist.bench.measure import BenchTarget, Progress
+    from edgeassist.bench.results import BenchResult
 
 
 _BenchSetting = setting_flag("bench")
@@ -224,7 +225,7 @@ def check_remote_flags(args: argparse.Namespace, endpoint: str | None) -> bool:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the bench (or the comparison) and print the report."""
     from edgeassist.bench.report import render_compare, render_markdown, render_text
-    from edgeassist.bench.store import load_result, save_result
+    from edgeassist.bench.store import load_result
 
     out = sys.stdout
     if args.compare:
@@ -278,11 +279,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         out.write(render_text(result, show_histogram=not args.no_histogram))
     out.flush()
-    if args.json:
-        save_result(result, args.json)
-        print(f"edgeassist: wrote {args.json}", file=sys.stderr)
-    if result.interrupted:
-        print("edgeassist: interrupted; the report shows what was measured", file=sys.stderr)
+    if _saved_and_interrupted(result, args):
         return 130
     failed = [r for r in result.runs if r.error]
     for r in failed:
@@ -295,7 +292,6 @@ def run_contention_bench(args: argparse.Namespace, settings: Settings) -> int:
     """`bench --contention`: fixed thread counts and the adaptive engine, under a competing load and quiet."""
     from edgeassist.bench.contention import ContentionPlan, run_contention
     from edgeassist.bench.report import render_contention
-    from edgeassist.bench.store import save_result
     from edgeassist.engine.build import physical_cores
 
     if args.contention < 1:
@@ -324,13 +320,19 @@ def run_contention_bench(args: argparse.Namespace, settings: Settings) -> int:
     progress.end()
     sys.stdout.write(render_contention(result, markdown=args.markdown))
     sys.stdout.flush()
+    return 130 if _saved_and_interrupted(result, args) else 0
+
+
+def _saved_and_interrupted(result: BenchResult, args: argparse.Namespace) -> bool:
+    """Write the result to `--json` if asked; whether the bench was interrupted (said on stderr)."""
+    from edgeassist.bench.store import save_result
+
     if args.json:
         save_result(result, args.json)
         print(f"edgeassist: wrote {args.json}", file=sys.stderr)
     if result.interrupted:
         print("edgeassist: interrupted; the report shows what was measured", file=sys.stderr)
-        return 130
-    return 0
+    return result.interrupted
 
 
 def _command_line() -> str:
