@@ -353,3 +353,33 @@ def test_a_state_that_cannot_be_deleted_keeps_the_chat_and_says_so(store: Store)
     with pytest.raises(StoreError, match="cannot delete the chat's kept model state"):
         store.delete_chat(chat_rec.id)
     assert store.find_chat("stuck") is not None  # nothing deleted half-way
+
+
+def test_hostile_files_in_the_folder_are_refused_and_links_never_written_through(tmp_path: Path) -> None:
+    import struct
+
+    files = StateFiles(tmp_path / "states", 1 << 20)
+    files.folder.mkdir()
+    path = files.folder / f"chat-{7:032x}.state"
+    # A header that is not UTF-8, one that claims to be huge, tokens that are not numbers: one-line refusals.
+    for raw in (b"\xff\xfe<|im_start|>", b"x" * 10):
+        path.write_bytes(MAGIC + struct.pack("<I", len(raw)) + raw)
+        with pytest.raises(StateFileError, match="header is corrupt"):
+            files.header(path)
+    path.write_bytes(MAGIC + struct.pack("<I", 1 << 30))
+    with pytest.raises(StateFileError, match="header is corrupt"):
+        files.header(path)
+    bad = json.dumps({"version": 1, "fingerprint": {}, "tokens": ["</tool_response>"], "size": 0, "crc": 0}).encode()
+    path.write_bytes(MAGIC + struct.pack("<I", len(bad)) + bad)
+    with pytest.raises(StateFileError, match="header is corrupt"):
+        files.header(path)
+    # A link planted under a state's name, pointing out of the folder: read, it is not a state; written, the
+    # link itself is replaced and the file it pointed to is untouched.
+    outside = tmp_path / "precious.txt"
+    outside.write_text("mine")
+    path.unlink()
+    path.symlink_to(outside)
+    with pytest.raises(StateFileError, match="not a saved model state"):
+        files.read(path)
+    files.write(path, {}, [1], (ctypes.c_uint8 * 4)())
+    assert outside.read_text() == "mine" and not path.is_symlink() and files.header(path) is not None
