@@ -149,7 +149,7 @@ class ScriptedEngine:
     def close(self) -> None:
         pass
 
-    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None) -> int:
+    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None, **_: Any) -> int:
         return 0
 
     def held(self) -> AbstractContextManager[None]:

@@ -7,14 +7,55 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 
-class Message(TypedDict):
-    """One chat message as the chat template sees it."""
+class FunctionCall(TypedDict):
+    """A tool call's function: its name and arguments (parsed, as the template renders them)."""
 
-    role: Literal["system", "user", "assistant"]
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCallPart(TypedDict):
+    """One tool call of an assistant message, in the shape chat templates (and OpenAI) take."""
+
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class _MessageBase(TypedDict):
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+
+
+class Message(_MessageBase, total=False):
+    """One chat message as the chat template sees it.
+
+    A `tool` message is a tool's result (text from outside: it is quoted, never markup). An
+    assistant message may carry the `tool_calls` it made, and, inside a tool loop, the
+    `reasoning_content` it thought before them.
+    """
+
+    tool_calls: list[ToolCallPart]
+    reasoning_content: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as offered to the model: its name, what it does, and its arguments' JSON schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    """A JSON schema of type object: `properties`, and the `required` ones."""
+
+    def for_template(self) -> dict[str, Any]:
+        """The OpenAI-style entry chat templates render into their tools list."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": dict(self.parameters)},
+        }
 
 
 @dataclass(frozen=True)
@@ -43,6 +84,12 @@ class GenerationOptions:
     """Never end at an end-of-generation token: always generate `max_tokens` (the bench's fixed-length runs)."""
     state_path: Path | None = None
     """Where the conversation's model state is kept between processes (the store names it); None keeps none."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Tools offered to the model (only where `Capabilities.tools`); its calls come as `ToolCall` events."""
+    tool_choice: Literal["auto", "required", "none"] = "auto"
+    """auto: the model may call a tool; required: the reply must be a call; none: it may not (the limit is reached)."""
+    tool_calls_left: int | None = None
+    """Most calls one reply may make (the rest of the conversation's budget); None: no bound."""
 
     def sampling(self, family: str = "qwen3.5") -> dict[str, float]:
         """The effective sampling values: explicit ones, else the defaults of the model's family.
@@ -174,13 +221,26 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """The model called a tool (parsed from its reply; with a grammar, always well formed)."""
+
+    name: str
+    arguments: dict[str, Any]
+    """The arguments, typed by the tool's schema (strings, numbers, booleans, lists, objects)."""
+
+    def part(self) -> ToolCallPart:
+        """The call as an assistant message's `tool_calls` entry."""
+        return {"type": "function", "function": {"name": self.name, "arguments": dict(self.arguments)}}
+
+
+@dataclass(frozen=True)
 class Done:
     """The reply has ended (finished, hit the limit, or was cancelled)."""
 
     stats: Stats
 
 
-Event = Thinking | Text | Notice | Done
+Event = Thinking | Text | Notice | ToolCall | Done
 
 
 @dataclass(frozen=True)
@@ -190,7 +250,7 @@ class Capabilities:
     thinking: bool = False
     """The model's template can switch thinking on and off (`GenerationOptions.think`)."""
     tools: bool = False
-    """Tools can be offered to the model and its calls constrained."""
+    """Tools can be offered to the model (`GenerationOptions.tools`) and its calls come as `ToolCall` events."""
     images: bool = False
     """Messages may carry images."""
     local: bool = True
@@ -262,12 +322,14 @@ class ChatEngine(Protocol):
         cancel: threading.Event | None = None,
         *,
         state_path: Path | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> int:
         """Start on a coming prompt while its last message is still being written; return tokens evaluated.
 
         Speculative: the next `stream()` reuses the work when its prompt begins the same way, and
-        nothing is lost when it does not. `state_path` is the conversation's kept state (as in
-        `GenerationOptions`), to start from. Engines that cannot start early return 0.
+        nothing is lost when it does not. `state_path` is the conversation's kept state and
+        `tools` the tools the reply will offer (as in `GenerationOptions`). Engines that cannot
+        start early return 0.
         """
         ...
 

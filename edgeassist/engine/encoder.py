@@ -8,10 +8,12 @@ and cuts a prompt whose last message is still being written (voice's prefill).
 from __future__ import annotations
 
 import ctypes
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edgeassist.engine.base import Message
+from edgeassist.engine.base import Message, ToolSpec
 from edgeassist.engine.prompt import CUT, Segment, Shielded, common_prefix_len, shield
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.errors import EdgeAssistError
@@ -23,6 +25,15 @@ _CUT_PROBES = ("x", " x", "X", "?", "\n")
 _SYSTEM_PROBES = ("a", "b")
 """First user messages rendered after a system prompt: the tokens the renderings share begin every such chat."""
 _SYSTEM_CACHE_MAX = 64
+
+
+@functools.cache
+def _special_attrs() -> int:
+    """Token attributes whose text tokenizes as the token itself: control, unknown, user-defined."""
+    import llama_cpp
+
+    control, unknown = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL, llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    return int(control | unknown | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED)
 
 
 @dataclass
@@ -50,7 +61,7 @@ class PromptEncoder:
         self._specials: dict[str, tuple[str, ...]] = {}
         self._tails: dict[bool, str] = {}  # the generation prompt's text after the reply start, per think mode
         self._last: tuple[tuple[object, ...], Prompt] | None = None  # the last prompt encoded, for its turn
-        self._systems: dict[tuple[str, bool], list[int]] = {}  # a system prompt's shared start, per think mode
+        self._systems: dict[tuple[str, bool, str], list[int]] = {}  # a system prompt's shared start, per think mode
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -80,21 +91,39 @@ class PromptEncoder:
         return buf.raw[:n]
 
     def control_strings(self, text: str) -> tuple[str, ...]:
-        """The control-token strings (`<|im_start|>`…) that special parsing would find in `text`."""
+        """The control-token strings (`<|im_start|>`, `</tool_response>`…) that special parsing would find in `text`.
+
+        User-defined tokens count too: llama.cpp matches those even without special parsing, so a
+        tool result holding `</tool_response>` would otherwise close the template's own block.
+        """
         import llama_cpp
 
         found = self._specials.get(text)
         if found is None:
-            flags = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-            attr, vocab = llama_cpp.llama_vocab_get_attr, self.vocab
+            attr, vocab, special = llama_cpp.llama_vocab_get_attr, self.vocab, _special_attrs()
             tokens = self.tokenize(text, special=True) if text else []
             found = tuple(
-                sorted({self.piece_bytes(t).decode("utf-8", "replace") for t in tokens if attr(vocab, t) & flags})
+                sorted({self.piece_bytes(t).decode("utf-8", "replace") for t in tokens if attr(vocab, t) & special})
             )
             if len(self._specials) >= _SPECIAL_CACHE_MAX:
                 self._specials.clear()
             self._specials[text] = found
         return found
+
+    def literal(self, text: str) -> list[int]:
+        """Tokens that spell `text` as plain characters: no control or user-defined token among them.
+
+        A user-defined token's text tokenizes as that token even without special parsing, so the
+        text is split until no piece does (the model reads the characters, not the token).
+        """
+        import llama_cpp
+
+        tokens = self.tokenize(text)
+        attr, vocab = llama_cpp.llama_vocab_get_attr, self.vocab
+        if len(text) < 2 or not any(attr(vocab, t) & _special_attrs() for t in tokens):
+            return tokens
+        half = len(text) // 2
+        return self.literal(text[:half]) + self.literal(text[half:])
 
     def _prompt_tokens(
         self, shielded: Shielded, rendered: str, known: list[tuple[Segment, list[int]]] | None = None
@@ -111,29 +140,34 @@ class PromptEncoder:
                 tokens = known[i][1]
             else:
                 bos = i == 0 and self.add_bos and not (self.bos_text and seg.text.startswith(self.bos_text))
-                tokens = self.tokenize(seg.text, special=seg.special, add_bos=bos)
+                if seg.special:
+                    tokens = self.tokenize(seg.text, special=True, add_bos=bos)
+                else:
+                    tokens = (self.tokenize("", add_bos=True) if bos else []) + self.literal(seg.text)
             parts.append((seg, tokens))
             out += tokens
         return out, parts
 
     # -- prompts -------------------------------------------------------------------------------
 
-    def encode(self, messages: Sequence[Message], think: bool) -> Prompt:
-        """The prompt for `messages`: its text, its tokens (message text never special), the reply's start.
+    def encode(self, messages: Sequence[Message], think: bool, tools: Sequence[ToolSpec] = ()) -> Prompt:
+        """The prompt for `messages` with `tools` offered: its text, its tokens (message text never
+        special), the reply's start.
 
         A turn asks twice (the conversation's fit to the context, then the stream): the last
         encoding is kept, so the template is rendered and the prompt tokenized once per turn.
         """
-        key = (think, *((m["role"], m["content"]) for m in messages))
+        key = (think, tuple(tools), *(tuple(sorted(m.items())) for m in messages))
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
         if messages and messages[-1]["role"] == "assistant":
-            prompt = self._continuation(messages, think)
+            prompt = self._continuation(messages, think, tools)
             self._last = (key, prompt)
             return prompt
-        shielded = shield(messages, self.control_strings)
-        rendered = self.template.render(shielded.messages, think=think)
+        shielded = shield(messages, self.control_strings, [t.for_template() for t in tools])
+        offered = shielded.tools
+        rendered = self.template.render(shielded.messages, think=think, tools=offered)
         tokens, parts = self._prompt_tokens(shielded, rendered)
         split = len(tokens) - 1
         if self.recurrent:  # (only a hybrid model's checkpoint needs the reply's start)
@@ -141,15 +175,17 @@ class PromptEncoder:
             if tail is not None and len(rendered) > len(tail) and rendered.endswith(tail):
                 start = len(rendered) - len(tail)  # the same opening as before: no second rendering
             else:
-                start = self.template.reply_start(shielded.messages, think=think, prompt=rendered)
+                start = self.template.reply_start(shielded.messages, think=think, prompt=rendered, tools=offered)
                 self._tails[think] = rendered[start:]
             head_tokens, _ = self._prompt_tokens(shielded, rendered[:start], parts)
             split = min(common_prefix_len(head_tokens, tokens), split)
-        prompt = Prompt(shielded.text(rendered), tokens, split, self._system_end(messages, tokens, think))
+        prompt = Prompt(shielded.text(rendered), tokens, split, self._system_end(messages, tokens, think, tools))
         self._last = (key, prompt)
         return prompt
 
-    def _system_end(self, messages: Sequence[Message], tokens: list[int], think: bool) -> int:
+    def _system_end(
+        self, messages: Sequence[Message], tokens: list[int], think: bool, tools: Sequence[ToolSpec]
+    ) -> int:
         """How many of `tokens` any chat under the same system prompt begins with; 0 without one.
 
         Found by rendering the system prompt with two different first messages: what the two share
@@ -157,15 +193,16 @@ class PromptEncoder:
         """
         if len(messages) < 2 or messages[0]["role"] != "system":
             return 0
-        key = (messages[0]["content"], think)
+        entries = [t.for_template() for t in tools]
+        key = (messages[0]["content"], think, json.dumps(entries, sort_keys=True))
         shared = self._systems.get(key)
         if shared is None:
             renderings = []
             for probe in _SYSTEM_PROBES:
                 probe_msgs: list[Message] = [messages[0], {"role": "user", "content": probe}]
-                shielded = shield(probe_msgs, self.control_strings)
+                shielded = shield(probe_msgs, self.control_strings, entries)
                 try:
-                    rendered = self.template.render(shielded.messages, think=think)
+                    rendered = self.template.render(shielded.messages, think=think, tools=shielded.tools)
                 except EdgeAssistError:
                     return 0  # (a template that wants more than this; the system prompt's state is not kept)
                 renderings.append(self._prompt_tokens(shielded, rendered)[0])
@@ -176,17 +213,19 @@ class PromptEncoder:
         n = common_prefix_len(shared, tokens)
         return n if n == len(shared) and n < len(tokens) else 0
 
-    def _continuation(self, messages: Sequence[Message], think: bool) -> Prompt:
+    def _continuation(self, messages: Sequence[Message], think: bool, tools: Sequence[ToolSpec]) -> Prompt:
         """The prompt that goes on with the last message, the assistant's reply so far (one cut short).
 
         The reply is rendered as history renders it and cut where its text ends; its start is where
         the reply of the turn before began, so a hybrid model resumes from that turn's checkpoint
         when the context no longer holds the reply as generated (the history is not read again).
         """
-        shielded = shield(messages, self.control_strings)
+        shielded = shield(messages, self.control_strings, [t.for_template() for t in tools])
         last = shielded.messages[-1]
         shielded.messages[-1] = {**last, "content": last["content"] + CUT}
-        rendered = self.template.render(shielded.messages, think=think, add_generation_prompt=False)
+        rendered = self.template.render(
+            shielded.messages, think=think, add_generation_prompt=False, tools=shielded.tools
+        )
         cut = rendered.find(CUT)
         if cut <= 0:
             raise EdgeAssistError("the model's chat template cannot continue a reply")
@@ -194,7 +233,7 @@ class PromptEncoder:
         tokens, _ = self._prompt_tokens(shielded, text)
         split = len(tokens) - 1
         if self.recurrent and len(messages) > 1:
-            before = self.encode(messages[:-1], think)
+            before = self.encode(messages[:-1], think, tools)
             split = min(common_prefix_len(before.tokens[: before.split], tokens), split)
         return Prompt(shielded.text(text), tokens, split)
 
@@ -218,7 +257,7 @@ class PromptEncoder:
             self._last = None
         return depth if depth <= most else 0
 
-    def cut(self, messages: Sequence[Message], think: bool) -> list[int]:
+    def cut(self, messages: Sequence[Message], think: bool, tools: Sequence[ToolSpec] = ()) -> list[int]:
         """The tokens of the prompt for `messages` up to where the last message's text ends.
 
         The last message is still being written: only the tokens that no continuation could
@@ -226,10 +265,10 @@ class PromptEncoder:
         """
         if not messages:
             return []
-        shielded = shield(messages, self.control_strings)
+        shielded = shield(messages, self.control_strings, [t.for_template() for t in tools])
         last = shielded.messages[-1]
         shielded.messages[-1] = {**last, "content": last["content"] + CUT}
-        rendered = self.template.render(shielded.messages, think=think)
+        rendered = self.template.render(shielded.messages, think=think, tools=shielded.tools)
         cut = rendered.find(CUT)
         if cut <= 0:
             return []

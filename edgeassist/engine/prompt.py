@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from edgeassist.engine.base import Message
 
@@ -47,6 +48,8 @@ class Shielded:
     messages: list[Message]
     table: list[str]
     """The string behind placeholder i."""
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    """The offered tools' template entries, shielded the same way."""
 
     def segments(self, rendered: str) -> list[Segment]:
         """Cut text rendered from `messages` into markup and quoted control-token strings."""
@@ -71,31 +74,65 @@ class Shielded:
         return "".join(s.text for s in self.segments(rendered))
 
 
-def shield(messages: Sequence[Message], specials_in: Callable[[str], Iterable[str]]) -> Shielded:
-    """Replace, in every message's content, the control-token strings `specials_in` finds there.
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a message's parts (content, reasoning, tool-call arguments) or a tool entry."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _swapped(value: Any, swap: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return swap(value)
+    if isinstance(value, Mapping):
+        return {swap(k) if isinstance(k, str) else k: _swapped(v, swap) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_swapped(v, swap) for v in value]
+    return value
+
+
+def shield(
+    messages: Sequence[Message],
+    specials_in: Callable[[str], Iterable[str]],
+    tools: Sequence[Mapping[str, Any]] = (),
+) -> Shielded:
+    """Replace, in every message's text and every offered tool's entry, the control-token strings found there.
 
     `specials_in(text)` names the control-token strings the tokenizer would turn into control
-    tokens in `text`. The nonce characters themselves are removed from content too: they are
-    private-use code points no keyboard produces, and a message that smuggled the nonce in could
-    otherwise pose as a placeholder.
+    tokens in `text`. A message's text is its content, and an assistant message's reasoning and
+    tool-call arguments; a tool's entry (its name, description and schema, perhaps from an MCP
+    server) is text from outside too. The nonce characters themselves are removed as well: they
+    are private-use code points no keyboard produces, and a message that smuggled the nonce in
+    could otherwise pose as a placeholder.
     """
+    texts = [*_strings([{k: v for k, v in m.items() if k != "role"} for m in messages]), *_strings(list(tools))]
     found: set[str] = set()
-    for m in messages:
-        found.update(s for s in specials_in(m["content"]) if s)
-    has_marks = any(_NONCE in m["content"] for m in messages)
+    for text in texts:
+        found.update(s for s in specials_in(text) if s)
+    has_marks = any(_NONCE in text for text in texts)
     if not found and not has_marks:
-        return Shielded(list(messages), [])
+        return Shielded(list(messages), [], [dict(t) for t in tools])
     table = sorted(found, key=len, reverse=True)  # longest first: one string may contain another
     index = {s: i for i, s in enumerate(table)}
     pattern = re.compile("|".join(re.escape(s) for s in table)) if table else None
 
-    def swap(content: str) -> str:
-        content = content.replace(_NONCE, "")
+    def swap(text: str) -> str:
+        text = text.replace(_NONCE, "")
         if pattern is None:
-            return content
-        return pattern.sub(lambda m: f"{_OPEN}{_NONCE}{index[m.group(0)]}{_CLOSE}", content)
+            return text
+        return pattern.sub(lambda m: f"{_OPEN}{_NONCE}{index[m.group(0)]}{_CLOSE}", text)
 
-    return Shielded([{**m, "content": swap(m["content"])} for m in messages], table)
+    shielded: list[Message] = [
+        {k: (v if k == "role" else _swapped(v, swap)) for k, v in m.items()}  # type: ignore[misc]
+        for m in messages
+    ]
+    return Shielded(shielded, table, [_swapped(dict(t), swap) for t in tools])
 
 
 def common_prefix_len(a: Sequence[object], b: Sequence[object]) -> int:

@@ -40,6 +40,7 @@ from edgeassist.engine.base import (
     Stats,
     Text,
     Thinking,
+    ToolSpec,
 )
 from edgeassist.engine.server import (
     DEFAULT_API_KEY_ENV,
@@ -217,6 +218,7 @@ class RemoteEngine:
         cancel: threading.Event | None = None,
         *,
         state_path: Path | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> int:
         """A server cannot be asked to start on a prompt early: 0."""
         return 0

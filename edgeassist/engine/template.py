@@ -111,9 +111,18 @@ class ChatTemplate:
         except jinja2.TemplateError as e:
             raise ModelLoadError(f"the model's chat template does not compile: {e}") from None
         self.supports_thinking = "enable_thinking" in self.source
+        # A template that renders a tools list and reads calls back from the history (Qwen 3.5's does).
+        self.supports_tools = "tools" in self.source and "tool_calls" in self.source
 
-    def render(self, messages: Sequence[Message], *, think: bool = False, add_generation_prompt: bool = True) -> str:
-        """The prompt text for `messages`, with the assistant's turn opened when asked.
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        think: bool = False,
+        add_generation_prompt: bool = True,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> str:
+        """The prompt text for `messages`, with the assistant's turn opened when asked, and `tools` offered.
 
         The template runs in Jinja's sandbox with a budget (`RENDER_STEPS`, `RENDER_SECONDS`,
         `RENDER_CHARS`); a template that breaks out of either fails with one ModelLoadError line.
@@ -121,6 +130,7 @@ class ChatTemplate:
         self._env.start()
         out: list[str] = []
         size = 0
+        extra: dict[str, Any] = {"tools": [dict(t) for t in tools]} if tools else {}
         try:
             for piece in self._template.generate(
                 messages=[dict(m) for m in messages],
@@ -128,6 +138,7 @@ class ChatTemplate:
                 enable_thinking=think,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                **extra,
             ):
                 size += len(piece)
                 if size > RENDER_CHARS:
@@ -146,7 +157,14 @@ class ChatTemplate:
             raise ModelLoadError(f"the model's chat template failed: {type(e).__name__}: {e}") from None
         return "".join(out)
 
-    def reply_start(self, messages: Sequence[Message], *, think: bool = False, prompt: str | None = None) -> int:
+    def reply_start(
+        self,
+        messages: Sequence[Message],
+        *,
+        think: bool = False,
+        prompt: str | None = None,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> int:
         """Length of the prompt text shared with the history rendering of this turn's reply.
 
         The generation prompt may open the reply differently from how a finished reply is
@@ -154,10 +172,10 @@ class ChatTemplate:
         this point is what the next turn can resume from.
         """
         if prompt is None:
-            prompt = self.render(messages, think=think)
+            prompt = self.render(messages, think=think, tools=tools)
         # Render the reply as it will look in the *next* prompt, i.e. followed by a user message:
         # Qwen 3.5 keeps an empty think block on a reply that ends the history, and drops it otherwise.
         reply: Message = {"role": "assistant", "content": "\x00"}
         follow: Message = {"role": "user", "content": "\x00"}
-        history = self.render([*messages, reply, follow], think=think, add_generation_prompt=False)
+        history = self.render([*messages, reply, follow], think=think, add_generation_prompt=False, tools=tools)
         return common_prefix_len(prompt, history)
