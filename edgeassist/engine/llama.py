@@ -15,13 +15,25 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgeassist.engine.base import Capabilities, Done, Event, GenerationOptions, Message, Notice, Stats, Text, Thinking
+from edgeassist.engine.base import (
+    Capabilities,
+    Done,
+    Event,
+    GenerationOptions,
+    Message,
+    Notice,
+    Stats,
+    Text,
+    Thinking,
+    ToolSpec,
+)
 from edgeassist.engine.build import init_backend as _init_backend
 from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
@@ -30,12 +42,14 @@ from edgeassist.engine.encoder import Prompt, PromptEncoder
 from edgeassist.engine.log import LOG as _LOG
 from edgeassist.engine.log import first_error
 from edgeassist.engine.modelthread import MODEL_THREAD, Cancel
-from edgeassist.engine.sampling import sampler_chain
+from edgeassist.engine.sampling import GrammarSampler, sampler_chain
 from edgeassist.engine.state import DISK_MARGIN, Checkpoint, ContextState
 from edgeassist.engine.statefile import StateFileError, StateFiles, fingerprint_difference, model_identity
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.engine.threads import ReplyThreads
+from edgeassist.engine.toolcalls import OPEN as CALL_OPEN
+from edgeassist.engine.toolcalls import CallSplitter, call_grammar
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
 
 __all__ = ["LlamaEngine", "Prompt", "check_gguf", "llama_backend_name"]
@@ -43,6 +57,8 @@ __all__ = ["LlamaEngine", "Prompt", "check_gguf", "llama_backend_name"]
 T = TypeVar("T")
 
 ROLLBACK_MAX = 8
+TOOL_STRING_CHARS = 256
+"""Longest text a tool call's string argument may hold (the grammar's bound: a call always ends)."""
 """Most tokens after the reply's start for which the recurrent state is rolled back instead of evaluated twice."""
 
 
@@ -99,6 +115,8 @@ class LlamaEngine:
         self.load_s = 0.0
         self.supports_thinking = False
         self.recurrent = False
+        self._call_token: int | None = None  # the `<tool_call>` token, where the model can call tools
+        self._think_end: int | None = None  # the `</think>` token, after which a thinking reply may call
         self.family = "other"
         self._lock = threading.RLock()
         self._model: object = None
@@ -134,8 +152,8 @@ class LlamaEngine:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Thinking when the model's template has the switch; no tools or images yet."""
-        return Capabilities(thinking=self.supports_thinking, local=True)
+        """Thinking when the model's template has the switch; tools when it renders them and has the call token."""
+        return Capabilities(thinking=self.supports_thinking, tools=self._call_token is not None, local=True)
 
     def exclusive(self, fn: Callable[..., T], *args: Any, cancel: threading.Event | None = None) -> T:
         """Run `fn(*args)` where this engine computes, with the model to itself; return its result.
@@ -226,6 +244,13 @@ class LlamaEngine:
             bos_text=bos_text,
             recurrent=self.recurrent,
         )
+        self._call_token = None
+        if template.supports_tools:
+            # The grammar waits for the call's opening tag, so it must be one token of its own.
+            opening = encoder.tokenize(CALL_OPEN)
+            self._call_token = opening[0] if len(opening) == 1 else None
+            closing = encoder.tokenize("</think>")
+            self._think_end = closing[0] if len(closing) == 1 else None
         return encoder
 
     def _piece(self, token: int) -> str:
@@ -326,19 +351,43 @@ class LlamaEngine:
         """The prompt text for `messages` under the model's own chat template."""
         return self.encode(messages, think).text
 
-    def encode(self, messages: Sequence[Message], think: bool) -> Prompt:
-        """The prompt for `messages` (see `PromptEncoder.encode`); thinking only where the template has it."""
+    def encode(self, messages: Sequence[Message], think: bool, tools: Sequence[ToolSpec] = ()) -> Prompt:
+        """The prompt for `messages` (see `PromptEncoder.encode`); thinking and tools only where the model has them."""
         encoder = self._loaded_encoder()
-        return encoder.encode(messages, think and self.supports_thinking)
+        return encoder.encode(messages, think and self.supports_thinking, tools if self._call_token is not None else ())
 
     def count_tokens(self, messages: Sequence[Message], options: GenerationOptions) -> int:
         """Tokens the rendered prompt for `messages` takes."""
-        return len(self.encode(messages, options.think).tokens)
+        return len(self.encode(messages, options.think, options.tools).tokens)
 
     def sampler(self, options: GenerationOptions) -> Any:
         """A native llama.cpp sampler chain for `options` (free it with llama_sampler_free)."""
         self.load()
         return sampler_chain(self._vocab, options, self.family, self.eog_tokens)
+
+    def _tool_sampler(
+        self, options: GenerationOptions, tools: Sequence[ToolSpec], thinking: bool
+    ) -> GrammarSampler | _Plain:
+        """The sampler of a reply with tools offered: a call, once begun, is held to the grammar of the offered tools.
+
+        `auto` leaves the text free until the model writes the call's opening tag (after its
+        thinking, when the reply opens with it); `required` holds the whole reply to a call
+        (where the reply does not open with thinking: there it is `auto`); `none` forbids the
+        opening tag. At most `tool_calls_left` calls follow each other.
+        """
+        assert self._call_token is not None
+        banned = (self._call_token,) if options.tool_choice == "none" else ()
+        chain = sampler_chain(self._vocab, options, self.family, self.eog_tokens, banned=banned)
+        if banned:
+            return _Plain(chain)
+        grammar = call_grammar(tools, max_string_chars=TOOL_STRING_CHARS, max_calls=options.tool_calls_left)
+        if options.tool_choice == "required" and not thinking:
+            return GrammarSampler(self._vocab, chain, grammar)
+        # A reply that opens with thinking may write the tag while it thinks: a call starts after it.
+        arming = self._think_end if thinking and self._think_end is not None else None
+        return GrammarSampler(
+            self._vocab, chain, grammar, lazy_tokens=(self._call_token,), armed_by=(arming,) if arming else ()
+        )
 
     # -- the stream ------------------------------------------------------------------------------
 
@@ -364,6 +413,7 @@ class LlamaEngine:
         cancel: threading.Event | None = None,
         *,
         state_path: Path | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> int:
         """Evaluate the start of a coming prompt ahead of time; return the tokens evaluated.
 
@@ -373,15 +423,21 @@ class LlamaEngine:
         whose state cannot be rolled back, this is the only safe way to start early. A state kept
         at `state_path` (the conversation's) is started from, as `stream()` would.
         """
-        return MODEL_THREAD.call(self._prefill, messages, think, cancel, state_path, stop=cancel)
+        return MODEL_THREAD.call(self._prefill, messages, think, cancel, state_path, tools, stop=cancel)
 
     def _prefill(
-        self, messages: Sequence[Message], think: bool, cancel: threading.Event | None, state_path: Path | None
+        self,
+        messages: Sequence[Message],
+        think: bool,
+        cancel: threading.Event | None,
+        state_path: Path | None,
+        tools: Sequence[ToolSpec],
     ) -> int:
         with self._lock:
             self._load()
             assert self._encoder is not None and self._state is not None
-            tokens = self._encoder.cut(messages, think and self.supports_thinking)
+            tools = tools if self._call_token is not None else ()
+            tokens = self._encoder.cut(messages, think and self.supports_thinking, tools)
             state = self._state
             if not tokens or state.holds(tokens):
                 return 0
@@ -406,7 +462,7 @@ class LlamaEngine:
         with self._lock:
             if self._state is not None:
                 self._state.reset()
-                self._state.checkpoint = self._state.prefix = None
+                self._state.checkpoint = self._state.prefix = self._state.turn = None
             self._kept_last = {}
 
     def fingerprint(self) -> dict[str, object]:
@@ -520,7 +576,8 @@ class LlamaEngine:
         think = options.think and self.supports_thinking
         encoder, state = self._encoder, self._state
         assert encoder is not None and state is not None  # (loaded, under the lock)
-        encoded = encoder.encode(messages, think)
+        tools = options.tools if self._call_token is not None else ()
+        encoded = encoder.encode(messages, think, tools)
         text, prompt, split, system_end = encoded.text, encoded.tokens, encoded.split, encoded.system_end
         stats = Stats(
             model=self.name,
@@ -572,11 +629,17 @@ class LlamaEngine:
         # Start inside a think block when the prompt opened one (Qwen 3.5 ends it with `<think>\n`).
         tail = text[-40:]
         splitter = ThinkSplitter(thinking=tail.rfind("<think>") > tail.rfind("</think>"))
+        calls = CallSplitter(tools) if tools else None
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        sampler = self.sampler(options)
         vocab, ctx, held = self._vocab, self._ctx, state.tokens
+        if tools:
+            grammar = self._tool_sampler(options, tools, splitter.thinking)
+            sample, release = partial(grammar.sample, ctx), grammar.free
+        else:
+            chain = self.sampler(options)
+            sample = partial(llama_cpp.llama_sampler_sample, chain, ctx, -1)
+            release = partial(llama_cpp.llama_sampler_free, chain)
         is_eog = llama_cpp.llama_vocab_is_eog
-        sample = llama_cpp.llama_sampler_sample
         one = (llama_cpp.llama_token * 1)()
         batch = llama_cpp.llama_batch_get_one(one, 1)
         piece_bytes = encoder.piece_bytes
@@ -589,7 +652,7 @@ class LlamaEngine:
                     break
                 if len(held) >= self._n_ctx:
                     break
-                token = sample(sampler, ctx, -1)
+                token = sample()
                 now = time.perf_counter() - t0
                 if is_eog(vocab, token):
                     stats.finish_reason = "stop"
@@ -600,7 +663,7 @@ class LlamaEngine:
                 piece = utf8.decode(piece_bytes(token))
                 pending += 1
                 if piece:
-                    for event in splitter.feed(piece):
+                    for event in _answer(splitter.feed(piece), calls):
                         if isinstance(event, Text | Thinking):
                             if event.tokens != pending:  # (pieces come with 1: the usual case costs nothing)
                                 event = dataclasses.replace(event, tokens=pending)
@@ -616,20 +679,51 @@ class LlamaEngine:
                     raise EdgeAssistError(f"llama.cpp failed while generating (code {rc})")
                 held.append(token)
         finally:
-            llama_cpp.llama_sampler_free(sampler)
+            release()
         state.fresh = True  # (the last decode was of the last token held)
         if checkpoint_at is not None:  # (the reply ended before its first decode)
             state.checkpoint_by_rollback(checkpoint_at)
+        if self.recurrent and messages and messages[-1]["role"] == "user":
+            cp = state.checkpoint
+            state.turn = cp if cp is not None and cp.tokens == prompt[:split] else None
         if options.state_path is not None:
             # What the next turn resumes from: where this reply started (a hybrid model), else all of it.
             cp = state.checkpoint if self.recurrent else state.snapshot()
             if cp is not None and (not self.recurrent or cp.tokens == prompt[:split]):
                 self._keep(options.state_path, cp)
-        yield from splitter.feed(utf8.decode(b"", final=True))
-        yield from splitter.flush()
+        yield from _answer(splitter.feed(utf8.decode(b"", final=True)), calls)
+        yield from _answer(splitter.flush(), calls)
+        if calls is not None:
+            yield from calls.flush()
         stats.generated_tokens = len(stats.token_times)
         stats.context_used = len(state.tokens)
         yield Done(stats)
+
+
+class _Plain:
+    """A sampler chain with the grammar sampler's face (a reply that may not call a tool needs no grammar)."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+
+    def sample(self, ctx: Any) -> int:
+        import llama_cpp
+
+        return int(llama_cpp.llama_sampler_sample(self.chain, ctx, -1))
+
+    def free(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(self.chain)
+
+
+def _answer(events: Iterable[Thinking | Text], calls: CallSplitter | None) -> Iterator[Event]:
+    """The think splitter's events, with tool calls taken out of the answer when tools are offered."""
+    for event in events:
+        if calls is not None and isinstance(event, Text):
+            yield from calls.feed(event.text)
+        else:
+            yield event
 
 
 @dataclass

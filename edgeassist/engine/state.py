@@ -58,6 +58,12 @@ class ContextState:
         """The state where the last reply started (a hybrid model's; the next turn resumes from it)."""
         self.prefix: Checkpoint | None = None
         """The state after the last system prompt evaluated (a new chat with the same one starts from it)."""
+        self.turn: Checkpoint | None = None
+        """The checkpoint of the last reply to a user's message, kept through the tool calls that followed.
+
+        Inside a tool loop each step resumes from the step before; once the next message comes, the
+        template renders those steps differently (their think blocks go), so the next turn resumes
+        from here instead of reading the history again."""
         self.fresh = False
         """The context's logits are those of its last token (nothing was restored since it was evaluated)."""
 
@@ -166,7 +172,7 @@ class ContextState:
         else:
             held = min(common, last) if not self.recurrent else -1
         memory = max(
-            (c for c in (self.checkpoint, self.prefix) if c is not None),
+            (c for c in (self.checkpoint, self.prefix, self.turn) if c is not None),
             key=lambda c: self.reusable(c.tokens, prompt),
             default=None,
         )
