@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edgeassist.errors import ConfigError, StoreError
-from edgeassist.private import private_dir
+from edgeassist.private import private_dir, private_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -267,6 +267,93 @@ class BenchSettings(Section):
     """Untimed warm-up repetitions before the measured ones (per model and thread count)."""
 
 
+ToolPolicy = Literal["allow", "ask", "deny"]
+"""What happens when the model calls a tool: it runs, the user is asked first, or it is refused."""
+
+
+def _json_text(value: Any) -> Any:
+    """A list or table given as text (an environment variable, a flag) is read as JSON."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            raise ValueError('should be JSON (a list like ["a"] or an object like {"k": "v"})') from None
+    return value
+
+
+class McpServerSettings(Section):
+    """One MCP server: a program started over stdio (`command`), or a streamable HTTP `url`."""
+
+    command: str | None = None
+    """The server's program (found on PATH, or a path)."""
+    args: list[str] = []
+    """Its arguments."""
+    env: dict[str, str] = {}
+    """The only environment variables it gets, beyond PATH, HOME and the locale (nothing else is inherited)."""
+    url: str | None = None
+    """A streamable HTTP server's address, instead of a command."""
+    enabled: bool = True
+    """Start this server and offer its tools."""
+    timeout_s: float = Field(30.0, gt=0)
+    """Seconds the server may take to start, to list its tools, or to answer one call."""
+
+    @field_validator("args", "env", mode="before")
+    @classmethod
+    def _lists_as_json(cls, value: Any) -> Any:
+        return _json_text(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("should be an http:// or https:// URL")
+        return value
+
+
+class ToolsSettings(Section):
+    """Tools the model may call (Qwen 3.5 only), built in and over MCP, and who decides whether each runs."""
+
+    enabled: bool = True
+    """Offer tools to a model that can call them."""
+    max_calls: int = Field(5, ge=0, le=100)
+    """Most tool calls in one reply; after that the model must answer (0: no tools)."""
+    choice: Literal["auto", "required"] = "auto"
+    """auto: the model decides whether to call a tool; required: each reply starts with a call (scripts, tests)."""
+    result_chars: int = Field(8000, ge=100, le=INT_MAX)
+    """Longest tool result given to the model, in characters (the rest is cut, and the model told so)."""
+    timeout_s: float = Field(30.0, gt=0)
+    """Seconds a built-in tool (the shell) may run before it is stopped."""
+    clock: bool = True
+    """Built-in `current_time`: the date, time and time zone."""
+    calculator: bool = True
+    """Built-in `calculate`: arithmetic, evaluated safely."""
+    files: bool = True
+    """Built-in `read_file` and `list_folder`, only under `allowed_dirs`."""
+    shell: bool = False
+    """Built-in `run_shell`: run a shell command; it always asks first."""
+    allowed_dirs: list[Path] = []
+    """Folders the file tools may read (and everything under them); empty: none."""
+    read_max_bytes: int = Field(262144, ge=1, le=INT_MAX)
+    """Largest file `read_file` opens."""
+    policy: dict[str, ToolPolicy] = {}
+    """Per tool (`read_file`, `time.get_current_time`) or per MCP server (`time`): allow, ask or deny."""
+    mcp: dict[str, McpServerSettings] = {}
+    """MCP servers by name: [tools.mcp.NAME] with command, args, env (or url)."""
+
+    @field_validator("allowed_dirs", "policy", "mcp", mode="before")
+    @classmethod
+    def _tables_as_json(cls, value: Any) -> Any:
+        return _json_text(value)
+
+    @field_validator("mcp")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServerSettings]) -> dict[str, McpServerSettings]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", name):
+                raise ValueError(f"server name {name!r} should be letters, digits, - or _ (at most 32)")
+        return value
+
+
 class Settings(BaseSettings):
     """All of edgeassist's settings."""
 
@@ -288,6 +375,8 @@ class Settings(BaseSettings):
     """The chat app."""
     bench: BenchSettings = BenchSettings()
     """Latency profiler."""
+    tools: ToolsSettings = ToolsSettings()
+    """Tools the model may call."""
 
     @classmethod
     def settings_customise_sources(
@@ -602,6 +691,10 @@ def _toml_value(value: object) -> str:
         return _toml_value(str(value))
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {value!r}")
 
 
@@ -626,3 +719,56 @@ def render_config_toml() -> str:
             else:
                 lines.append(f"{key} = {_toml_value(f.default)}")
     return "\n".join(lines) + "\n"
+
+
+def user_config_file(config_path: Path | None = None) -> Path:
+    """The config file the user's own choices go to: `--config`, else the user config dir's."""
+    return config_path.expanduser() if config_path is not None else user_config_dir() / "config.toml"
+
+
+_POLICY_TABLE = re.compile(r"^\s*\[\s*tools\s*\.\s*policy\s*\]\s*(#.*)?$")
+_TABLE = re.compile(r"^\s*\[")
+
+
+def save_tool_policy(path: Path, name: str, policy: ToolPolicy) -> None:
+    """Set `[tools.policy] "name" = policy` in the TOML file at `path` (made, 0600, if missing).
+
+    The file is edited as text so the user's comments and layout stay; the result is read back
+    and checked before it replaces the file (written whole, then renamed), and a file this cannot
+    edit safely (policies written another way) is left as it was, with a ConfigError saying what
+    to add by hand.
+    """
+    line = f"{_toml_value(name)} = {_toml_value(policy)}"
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise _error(f"config error: cannot read {path}: {e}") from None
+    lines = text.splitlines()
+    header = next((i for i, x in enumerate(lines) if _POLICY_TABLE.match(x)), None)
+    if header is None:
+        lines += ["", "[tools.policy]", line]
+    else:
+        end = next((i for i in range(header + 1, len(lines)) if _TABLE.match(lines[i])), len(lines))
+        key = re.compile(rf"^\s*(\"{re.escape(name)}\"|'{re.escape(name)}'|{re.escape(name)})\s*=")
+        at = next((i for i in range(header + 1, end) if key.match(lines[i])), None)
+        if at is not None:
+            lines[at] = line
+        else:
+            lines.insert(header + 1, line)
+    new = "\n".join(lines).lstrip("\n") + "\n"
+    try:
+        data = tomllib.loads(new)
+        saved = data.get("tools", {}).get("policy", {}).get(name)
+    except (tomllib.TOMLDecodeError, AttributeError):
+        saved = None
+    if saved != policy:
+        raise _error(f"config error: cannot add the choice to {path} safely: add `{line}` under [tools.policy] by hand")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.edgeassist-tmp")
+        tmp.unlink(missing_ok=True)
+        private_file(tmp)  # (made 0600 before the text goes in)
+        tmp.write_text(new, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _error(f"config error: cannot write {path}: {e.strerror or e}") from None

@@ -94,3 +94,7 @@ class RemoteModelNotFoundError(ModelNotFoundError, RemoteError):
     """The server has no model by the configured name; the message lists the ones it has."""
 
     exit_code = 3
+
+
+class ToolError(EdgeAssistError):
+    """A tool could not do what the model asked; the message goes back to the model as the call's result."""

@@ -305,10 +305,20 @@ no_surrogates = st.characters(codec="utf-8")
 lone_surrogate = st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF)  # an undecodable byte (PEP 383)
 
 
+def _json_of(kind: type, text: str) -> bool:
+    """Whether `text` is JSON for a value of `kind` (list or dict)."""
+    try:
+        return isinstance(json.loads(text), kind)
+    except (ValueError, RecursionError):
+        return False
+
+
 def wrong_text(base: Any, optional: bool, *, nul: bool = True, surrogates: bool = True) -> st.SearchStrategy[str]:
     """Text that is not a valid value for a field of type `base`, such as a flag can hold; `nul=False`
     for the environment (which cannot hold NUL), `surrogates=False` for a UTF-8 file."""
     chars = st.characters(codec="utf-8", exclude_characters="" if nul else "\x00")
+    if get_origin(base) in (list, dict):  # a list or table as text is JSON: text that is not JSON of its kind
+        return st.text(chars).filter(lambda s: not _json_of(get_origin(base), s))
     if base in (int, float):  # no digits: not a number, or nan/inf, which are not finite
         return st.text(chars).filter(lambda s: not any(c.isdigit() for c in s) and (bool(s.strip()) or not optional))
     if base is bool:
@@ -328,6 +338,10 @@ def wrong_typed(base: Any, optional: bool) -> st.SearchStrategy[Any]:
     """A value of the wrong type for the field, as a TOML file or a JSON variable can hold it."""
     scalars = st.integers() | st.floats() | st.booleans() | st.text(no_surrogates)
     containers = st.lists(scalars, max_size=3) | st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), scalars)
+    if get_origin(base) is list:
+        return st.integers() | st.floats() | st.booleans() | st.dictionaries(st.text(no_surrogates), scalars)
+    if get_origin(base) is dict:  # (a table of the wrong values is wrong too, but an empty one is fine)
+        return st.integers() | st.floats() | st.booleans() | st.lists(scalars, max_size=3)
     if base is int:
         typed = st.booleans() | st.floats().filter(lambda f: not f.is_integer()) | st.integers(min_value=2**31)
     elif base is float:
