@@ -7,7 +7,7 @@ streaming and history are written once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -22,19 +22,25 @@ from edgeassist.engine.base import (
     Stats,
     Text,
     Thinking,
+    ToolCall,
+    ToolSpec,
 )
-from edgeassist.errors import ContextOverflowError, UsageError
+from edgeassist.errors import ContextOverflowError, EdgeAssistError, UsageError
 from edgeassist.store import ChatRecord, Store, chat_name
+from edgeassist.tools import Toolbox, ToolEvent, ToolResult, ToolStarted, ToolUse
+
+ReplyEvent = Event | ToolEvent
+"""What a reply streams: the engine's events, and the tool loop's (consent asked, a call started or ended)."""
 
 
 @dataclass
 class Turn:
     """One message of the conversation as front ends show it."""
 
-    role: Literal["user", "assistant"]
-    """Who said it."""
+    role: Literal["user", "assistant", "tool"]
+    """Who said it (`tool`: one tool call of the reply before it, and its result)."""
     content: str
-    """The text (a reply's answer, without thinking)."""
+    """The text (a reply's answer, without thinking; a tool call's result)."""
     thinking: str = ""
     """The reply's thinking, if any."""
     status: Literal["complete", "cut", "cancelled", "error"] = "complete"
@@ -43,6 +49,8 @@ class Turn:
     """Timing figures of a reply made in this session."""
     record_id: int | None = field(default=None, repr=False)
     """Row id in the store, when saved."""
+    call: ToolUse | None = None
+    """A tool turn's call: the tool, its arguments, how it ended."""
 
 
 _STATUS: dict[str, Literal["complete", "cut", "cancelled", "error"]] = {"length": "cut", "cancelled": "cancelled"}
@@ -60,22 +68,29 @@ class Conversation:
         options: GenerationOptions | None = None,
         store: Store | None = None,
         chat: ChatRecord | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
-        """Start a conversation; with `store` and `chat`, continue that saved chat."""
+        """Start a conversation; with `store` and `chat`, continue that saved chat; with `tools`, offer them."""
         self.engine = engine
         self.options = options or GenerationOptions()
         self.store = store
         self.chat = chat
         self.system_prompt = system_prompt
+        self.toolbox = tools
+        self.allowed_tools: set[str] = set()  # tools the user allowed for this chat
         self.turns: list[Turn] = []
         self._dropped = 0  # leading turns left out of the context; only grows, so the prefix stays stable
         self._told_trim = False
+        self._told_tools = False
         if store is not None and chat is not None:
             if chat.system_prompt:
                 self.system_prompt = chat.system_prompt
             for m in store.messages(chat.id):
                 if m.role in ("user", "assistant"):
                     self.turns.append(Turn(m.role, m.content, m.thinking, m.status, None, m.id))
+                elif m.role == "tool":
+                    call = ToolUse.from_dict(m.tool or {})
+                    self.turns.append(Turn("tool", m.content, record_id=m.id, call=call))
 
     @classmethod
     def open(
@@ -86,6 +101,7 @@ class Conversation:
         *,
         system_prompt: str | None = None,
         options: GenerationOptions | None = None,
+        tools: Toolbox | None = None,
     ) -> Conversation:
         """Continue the saved chat called `name`, creating it when it does not exist.
 
@@ -97,7 +113,7 @@ class Conversation:
         except ValueError as e:
             raise UsageError(str(e)) from None
         chat = store.open_chat(name, system_prompt=None, model=engine.name)
-        return cls(engine, system_prompt=system_prompt, options=options, store=store, chat=chat)
+        return cls(engine, system_prompt=system_prompt, options=options, store=store, chat=chat, tools=tools)
 
     @property
     def state_path(self) -> Path | None:
@@ -125,17 +141,51 @@ class Conversation:
         return self._dropped
 
     def context(self) -> list[Message]:
-        """The messages sent to the model: system prompt, then the turns not trimmed away."""
+        """The messages sent to the model: system prompt, then the turns not trimmed away.
+
+        A tool turn is a `tool` message, and its call is added to the assistant message before it.
+        For a model that cannot call tools, tool turns (and the empty steps that only called
+        tools) are left out.
+        """
         msgs: list[Message] = []
         if self.system_prompt:
             msgs.append({"role": "system", "content": self.system_prompt})
-        for t in self.turns[self._dropped :]:
+        tools = self.engine.capabilities.tools
+        for i, t in enumerate(self.turns[self._dropped :], self._dropped):
+            if t.role == "tool":
+                if not tools or t.call is None:
+                    continue
+                owner = next((m for m in reversed(msgs) if m["role"] == "assistant"), None)
+                if owner is not None and msgs[-1]["role"] in ("assistant", "tool"):
+                    owner.setdefault("tool_calls", []).append(ToolCall(t.call.name, t.call.arguments).part())
+                msgs.append({"role": "tool", "content": t.content})
+                continue
+            if t.role == "assistant" and self._calls_tools(i):
+                if not tools and not t.content:
+                    continue
+                msg: Message = {"role": "assistant", "content": t.content}
+                if tools and t.thinking:
+                    msg["reasoning_content"] = t.thinking  # (the template shows it inside the tool loop)
+                msgs.append(msg)
+                continue
             msgs.append({"role": t.role, "content": t.content})
         return msgs
+
+    def _calls_tools(self, i: int) -> bool:
+        """Whether turn `i` (a reply) made tool calls: tool turns follow it."""
+        return i + 1 < len(self.turns) and self.turns[i + 1].role == "tool"
+
+    def offered_tools(self, options: GenerationOptions | None = None) -> tuple[ToolSpec, ...]:
+        """The tools the next reply offers: the toolbox's, where the engine can call tools."""
+        if self.toolbox is None or not self.engine.capabilities.tools:
+            return ()
+        return self.toolbox.specs()
 
     def _fit(self, options: GenerationOptions) -> Notice | None:
         """Drop the oldest turns until the prompt leaves room for the reply; tell the user once."""
         n_ctx = self.engine.n_ctx
+        if not options.tools:
+            options = replace(options, tools=self.offered_tools())
         reserve = min(options.max_tokens, n_ctx // 4)
         budget = n_ctx - reserve
         need = self.engine.count_tokens(self.context(), options)
@@ -166,8 +216,8 @@ class Conversation:
 
     def send(
         self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
-    ) -> Iterator[Event]:
-        """Add a user message and stream the reply (events from the engine, plus Notices)."""
+    ) -> Iterator[ReplyEvent]:
+        """Add a user message and stream the reply (events from the engine, plus Notices and the tool loop's)."""
         if not text.strip():
             raise UsageError("the message is empty: type a question")
         options = options or self.options
@@ -182,24 +232,27 @@ class Conversation:
             turn.record_id = self.store.add_message(self.chat.id, "user", text).id
         if notice is not None:
             yield notice
-        yield from self._stream_reply(cancel, options)
+        yield from self._respond(cancel, options)
 
     def regenerate(
         self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
-    ) -> Iterator[Event]:
-        """Replace the last reply with a new one for the same message."""
-        if self.turns and self.turns[-1].role == "assistant":
-            self._forget(self.turns.pop())
+    ) -> Iterator[ReplyEvent]:
+        """Replace the last reply (with its tool calls) with a new one for the same message."""
+        self._forget_reply()
         if not self.turns:
             raise UsageError("there is no message to answer again")
         yield from self._reply(cancel, options or self.options)
 
+    def _forget_reply(self) -> None:
+        """Drop the turns after the last user message: the last reply, its tool calls and their steps."""
+        while self.turns and self.turns[-1].role != "user":
+            self._forget(self.turns.pop())
+
     def edit_last(
         self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
-    ) -> Iterator[Event]:
+    ) -> Iterator[ReplyEvent]:
         """Replace the last user message (and its reply) with `text` and stream a new reply."""
-        if self.turns and self.turns[-1].role == "assistant":
-            self._forget(self.turns.pop())
+        self._forget_reply()
         if self.turns and self.turns[-1].role == "user":
             self._forget(self.turns.pop())
         yield from self.send(text, cancel, options)
@@ -216,15 +269,15 @@ class Conversation:
             self.store.delete_message(turn.record_id)
         self._dropped = min(self._dropped, max(0, len(self.turns) - 1))
 
-    def _reply(self, cancel: threading.Event | None, options: GenerationOptions) -> Iterator[Event]:
+    def _reply(self, cancel: threading.Event | None, options: GenerationOptions) -> Iterator[ReplyEvent]:
         notice = self._fit(options)
         if notice is not None:
             yield notice
-        yield from self._stream_reply(cancel, options)
+        yield from self._respond(cancel, options)
 
     def continue_reply(
         self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
-    ) -> Iterator[Event]:
+    ) -> Iterator[ReplyEvent]:
         """Go on with the last reply, cut by the token limit, from where it stopped.
 
         The engine continues the reply's own text (it is the last message of the prompt), so the
@@ -238,11 +291,122 @@ class Conversation:
         notice = self._fit(options)
         if notice is not None:
             yield notice
-        yield from self._stream_reply(cancel, options, last)
+        yield from self._respond(cancel, options, last)
+
+    # -- the tool loop ---------------------------------------------------------------------------
+
+    def _respond(
+        self, cancel: threading.Event | None, options: GenerationOptions, prior: Turn | None = None
+    ) -> Iterator[ReplyEvent]:
+        """Stream a reply; where tools are offered, run the calls it makes and go on until it answers.
+
+        Each step is saved as a reply of its own and each call as a tool turn, so a chat read
+        back (or a process killed half-way) has the whole loop. At most `tools.max_calls` calls
+        run in one reply; then the model may not call again and must answer. Only the last
+        step's `Done` is passed on, so front ends see one reply.
+        """
+        tools = options.tools or self.offered_tools()
+        if not tools:
+            if self.toolbox is not None and self.toolbox.configured and not self._told_tools:
+                if not self.engine.capabilities.tools:
+                    self._told_tools = True
+                    yield Notice(
+                        f"{self.engine.name} cannot call tools (its chat template has no tool format): none are offered"
+                    )
+            yield from self._stream_reply(cancel, options, prior)
+            return
+        assert self.toolbox is not None
+        cancel = cancel if cancel is not None else threading.Event()
+        limit = self.toolbox.settings.max_calls
+        made = 0
+        choice = options.tool_choice
+        while True:
+            step = replace(
+                options, tools=tools, tool_choice="none" if made >= limit else choice, tool_calls_left=limit - made
+            )
+            calls: list[ToolCall] = []
+            done: Done | None = None
+            for event in self._stream_reply(cancel, step, prior):
+                if isinstance(event, ToolCall):
+                    calls.append(event)
+                elif isinstance(event, Done):
+                    done = event
+                else:
+                    yield event
+            prior, choice = None, "auto"
+            assert done is not None  # (_stream_reply ends with one, or raises)
+            if not calls:
+                yield done
+                return
+            for call in calls:
+                yield from self._call(call, cancel, made >= limit)
+                made += 1
+            if cancel.is_set():
+                yield Done(replace(done.stats, finish_reason="cancelled"))
+                return
+            notice = self._fit(step)
+            if notice is not None:
+                yield notice
+
+    def _call(self, call: ToolCall, cancel: threading.Event, over_limit: bool) -> Iterator[ReplyEvent]:
+        """One call: consent where its policy asks, then the run; its tool turn is saved whatever happens."""
+        assert self.toolbox is not None
+        use: ToolUse | None = None
+        try:
+            use = yield from self._decide_and_run(call, cancel, over_limit)
+        finally:
+            if use is None:  # (interrupted: Ctrl+C, a closed stream)
+                use = self.toolbox.refused(call, "Not run: the reply was interrupted.")
+                use.outcome = "stopped"
+            self._save_call(use)
+        yield ToolResult(use)
+
+    def _decide_and_run(
+        self, call: ToolCall, cancel: threading.Event, over_limit: bool
+    ) -> Generator[ReplyEvent, None, ToolUse]:
+        assert self.toolbox is not None
+        box = self.toolbox
+        tool = box.get(call.name)
+        if over_limit:
+            return box.refused(call, f"Not run: the limit of {box.settings.max_calls} calls per reply is reached.")
+        if tool is None:
+            use = box.refused(call, f"error: there is no tool `{call.name}`")
+            use.outcome = "error"
+            return use
+        policy = box.policy(call.name, chat_allowed=self.allowed_tools)
+        if policy == "deny":
+            return box.refused(call, f"Not run: the user's settings do not allow `{call.name}`.")
+        if policy == "ask" and not cancel.is_set():
+            request = box.request(call)
+            yield request
+            decision = request.decision or "deny"
+            if decision == "deny" and not cancel.is_set():
+                return box.refused(call, "Not run: the user did not allow this call.")
+            if decision == "chat":
+                self.allowed_tools.add(call.name)
+            elif decision == "always":
+                try:
+                    box.allow_always(call.name)
+                except EdgeAssistError as e:
+                    self.allowed_tools.add(call.name)
+                    yield Notice(f"`{call.name}` is allowed for this chat, but the choice was not saved: {e}")
+        if cancel.is_set():
+            use = box.refused(call, "Not run: the user stopped the reply.")
+            use.outcome = "stopped"
+            return use
+        yield ToolStarted(ToolUse(call.name, dict(call.arguments), tool.source))
+        return box.run(call, cancel)
+
+    def _save_call(self, use: ToolUse) -> None:
+        turn = Turn("tool", use.result, call=use)
+        self.turns.append(turn)
+        if self.store is not None and self.chat is not None:
+            turn.record_id = self.store.add_message(self.chat.id, "tool", use.result, tool=use.to_dict()).id
 
     def _stream_reply(
         self, cancel: threading.Event | None, options: GenerationOptions, prior: Turn | None = None
     ) -> Iterator[Event]:
+        """One engine reply, saved as it ends (or as far as it got, whatever interrupts it)."""
         reply = Turn("assistant", "", status="cancelled")
         answer: list[str] = [prior.content] if prior is not None else []
         thinking: list[str] = [prior.thinking] if prior is not None else []
@@ -255,6 +419,8 @@ class Conversation:
                     answer.append(event.text)
                 elif isinstance(event, Thinking):
                     thinking.append(event.text)
+                elif isinstance(event, ToolCall):
+                    reply.status = "complete"  # (a step that only calls a tool is kept, even empty)
                 elif isinstance(event, Done):
                     reply.stats = replace(event.stats, trimmed_messages=self._dropped)
                     reply.status = _STATUS.get(event.stats.finish_reason, "complete")

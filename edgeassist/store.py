@@ -18,9 +18,11 @@ chat, or when the chat is cleared.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -35,14 +37,33 @@ from edgeassist.errors import StoreError
 from edgeassist.private import private_database, private_dir
 
 Status = Literal["complete", "cut", "cancelled", "error"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    """A JSON object column back; NULL, or anything that is not an object, is None."""
+    try:
+        value = json.loads(text) if text else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _fenced(text: str, lang: str = "") -> list[str]:
+    """`text` as a Markdown code block whose fence no run of backticks inside it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + lang, text, fence]
+
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write before it gives up ("database is locked")."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """`PRAGMA user_version` of a database with the current schema; a lower one is migrated on open.
 
 1: chats and messages. 2: `chats.settings`, a chat's own generation settings (JSON; NULL: none).
+3: `tool` messages (a tool call and its result) and `messages.tool`, the call (JSON).
 A newer version opens as it is: every statement names its columns, so columns added later are left alone.
 """
 
@@ -59,12 +80,13 @@ CREATE TABLE IF NOT EXISTS chats (
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
     chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
     content TEXT NOT NULL,
     thinking TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL DEFAULT 'complete',
     stats TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    tool TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_chat ON messages(chat_id, id);
 """
@@ -143,10 +165,10 @@ class MessageRecord:
     """Row id."""
     chat_id: int
     """The chat it belongs to."""
-    role: Literal["system", "user", "assistant"]
-    """Who said it."""
+    role: Role
+    """Who said it (`tool`: a tool call of the reply, and its result)."""
     content: str
-    """The text (for a reply: the answer, without thinking)."""
+    """The text (for a reply: the answer, without thinking; for a tool call: its result)."""
     thinking: str
     """The model's thinking before the answer, if any."""
     status: Status
@@ -155,6 +177,8 @@ class MessageRecord:
     """The reply's timing figures, as JSON."""
     created_at: float
     """Unix time it was saved."""
+    tool: dict[str, Any] | None = None
+    """A tool message's call: name, arguments, source, outcome, duration (as `ToolUse.to_dict()` keeps it)."""
 
 
 # Characters a chat name may not hold: controls (tab, newline, escape: they break the one-line
@@ -233,10 +257,23 @@ class Store:
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(chats)")}
                 if "settings" not in columns:
                     self._db.execute("ALTER TABLE chats ADD COLUMN settings TEXT")
+                # Before 3, `messages` allowed no `tool` role: a CHECK cannot be altered, so the table is rebuilt.
+                if "tool" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+                    self._rebuild_messages()
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         finally:
             self._rollback()
+
+    def _rebuild_messages(self) -> None:
+        """Copy `messages` into a table of the current schema (inside the migration's transaction)."""
+        create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS messages") :].split(";")[0]
+        columns = "id, chat_id, role, content, thinking, status, stats, created_at"
+        self._db.execute(create.replace("IF NOT EXISTS messages", "messages_new"))
+        self._db.execute(f"INSERT INTO messages_new ({columns}) SELECT {columns} FROM messages")
+        self._db.execute("DROP TABLE messages")
+        self._db.execute("ALTER TABLE messages_new RENAME TO messages")
+        self._db.execute("CREATE INDEX IF NOT EXISTS messages_chat ON messages(chat_id, id)")
 
     @contextmanager
     def _cursor(self) -> Iterator[sqlite3.Cursor]:
@@ -420,22 +457,24 @@ class Store:
     def add_message(
         self,
         chat_id: int,
-        role: Literal["system", "user", "assistant"],
+        role: Role,
         content: str,
         *,
         thinking: str = "",
         status: Status = "complete",
         stats: dict[str, Any] | None = None,
+        tool: dict[str, Any] | None = None,
     ) -> MessageRecord:
         """Append a message to a chat and commit it, with the chat's last-used time, as one transaction."""
         now = time.time()
         blob = json.dumps(stats) if stats is not None else None
+        call = json.dumps(tool) if tool is not None else None
         try:
             with self._write() as c:
                 c.execute(
-                    "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (chat_id, role, content, thinking, status, blob, now),
+                    "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at, tool) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (chat_id, role, content, thinking, status, blob, now, call),
                 )
                 msg_id = c.lastrowid
                 c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
@@ -445,7 +484,7 @@ class Store:
             # The chat's row is gone: deleted (in the app, or by another process) while this one wrote to it.
             raise StoreError("the chat was deleted meanwhile, so this message was not saved") from None
         assert msg_id is not None
-        return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now)
+        return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now, tool)
 
     def update_message(
         self,
@@ -470,12 +509,15 @@ class Store:
         """A chat's messages in order."""
         with self._cursor() as c:
             rows = c.execute(
-                "SELECT id, chat_id, role, content, thinking, status, stats, created_at FROM messages "
+                "SELECT id, chat_id, role, content, thinking, status, stats, created_at, tool FROM messages "
                 "WHERE chat_id = ? ORDER BY id",
                 (chat_id,),
             ).fetchall()
         return [
-            MessageRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7]) for r in rows
+            MessageRecord(
+                r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), r[7], _json(r[8]) if r[2] == "tool" else None
+            )
+            for r in rows
         ]
 
     def delete_message(self, message_id: int) -> None:
@@ -492,6 +534,11 @@ class Store:
         if chat.system_prompt:
             lines += [f"> System: {chat.system_prompt}", ""]
         for m in self.messages(chat_id):
+            if m.role == "tool":
+                lines += [*_tool_markdown(m), ""]
+                continue
+            if m.role == "assistant" and not m.content and not m.thinking:
+                continue  # (a step that only called tools: its calls follow)
             who = "You" if m.role == "user" else "Assistant"
             mark = {"cancelled": " (stopped)", "cut": " (cut at the token limit)"}.get(m.status, "")
             lines += [f"## {who}{mark}", ""]
@@ -499,3 +546,28 @@ class Store:
                 lines += ["<details><summary>Thinking</summary>", "", m.thinking, "", "</details>", ""]
             lines += [m.content, ""]
         return "\n".join(lines)
+
+
+def _tool_markdown(m: MessageRecord) -> list[str]:
+    """A tool call in an export: a collapsed block with its arguments and result, both quoted as code."""
+    call = m.tool or {}
+    name = str(call.get("name", "?")).replace("`", "'")
+    source = str(call.get("source", "")).replace("`", "'")
+    outcome = str(call.get("outcome", ""))
+    took = call.get("duration_s")
+    took_text = f", {float(took):.2f} s" if isinstance(took, int | float) and took else ""
+    args = json.dumps(call.get("arguments", {}), ensure_ascii=False, indent=2)
+    return [
+        f"<details><summary>Tool call: <code>{html.escape(name)}</code> ({html.escape(source)}): "
+        f"{html.escape(outcome)}{took_text}</summary>",
+        "",
+        "Arguments:",
+        "",
+        *_fenced(args, "json"),
+        "",
+        "Result:",
+        "",
+        *_fenced(m.content, "text"),
+        "",
+        "</details>",
+    ]

@@ -8,6 +8,12 @@ and the new message. On Qwen 3.5 (hybrid recurrent) a follow-up turn should eval
 those two, whatever the history's length.
 
     scripts/multiturn_reuse.py --model models/synthetic-qwen3.5-0.8b-Q4_K_M.gguf --turns 8
+    scripts/multiturn_reuse.py --tools 2 --turns 6     # every 2nd turn calls a tool first
+
+With `--tools N`, a tool is offered on every turn and every Nth turn must call it (a grammar-held
+call: the random-weight model never chooses to); each step of such a reply (the call, then the
+answer after the tool's result) is a row `turn.step`, and it too should evaluate only what is new
+since the step before: that step's reply, the tool's result and the generation prompt.
 """
 
 from __future__ import annotations
@@ -20,8 +26,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeassist.chat import Conversation  # noqa: E402
+from edgeassist.config import ToolsSettings  # noqa: E402
 from edgeassist.engine import Done, GenerationOptions  # noqa: E402
+from edgeassist.engine.base import ToolSpec  # noqa: E402
 from edgeassist.engine.llama import LlamaEngine  # noqa: E402
+from edgeassist.tools import Tool, Toolbox  # noqa: E402
+
+CLOCK = Tool(
+    ToolSpec(
+        "clock",
+        "The current time in a city.",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    ),
+    "built-in",
+    "allow",
+    lambda args, cancel: f"It is 12:00 in {str(args.get('city'))[:40]}.",
+)
+
+
+def context_before(convo: Conversation, i: int) -> list:  # type: ignore[type-arg]
+    """The messages the reply at turn `i` was given (the turns before it)."""
+    saved = convo.turns
+    convo.turns = saved[:i]
+    try:
+        return convo.context()
+    finally:
+        convo.turns = saved
+
 
 QUESTIONS = [
     "What is a good name for a grey cat?",
@@ -45,11 +76,14 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--n-ctx", type=int, default=8192)
     ap.add_argument("--think", action="store_true", help="thinking mode (the template drops thinking from history)")
+    ap.add_argument("--tools", type=int, default=0, metavar="N", help="offer a tool; every Nth turn calls it first")
     args = ap.parse_args()
 
     engine = LlamaEngine(args.model, n_ctx=args.n_ctx)
     print(f"model {args.model.name}: loaded in {engine.load():.2f} s, hybrid/recurrent={engine.recurrent}")
     options = GenerationOptions(think=args.think, max_tokens=args.max_tokens, temperature=0)
+    if args.tools:
+        return tool_turns(engine, options, args)
     convo = Conversation(engine, system_prompt="You are a helpful assistant.", options=options)
     header = f"{'turn':>4} {'prompt':>7} {'reused':>7} {'evaluated':>9} {'prev reply':>10} {'new msg':>7} {'ttft s':>7}"
     print(header)
@@ -89,6 +123,62 @@ def main() -> int:
             f"(ratio {statistics.median(ttfts[1:]) / ttfts[0]:.2f})"
         )
     print("OK: each follow-up evaluated only the previous reply and the new message" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def tool_turns(engine: LlamaEngine, options: GenerationOptions, args: argparse.Namespace) -> int:
+    """The conversation with a tool offered, one row per engine step."""
+    from dataclasses import replace
+
+    box = Toolbox(ToolsSettings(), tools=[CLOCK])
+    convo = Conversation(engine, system_prompt="You are a helpful assistant.", options=options, tools=box)
+    tools = convo.offered_tools()
+    print(f"{'step':>5} {'prompt':>7} {'reused':>7} {'evaluated':>9} {'new':>5} {'ttft s':>7}  kind")
+    ok = True
+    prev: tuple[int, int] | None = None  # the step before: its prompt length and where its reply started
+    turn_start = 0  # where the previous turn's first reply started (the next turn resumes there)
+    step_ttfts: list[float] = []
+    turn_ttfts: list[float] = []
+    for turn in range(args.turns):
+        calls = (turn + 1) % args.tools == 0
+        first = len(convo.turns) + 1  # the first reply of this turn comes after the user's message
+        opts = replace(options, tool_choice="required" if calls else "auto", max_tokens=args.max_tokens)
+        for _ in convo.send(QUESTIONS[turn % len(QUESTIONS)], options=opts):
+            pass
+        step = 0
+        for i in range(first, len(convo.turns)):
+            t = convo.turns[i]
+            if t.role != "assistant" or t.stats is None:
+                continue
+            step += 1
+            s = t.stats
+            encoded = engine.encode(context_before(convo, i), options.think, tools)
+            # New since the step before; for a turn's first step, since the last turn's first reply began
+            # (the template renders a finished tool loop's steps differently once a new message follows).
+            new = s.prompt_tokens - (prev[1] if step > 1 and prev is not None else turn_start)
+            kind = "call" if i + 1 < len(convo.turns) and convo.turns[i + 1].role == "tool" else "answer"
+            if step > 1:
+                kind += " after the tool"
+                step_ttfts.append(s.ttft_s or 0.0)
+                if s.evaluated_tokens > new:
+                    ok = False
+            else:
+                turn_ttfts.append(s.ttft_s or 0.0)
+                if turn > 0 and s.evaluated_tokens > new:
+                    ok = False
+            print(
+                f"{turn + 1:>3}.{step:<1} {s.prompt_tokens:>7} {s.reused_tokens:>7} {s.evaluated_tokens:>9} "
+                f"{new:>5} {s.ttft_s or 0:>7.2f}  {kind}"
+            )
+            prev = (s.prompt_tokens, encoded.split)
+            if step == 1:
+                turn_start = encoded.split
+    if step_ttfts and turn_ttfts:
+        print(
+            f"time to first token: a turn's first step median {statistics.median(turn_ttfts):.2f} s, "
+            f"a step after a tool's result median {statistics.median(step_ttfts):.2f} s"
+        )
+    print("OK: each step evaluated only what was new since the step (or the turn) before" if ok else "FAIL")
     return 0 if ok else 1
 
 

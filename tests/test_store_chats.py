@@ -87,7 +87,7 @@ def test_a_version_1_history_opens_reads_and_is_migrated_in_place(tmp_path: Path
     assert [(m.role, m.content) for m in store.messages(chat.id)] == [("user", "hi"), ("assistant", "hello")]
     store.set_settings(chat.id, ChatSettings(temperature=0.2, max_tokens=64))
     store.close()
-    assert user_version(path) == SCHEMA_VERSION == 2
+    assert user_version(path) == SCHEMA_VERSION == 3
     again = Store(path)  # a second open finds the migration done
     chat = again.find_chat("old")
     assert chat is not None and chat.settings == ChatSettings(temperature=0.2, max_tokens=64)

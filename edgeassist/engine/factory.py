@@ -129,6 +129,7 @@ def generation_options(settings: Settings, **overrides: object) -> GenerationOpt
         "presence_penalty": g.presence_penalty,
         "repeat_penalty": g.repeat_penalty,
         "seed": g.seed,
+        "tool_choice": settings.tools.choice,
     }
     values.update({k: v for k, v in overrides.items() if v is not None and k not in checked})  # e.g. ignore_eos
     return GenerationOptions(**values)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeassist.chat import Conversation
-from edgeassist.engine.base import ChatEngine, GenerationOptions, Message
+from edgeassist.engine.base import ChatEngine, GenerationOptions, Message, ToolSpec
 
 
 def prefill_prompt(
@@ -23,6 +23,7 @@ def prefill_prompt(
     user_prefix: str = "",
     cancel: threading.Event | None = None,
     state_path: Path | None = None,
+    tools: Sequence[ToolSpec] = (),
 ) -> int:
     """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
 
@@ -32,7 +33,8 @@ def prefill_prompt(
     when there is one. Engines that cannot start early return 0.
     """
     think = options.think and engine.capabilities.thinking
-    return engine.prefill([*messages, {"role": "user", "content": user_prefix}], think, cancel, state_path=state_path)
+    message: Message = {"role": "user", "content": user_prefix}
+    return engine.prefill([*messages, message], think, cancel, state_path=state_path, tools=tools)
 
 
 class TurnScheduler:
@@ -108,7 +110,9 @@ class TurnScheduler:
                 self._busy = True
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
-                n = prefill_prompt(engine, context, self.options, prefix or "", state_path=self.conversation.state_path)
+                convo = self.conversation
+                kept, tools = convo.state_path, convo.offered_tools(self.options)
+                n = prefill_prompt(engine, context, self.options, prefix or "", state_path=kept, tools=tools)
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:

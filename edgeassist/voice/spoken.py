@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeassist.chat import Conversation
-from edgeassist.engine.base import Done, GenerationOptions, Stats, Text
+from edgeassist.engine.base import Done, GenerationOptions, Notice, Stats, Text
 from edgeassist.speech.audio import AudioOut
 from edgeassist.speech.text import SentenceSplitter
 from edgeassist.speech.tts import SpeechChunk, Synthesizer
+from edgeassist.tools import ConsentRequest
 from edgeassist.voice.config import VoiceConfig
 from edgeassist.voice.events import Speaking, VoiceEvent, VoiceTurnTimings
 from edgeassist.voice.prefill import TurnScheduler
 
+VOICE_CONSENT = "allow it with `--allow-tool NAME` or `[tools.policy]` in the config, or ask in the chat app"
+"""What a refused call's notice tells a voice user to do."""
 FIRST_CHUNK_WAIT_S = 10.0
 """Longest the model pauses for the first sentence's synthesis (see `SpokenReply._generate`)."""
 
@@ -199,6 +202,12 @@ class SpokenReply:
                         dispatch(splitter.feed(event.text))
                         if cut_at is not None and tokens >= cut_at and marks.first_sentence is None:
                             dispatch(splitter.cut())
+                    continue
+                if isinstance(event, ConsentRequest):
+                    # Voice cannot show a dialog, and a spoken "yes" could come from anyone in the room
+                    # (or from the speaker): a tool that asks is refused, and the model told so.
+                    event.answer("deny")
+                    events.put(Notice(f"`{event.tool}` asks before it runs, which voice cannot do: {VOICE_CONSENT}"))
                     continue
                 if isinstance(event, Done) and not cancel.is_set():
                     dispatch(splitter.flush())
