@@ -2,5 +2,5 @@
 # Set up (once) and run edgeassist; with no arguments it opens the chat.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-"$here/setup.sh" "speech,starter"
+"$here/setup.sh" "speech,starter,mcp"
 exec "$here/../.venv/bin/edgeassist" "$@"

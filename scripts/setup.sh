@@ -5,7 +5,7 @@
 # build, e.g. CMAKE_ARGS="-DGGML_CUDA=on" (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-speech,starter}"
+extras="${1:-speech,starter,mcp}"
 py="${PYTHON:-python3}"
 if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
   echo "edgeassist needs Python 3.10 or newer (found: $("$py" --version 2>&1))" >&2

@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "rm": "models",
     "voice": "voice",
     "bench": "bench",
+    "tools": "tools",
 }
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from edgeassist.cli import setting_flag
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgeassist.tools import ConsentRequest, Decision, Toolbox
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -35,6 +40,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--seed", action=gen, help="sampling seed")
     p.add_argument("--json", action="store_true", help="print the answer and its stats as one JSON object")
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
+    p.add_argument(
+        "--allow-tool",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="let the model run this tool (or every tool of this MCP server) without asking; repeatable",
+    )
+    p.add_argument(
+        "--tool-choice",
+        action=setting_flag("tools", "choice"),
+        help="auto: the model decides whether to call a tool; required: the reply starts with a call",
+    )
+    p.add_argument("--no-tools", action="store_true", help="offer the model no tools")
     p.set_defaults(handler=run)
 
 
@@ -67,12 +85,52 @@ def read_prompt(arg: str) -> str:
     return text.strip()
 
 
+def consent_on_terminal(request: ConsentRequest) -> Decision:
+    """Ask on the terminal whether a tool may run; without a terminal the answer is no.
+
+    The question goes to the terminal itself (`/dev/tty`), so it works when the prompt is piped
+    in, and it never reads a piped stdin as an answer. The arguments are shown as JSON, so text
+    the model wrote cannot move the cursor or fake a prompt.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return "deny"
+    with open(fd, "rb", buffering=0) as tty:
+        where = "built in" if request.source == "built-in" else f"MCP server {json.dumps(request.source)}"
+        args = json.dumps(request.arguments, ensure_ascii=False)
+        if len(args) > 2000:
+            args = args[:2000] + f"… ({len(args) - 2000} more characters)"
+        always = "always" in request.choices
+        keys = "[y]es once / [a]lways / [N]o" if always else "[y]es once / [N]o"
+        question = f"edgeassist: the model wants to run `{request.tool}` ({where}) with {args}\n"
+        question += f"edgeassist: allow it? {keys} "
+        try:
+            os.write(fd, question.encode("utf-8", "replace"))
+            answer = tty.readline().decode("utf-8", "replace").strip().lower()
+        except OSError:
+            return "deny"
+    if answer in ("y", "yes"):
+        return "once"
+    if always and answer in ("a", "always"):
+        return "always"
+    return "deny"
+
+
+def toolbox_for(settings: Settings, args: argparse.Namespace, notify: Callable[[str], None]) -> Toolbox:
+    """The session's tools from the settings, with the tools `--allow-tool` names allowed."""
+    from functools import partial
+
+    from edgeassist.config import save_tool_policy, user_config_file
+    from edgeassist.tools import Toolbox
+
+    save = partial(save_tool_policy, user_config_file(getattr(args, "config", None)))
+    return Toolbox(settings.tools, notify=notify, allowed=getattr(args, "allow_tool", []) or [], save_policy=save)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Answer the question, streaming."""
-    from edgeassist.chat import Conversation
-    from edgeassist.engine import Done, Notice, Text, Thinking
     from edgeassist.engine.factory import generation_options, open_engine
-    from edgeassist.store import Store
 
     prompt = read_prompt(args.prompt)
     opened = open_engine(settings, explicit=hasattr(args, "model"))
@@ -85,14 +143,42 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if options.think and not engine.capabilities.thinking:
         print(f"edgeassist: {engine.name} has no thinking mode; answering directly", file=sys.stderr)
     system = settings.generation.system_prompt
+
+    def note(text: str) -> None:
+        print(f"edgeassist: {text}", file=sys.stderr)
+
+    tools = None if args.no_tools else toolbox_for(settings, args, note)
+    try:
+        return _answer(args, prompt, opened, engine, options, system, settings, tools)
+    finally:
+        if tools is not None:
+            tools.close()
+
+
+def _answer(
+    args: argparse.Namespace,
+    prompt: str,
+    opened: Any,
+    engine: Any,
+    options: Any,
+    system: str,
+    settings: Settings,
+    tools: Toolbox | None,
+) -> int:
+    from edgeassist.chat import Conversation
+    from edgeassist.engine import Done, Notice, Text, Thinking
+    from edgeassist.store import Store
+    from edgeassist.tools import ConsentRequest, ToolResult, ToolStarted
+
     if args.chat is not None:  # an empty name is refused by Conversation.open, never silently unsaved
         store = Store(settings.store_path())
-        convo = Conversation.open(engine, store, args.chat, system_prompt=system, options=options)
+        convo = Conversation.open(engine, store, args.chat, system_prompt=system, options=options, tools=tools)
     else:
-        convo = Conversation(engine, system_prompt=system, options=options)
+        convo = Conversation(engine, system_prompt=system, options=options, tools=tools)
 
     answer: list[str] = []
     thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     out = sys.stdout
     for event in convo.send(prompt):
@@ -110,6 +196,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"edgeassist: {event.text}", file=sys.stderr)
         elif isinstance(event, Done):
             stats = event.stats.to_dict()
+        elif isinstance(event, ConsentRequest):
+            event.answer(consent_on_terminal(event))
+        elif isinstance(event, ToolStarted):
+            if answer and not args.json:
+                out.write("\n")
+                out.flush()
+        elif isinstance(event, ToolResult):
+            use = event.use
+            calls.append(use.to_dict())
+            args_text = json.dumps(use.arguments, ensure_ascii=False)
+            args_text = args_text if len(args_text) <= 200 else args_text[:200] + "…"
+            print(f"edgeassist: tool `{use.name}` {args_text}: {use.outcome} ({use.duration_s:.2f} s)", file=sys.stderr)
     if args.json:
         json.dump(
             {
@@ -117,6 +215,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "starter": opened.resolved.is_starter,
                 "answer": "".join(answer).strip(),
                 "thinking": "".join(thinking).strip(),
+                "tool_calls": calls,
                 "stats": stats,
             },
             out,

@@ -20,6 +20,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     group = p.add_mutually_exclusive_group()
     group.add_argument("--chat", metavar="NAME", help="open (or create) the saved chat NAME")
     group.add_argument("--new", action="store_true", help="start a new chat instead of resuming the last one")
+    p.add_argument(
+        "--allow-tool",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="let the model run this tool (or every tool of this MCP server) without asking; repeatable",
+    )
+    p.add_argument("--no-tools", action="store_true", help="offer the model no tools")
     p.set_defaults(handler=run)
 
 
@@ -34,11 +42,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             name = chat_name(name)
         except ValueError as e:
             raise UsageError(str(e)) from None
+    if getattr(args, "no_tools", False):
+        settings = settings.model_copy(update={"tools": settings.tools.model_copy(update={"enabled": False})})
     app = create_app(
         settings,
         explicit_model=hasattr(args, "model"),
         chat_name=name,
         new_chat=bool(getattr(args, "new", False)),
+        config_path=getattr(args, "config", None),
+        allow_tools=getattr(args, "allow_tool", None) or (),
     )
     from edgeassist.tui.terminal import lost_terminal_safe
 

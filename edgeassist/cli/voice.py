@@ -78,6 +78,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
     p.add_argument(
+        "--allow-tool",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="let the model run this tool (or every tool of this MCP server); voice cannot ask, "
+        "so a tool whose policy is `ask` is refused",
+    )
+    p.add_argument(
         "--max-tokens",
         action=setting_flag("generation"),
         default=argparse.SUPPRESS,
@@ -364,6 +372,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     require_speech("faster_whisper", *(("piper",) if speak else ()))  # before anything slow is loaded
 
     from edgeassist.chat import Conversation
+    from edgeassist.cli.ask import toolbox_for
     from edgeassist.engine.factory import generation_options, open_engine
     from edgeassist.voice import VoiceConfig, build_pipeline
 
@@ -382,13 +391,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # --max-tokens, --system and --end-silence are setting flags: validated and read from `settings`.
     options = generation_options(settings, think=args.think)
     system = settings.generation.system_prompt
+    tools = toolbox_for(settings, args, lambda text: print(f"edgeassist: {text}", file=err))
     if args.chat is not None:  # an empty name is refused by Conversation.open, never silently unsaved
         from edgeassist.store import Store
 
-        convo = Conversation.open(opened.engine, Store(settings.store_path()), args.chat, system_prompt=system)
+        store = Store(settings.store_path())
+        convo = Conversation.open(opened.engine, store, args.chat, system_prompt=system, tools=tools)
         convo.options = options
     else:
-        convo = Conversation(opened.engine, system_prompt=system, options=options)
+        convo = Conversation(opened.engine, system_prompt=system, options=options, tools=tools)
     pipeline = build_pipeline(
         settings,
         convo,
@@ -423,3 +434,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
     finally:
         pipeline.close()
+        tools.close()
