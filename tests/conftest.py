@@ -97,6 +97,13 @@ class FakeChatEngine:
     `gate`: when given, the stream waits before piece `pause_at` until the gate is set (or it is
     cancelled), so a test can look at a reply mid-stream or stop it. `fail_at`: raise an
     EdgeAssistError before that piece. `load_error`: `load()` raises ModelLoadError with it.
+
+    `tool_calls` scripts tool calls: a list of steps, each a list of `ToolCall`s or a (text, calls)
+    pair. Each stream that is offered tools (and may call them) takes the next step and emits its
+    text, then its calls as `ToolCall` events, before Done; a step without calls, or none left,
+    answers with `answer`. With a script the engine can call tools (`supports_tools` says otherwise).
+    Every stream's messages and options are kept in `calls`, so a test sees a tool's result reach
+    the next step as a `tool` message.
     """
 
     backend = "cpu"
@@ -113,8 +120,12 @@ class FakeChatEngine:
         fail_at: int | None = None,
         load_error: str | None = None,
         n_ctx: int = 4096,
+        tool_calls: list[Any] | None = None,
+        supports_tools: bool | None = None,
     ) -> None:
         self.answer, self.thinking, self.name = answer, thinking, name
+        self.tool_calls = list(tool_calls) if tool_calls is not None else None
+        self.supports_tools = supports_tools if supports_tools is not None else tool_calls is not None
         self.supports_thinking = supports_thinking
         self.gate, self.pause_at, self.fail_at, self.load_error = gate, pause_at, fail_at, load_error
         self._n_ctx = n_ctx
@@ -132,7 +143,7 @@ class FakeChatEngine:
     def capabilities(self) -> Any:
         from edgeassist.engine.base import Capabilities
 
-        return Capabilities(thinking=self.supports_thinking)
+        return Capabilities(thinking=self.supports_thinking, tools=self.supports_tools)
 
     @property
     def loaded(self) -> bool:
@@ -149,7 +160,9 @@ class FakeChatEngine:
     def close(self) -> None:
         self._loaded = False
 
-    def prefill(self, messages: Any, think: bool, cancel: Any = None, *, state_path: Any = None) -> int:
+    def prefill(
+        self, messages: Any, think: bool, cancel: Any = None, *, state_path: Any = None, tools: Any = ()
+    ) -> int:
         return 0
 
     def held(self) -> Any:
@@ -171,8 +184,14 @@ class FakeChatEngine:
         from edgeassist.errors import EdgeAssistError
 
         self.calls.append((list(messages), options))
-        pieces = [Thinking(w) for w in self._words(self.thinking)] if options.think and self.thinking else []
-        pieces += [Text(w) for w in self._words(self.answer)]
+        text, calls = self.answer, []
+        if self.tool_calls and options.tools and options.tool_choice != "none":
+            step = self.tool_calls.pop(0)
+            said, calls = step if isinstance(step, tuple) else ("", step)
+            text = said if calls else said or self.answer
+        pieces: list[Any] = [Thinking(w) for w in self._words(self.thinking)] if options.think and self.thinking else []
+        pieces += [Text(w) for w in self._words(text)]
+        pieces += list(calls)
         stats = Stats(model=self.name, backend=self.backend, prompt_tokens=40, n_ctx=self._n_ctx, ttft_s=0.5)
         stats.finish_reason = "stop"
         for i, piece in enumerate(pieces):
@@ -185,7 +204,8 @@ class FakeChatEngine:
                 break
             if self.fail_at is not None and i == self.fail_at:
                 raise EdgeAssistError("llama.cpp failed while generating (code -3)")
-            stats.token_times.append(0.5 + 0.02 * i)
+            if isinstance(piece, Text | Thinking):
+                stats.token_times.append(0.5 + 0.02 * i)
             yield piece
         stats.generated_tokens = len(stats.token_times)
         stats.context_used = 40 + stats.generated_tokens

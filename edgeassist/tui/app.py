@@ -7,7 +7,8 @@ its rooms, each in its own module, which the app builds and wires together:
 - `tui.chats.ChatRoom`: the open chat and its `Conversation`, the sidebar, new/open/rename/
   delete/export, a chat's own settings, copying the last reply;
 - `tui.reply.ReplyController`: every reply, typed or spoken, as one state machine
-  (`edgeassist.reply`): started, streamed through an outbox, stopped, ended;
+  (`edgeassist.reply`): started, streamed through an outbox, stopped, ended; its tool calls
+  shown as blocks, and asked about in a dialog (`tui.tools`);
 - `tui.talk.TalkRoom`: push-to-talk over `edgeassist.voice.VoicePipeline`.
 
 Blocking work runs in thread workers that reach the UI only through posted messages; the app
@@ -17,8 +18,9 @@ hands each message to its room. Prompting, streaming, history and saving live in
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from textual import events, on
@@ -44,6 +46,8 @@ from edgeassist.tui.messages import (
     ReplyFailed,
     ReplyNotice,
     ReplyStreamed,
+    ToolAsked,
+    ToolCalled,
     VoiceHeard,
     VoiceLevel,
     VoicePartial,
@@ -59,6 +63,7 @@ from edgeassist.tui.room import Session
 from edgeassist.tui.screens import HELP_AFTER, HELP_BEFORE, HelpScreen
 from edgeassist.tui.talk import MakeVoice, TalkRoom
 from edgeassist.tui.terminal import StopSignals
+from edgeassist.tui.tools import session_toolbox
 from edgeassist.tui.widgets import (
     ChatList,
     ChatView,
@@ -79,6 +84,7 @@ if TYPE_CHECKING:
     from edgeassist.chat import Conversation
     from edgeassist.engine.base import ChatEngine
     from edgeassist.store import ChatRecord
+    from edgeassist.tools import Tool, Toolbox
 
 
 GIL_SWITCH_S = 0.0005
@@ -151,10 +157,17 @@ class EdgeAssistApp(App[None]):
         chat_name: str | None = None,
         new_chat: bool = False,
         make_voice: MakeVoice | None = None,
+        config_path: Path | None = None,
+        allow_tools: Iterable[str] = (),
+        tools: Sequence[Tool] | None = None,
     ) -> None:
         """Use `create_app`; this takes the parts already built."""
         super().__init__()
         self.session = Session(settings, store, think=settings.generation.think)
+        # One toolbox for the session (every chat offers it); nothing starts until a reply offers tools.
+        self.session.tools = session_toolbox(
+            settings, config_path=config_path, allowed=allow_tools, tools=tools, notify=self._tool_notice
+        )
         self.models = ModelRoom(self, self.session, open_model)
         self.chats = ChatRoom(self, self.session, self.models, stop_replies=self.stop_and_wait)
         self.replies = ReplyController(self, self.session, self.models, self.chats, on_busy=self._set_generating)
@@ -267,13 +280,19 @@ class EdgeAssistApp(App[None]):
         self.session.quitting = True
         await self.stop_and_wait(timeout=10)
         await self.talk.close()  # releases the microphone and the speaker
+        await asyncio.to_thread(self.toolbox.close)  # the MCP servers (after the replies: none is calling them)
         self.exit(return_code=self._exit_code)
 
     def on_unmount(self) -> None:
-        """Put the GIL switch interval and the signal handlers back (those stay once a signal has come)."""
+        """Put back the GIL switch interval and the signal handlers (those stay once a signal has come); stop MCP."""
         sys.setswitchinterval(self._switch_interval)
         self._signals.restore()
         self._uncapture()
+        self.toolbox.close()  # (done already when the app quit by ctrl+q; the other ways out end here)
+
+    def _tool_notice(self, text: str) -> None:
+        """A notice from the tools (an MCP server that did not start); from any thread."""
+        self.notify(text, title="Tools", severity="warning", timeout=15)
 
     # -- what the app offers its callers (the CLI, the palette, tests) ---------------------------
 
@@ -286,6 +305,12 @@ class EdgeAssistApp(App[None]):
     def store(self) -> Store:
         """The chat history."""
         return self.session.store
+
+    @property
+    def toolbox(self) -> Toolbox:
+        """The session's tools and their policies."""
+        assert self.session.tools is not None
+        return self.session.tools
 
     @property
     def think(self) -> bool:
@@ -399,6 +424,14 @@ class EdgeAssistApp(App[None]):
         """To the reply controller."""
         await self.replies.on_failed(message)
 
+    async def on_tool_asked(self, message: ToolAsked) -> None:
+        """To the reply controller (it opens the dialog)."""
+        await self.replies.on_tool_asked(message)
+
+    async def on_tool_called(self, message: ToolCalled) -> None:
+        """To the reply controller."""
+        await self.replies.on_tool_called(message)
+
     async def on_voice_ready(self, message: VoiceReady) -> None:
         """To the push-to-talk room."""
         await self.talk.on_ready(message)
@@ -455,7 +488,7 @@ class EdgeAssistApp(App[None]):
         self.chats.ensure_quietly(text)
         chat_view = self.query_one(ChatView)
         if kind == "edit":
-            await chat_view.remove_last("assistant")
+            await chat_view.remove_reply()  # (its steps and tool calls)
             await chat_view.remove_last("user")
         await chat_view.mount(UserMessage(text))
         # A new chat joins the sidebar when its first reply ends: rebuilding the list now would
@@ -507,8 +540,8 @@ class EdgeAssistApp(App[None]):
         if not self.conversation.turns:
             self.notify("There is no message to answer again.", severity="warning")
             return
-        if self.conversation.turns[-1].role == "assistant":
-            await self.query_one(ChatView).remove_last("assistant")
+        if self.conversation.turns[-1].role != "user":
+            await self.query_one(ChatView).remove_reply()  # the reply, with its steps and tool calls
         await self.replies.send("regenerate", None)
 
     async def action_continue_reply(self) -> None:
@@ -627,6 +660,9 @@ def create_app(
     chat_name: str | None = None,
     new_chat: bool = False,
     make_voice: MakeVoice | None = None,
+    config_path: Path | None = None,
+    allow_tools: Iterable[str] = (),
+    tools: Sequence[Tool] | None = None,
 ) -> EdgeAssistApp:
     """Build the chat app for `settings`.
 
@@ -634,7 +670,10 @@ def create_app(
     builds the engine and defaults to `engine.factory.open_engine` (tests pass a fake engine);
     `chat_name` opens or creates that chat, `new_chat` starts a fresh one instead of resuming;
     `make_voice` builds the push-to-talk pipeline (default `voice.build_pipeline` on the configured
-    devices; tests pass one on wav files).
+    devices; tests pass one on wav files). Tools: `config_path` is the `--config` file (where a
+    tool allowed "Always" is saved; default the user config dir's), `allow_tools` the tools or MCP
+    servers allowed without asking (`--allow-tool`), `tools` exactly these tools instead of the
+    configured ones (tests).
     """
     if store is None:
         store = Store(settings.store_path())
@@ -646,4 +685,7 @@ def create_app(
         chat_name=chat_name,
         new_chat=new_chat,
         make_voice=make_voice,
+        config_path=config_path,
+        allow_tools=allow_tools,
+        tools=tools,
     )

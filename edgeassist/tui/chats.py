@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeassist.chat import Conversation
+from edgeassist.chat import Conversation, Turn
 from edgeassist.engine.base import Stats
 from edgeassist.errors import EdgeAssistError, StoreError
 from edgeassist.store import ChatRecord, ChatSettings
+from edgeassist.tools import ToolUse
 from edgeassist.tui import figures
 from edgeassist.tui.codeblocks import CodeBlock, code_blocks
 from edgeassist.tui.models import CHAT_SOURCE, ModelRoom, checked_chat_settings
@@ -29,6 +30,7 @@ from edgeassist.tui.screens import (
     ConfirmScreen,
     TextPromptScreen,
 )
+from edgeassist.tui.tools import shown_turns
 from edgeassist.tui.widgets import (
     ChatItem,
     ChatList,
@@ -37,6 +39,7 @@ from edgeassist.tui.widgets import (
     PromptInput,
     ReplyView,
     StatusBar,
+    ToolBlock,
     TopBar,
     UserMessage,
     Welcome,
@@ -88,6 +91,7 @@ class ChatRoom(Room):
                 options=self.models.options(),
                 store=self.session.store,
                 chat=self.chat,
+                tools=self.session.tools,
             )
 
     async def render(self) -> None:
@@ -96,18 +100,11 @@ class ChatRoom(Room):
         await view.remove_children()
         if self.conversation is None and self.chat is not None:
             # No engine (the model failed): still show the saved messages.
-            msgs = self.session.store.messages(self.chat.id)
-            widgets: list[UserMessage | ReplyView] = [
-                UserMessage(m.content) if m.role == "user" else ReplyView(m.content, m.thinking, status=m.status)
-                for m in msgs
-                if m.role in ("user", "assistant")
-            ]
+            saved = [m for m in self.session.store.messages(self.chat.id) if m.role in ("user", "assistant", "tool")]
+            turns = [Turn(m.role, m.content, m.thinking, m.status, call=_call(m.tool, m.content)) for m in saved]
         else:
             turns = self.conversation.turns if self.conversation is not None else []
-            widgets = [
-                UserMessage(t.content) if t.role == "user" else ReplyView(t.content, t.thinking, status=t.status)
-                for t in turns
-            ]
+        widgets = [_widget(t) for t, shown in zip(turns, _shown(turns), strict=True) if shown]
         if widgets:
             await view.mount_all(widgets)
         else:
@@ -150,10 +147,22 @@ class ChatRoom(Room):
         `fit`: first trim as the next turn would (a chat just opened); after a turn it is known.
         """
         convo = self.conversation
-        if fit and convo is not None and convo.turns and self.models.ready:
+        if fit and convo is not None and convo.turns and self.models.ready and self._tools_counted(convo):
             convo.fit_to_window(self.models.options())  # (a chat just opened has not been fitted yet)
-        forgotten, turns = (convo.forgotten, len(convo.turns)) if convo is not None else (0, 0)
-        await self.app.query_one(ChatView).mark_memory(forgotten, turns)
+        # The divider counts message widgets: a reply step that only called tools has none.
+        shown = _shown(convo.turns) if convo is not None else []
+        forgotten = sum(shown[: convo.forgotten]) if convo is not None else 0
+        await self.app.query_one(ChatView).mark_memory(forgotten, sum(shown))
+
+    def _tools_counted(self, convo: Conversation) -> bool:
+        """Whether fitting `convo` here starts nothing: no tools offered, or a reply's thread has started them.
+
+        (Counting the prompt counts the offered tools, and gathering them starts the MCP servers:
+        that is a reply thread's work, never the UI thread's. Until then the divider waits for a reply.)
+        """
+        if convo.toolbox is None or not convo.engine.capabilities.tools:
+            return True
+        return self.session.tools_started.is_set()
 
     def _show_figures(self) -> None:
         """The status bar's figures are the chat in view's: its last reply's, or none for a new chat.
@@ -494,3 +503,26 @@ class ChatRoom(Room):
 def _text(value: float | int | None) -> str:
     """A number as its field shows it; empty for None."""
     return "" if value is None else str(value)
+
+
+def _shown(turns: list[Turn]) -> list[bool]:
+    """Which of `turns` have a widget (`tools.shown_turns`)."""
+    return shown_turns([t.role for t in turns], [not t.content and not t.thinking for t in turns])
+
+
+def _widget(turn: Turn) -> UserMessage | ReplyView | ToolBlock:
+    """The widget that shows a saved turn."""
+    if turn.role == "user":
+        return UserMessage(turn.content)
+    if turn.role == "tool":
+        return ToolBlock(turn.call or ToolUse("?", {}, result=turn.content, outcome="error"))
+    return ReplyView(turn.content, turn.thinking, status=turn.status)
+
+
+def _call(saved: dict[str, Any] | None, result: str) -> ToolUse | None:
+    """A saved tool message's call (its result is the message's text); None for other messages."""
+    if saved is None:
+        return None
+    use = ToolUse.from_dict(saved)
+    use.result = result
+    return use

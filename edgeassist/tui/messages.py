@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
 from edgeassist.engine.base import Stats
+from edgeassist.tools import ConsentRequest, ToolResult, ToolStarted
 
 
 @dataclass
@@ -82,6 +84,33 @@ class ReplyFailed(Message):
     """What went wrong, for people."""
     unsaved: bool = False
     """The history could not be written (the reply itself may be whole)."""
+
+
+@dataclass
+class ToolAsked(Message):
+    """A reply's tool call asks first: the app shows the dialog; the reply's thread waits for `answered`."""
+
+    reply_id: int
+    """The reply."""
+    request: ConsentRequest
+    """What to ask; answered (`request.answer`) before `answered` is set."""
+    answered: threading.Event
+    """Set once the request is answered (or the reply stopped)."""
+
+
+@dataclass
+class ToolCalled(Message):
+    """A reply's tool call started or ended: the app shows it; the reply's thread waits for `shown`.
+
+    (The thread waits so that what the model writes after the call streams below the call's block.)
+    """
+
+    reply_id: int
+    """The reply."""
+    event: ToolStarted | ToolResult
+    """The call's event."""
+    shown: threading.Event
+    """Set once the event is shown (or the reply stopped)."""
 
 
 # -- push-to-talk -----------------------------------------------------------------------------------

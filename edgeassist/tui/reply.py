@@ -7,6 +7,15 @@ spoken one's events come from the push-to-talk room's worker through `forward`. 
 pieces travel through an `Outbox`, so the UI renders frames, not tokens, and rendering never
 holds up the decode loop; everything else arrives as posted messages.
 
+A reply that calls tools is several steps of the model with the calls between them (the core's
+loop, `Conversation`). On screen each call is a block (`widgets.ToolBlock`) mounted above the
+reply's view, in order: a step that wrote something before calling ends there as a finished view,
+and what the model writes after the calls streams into a fresh view below their blocks. A step
+that wrote nothing keeps its (empty) view for the next one, so no empty bubble is left behind. The
+reply's thread hands each tool event over and waits until the UI has shown it (or the reply is
+stopped): the pieces written after a call can then never land above its block. A call that asks
+first opens `tools.ConsentScreen`; the thread waits for the answer, or for a stop, which answers no.
+
 What stop means is read in one place, the last two sections of `ReplyController`: what a stop
 asks of a reply being written (`stop`, for Esc, quit, a new chat, a model switch, a signal; and
 `stop_and_wait`), then how each ending, stopped included, is shown (`_end`).
@@ -24,24 +33,27 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from textual.app import ScreenError
 from textual.worker import Worker, get_current_worker
 
-from edgeassist.engine.base import Done, Event, GenerationOptions, Notice, Stats, Text, Thinking
+from edgeassist.engine.base import Done, GenerationOptions, Notice, Stats, Text, Thinking
 from edgeassist.errors import EdgeAssistError, StoreError
 from edgeassist.reply import ReplyMachine, ReplyState
+from edgeassist.tools import ConsentRequest, Decision, ToolResult, ToolStarted
 from edgeassist.tui import figures
 from edgeassist.tui.chats import MAX_SHOWN, ChatRoom
-from edgeassist.tui.messages import ReplyDone, ReplyFailed, ReplyNotice, ReplyStreamed
+from edgeassist.tui.messages import ReplyDone, ReplyFailed, ReplyNotice, ReplyStreamed, ToolAsked, ToolCalled
 from edgeassist.tui.models import ModelRoom
 from edgeassist.tui.room import Room, Session, while_shown
 from edgeassist.tui.stream import FrameBudget, Outbox, render_duty
-from edgeassist.tui.widgets import ChatView, ReplyView, StatusBar, UserMessage
+from edgeassist.tui.tools import ConsentScreen
+from edgeassist.tui.widgets import ChatView, ReplyView, StatusBar, ToolBlock, UserMessage
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.timer import Timer
 
-    from edgeassist.chat import Conversation
+    from edgeassist.chat import Conversation, ReplyEvent
     from edgeassist.config import Settings
 
 Kind = Literal["send", "edit", "regenerate", "continue"]
@@ -61,7 +73,9 @@ class Reply:
 
     reply_id: int
     view: ReplyView
+    """Its view on screen: the step being written (after tool calls, a new one below their blocks)."""
     outbox: Outbox
+    """The pieces of the step being written, on their way to `view`."""
     life: ReplyMachine = field(default_factory=ReplyMachine)
     """Where the reply is (moved by the controller only)."""
     finished: threading.Event = field(default_factory=threading.Event)
@@ -73,6 +87,12 @@ class Reply:
     """A spoken reply's message (the live transcript, then what was heard); it goes if the reply never starts."""
     interrupt: Callable[[], None] | None = None
     """A spoken reply's way to stop recording, speaking and generating at once."""
+    call: ToolBlock | None = None
+    """The block of the tool call running now."""
+    consent: ConsentScreen | None = None
+    """The dialog asking whether a call may run, while it is open."""
+    waiting: threading.Event | None = None
+    """What its thread waits on while the UI shows a tool event or asks (a stop sets it)."""
 
     @property
     def ended(self) -> bool:
@@ -87,7 +107,7 @@ class Reply:
 
 def conversation_events(
     convo: Conversation, kind: Kind, text: str | None, cancel: threading.Event, options: GenerationOptions
-) -> Generator[Event, None, None]:
+) -> Generator[ReplyEvent, None, None]:
     """The conversation's events for a typed reply; closing this closes the conversation's stream (it saves)."""
     if kind == "regenerate":
         yield from convo.regenerate(cancel, options)
@@ -184,6 +204,12 @@ class ReplyController(Room):
         """Stream one typed reply (blocking, in its thread worker); `stop` cancels the worker, which stops it."""
         cancel = get_current_worker().cancelled_event
         try:
+            if convo.toolbox is not None:
+                # A message sent while the model loads: whether it can call tools is known once it has.
+                convo.engine.load()
+                if convo.engine.capabilities.tools:
+                    convo.toolbox.start()  # here, off the UI thread: MCP servers take a while (once a session)
+                    self.session.tools_started.set()
             events = conversation_events(convo, kind, text, cancel, options)
             try:
                 for event in events:
@@ -222,6 +248,26 @@ class ReplyController(Room):
             self.app.post_message(ReplyDone(reply.reply_id, event.stats))
         elif isinstance(event, Notice):
             self.app.post_message(ReplyNotice(reply.reply_id, event.text))
+        elif isinstance(event, ConsentRequest):
+            answered = threading.Event()
+            self._hand_over(reply, ToolAsked(reply.reply_id, event, answered), answered)
+            if event.decision is None:
+                event.answer("deny")  # stopped before an answer (the loop then sees the stop: the call is `stopped`)
+        elif isinstance(event, ToolStarted | ToolResult):
+            shown = threading.Event()
+            self._hand_over(reply, ToolCalled(reply.reply_id, event, shown), shown)
+
+    def _hand_over(self, reply: Reply, message: ToolAsked | ToolCalled, done: threading.Event) -> None:
+        """Post `message` and wait (in the reply's thread) until the UI is done with it or the reply is stopped."""
+        reply.waiting = done
+        try:
+            self.app.post_message(message)
+            # `stop` sets `done` (after the cancel event): the timeout only notices an app that has gone.
+            while not reply.life.stop_requested and not done.wait(0.5):
+                if not self.app.is_running:
+                    return
+        finally:
+            reply.waiting = None
 
     async def _drain(self, reply: Reply) -> None:
         reply.outbox.interval_s = interval = self._frames.sample()
@@ -253,6 +299,83 @@ class ReplyController(Room):
         """Show a note from the pipeline."""
         self.app.notify(message.text, severity="warning", timeout=10)
 
+    # -- tool calls -------------------------------------------------------------------------------
+
+    async def _close_step(self, reply: Reply) -> None:
+        """The model has called a tool: the step it wrote so far ends; its calls and next step go below it."""
+        await self._drain(reply)
+        view = reply.view
+        if not view.is_mounted or not (view.content.strip() or view.thinking.strip()):
+            return  # nothing written: this view waits for what the model writes after the calls
+        await view.finish("complete", calls=True)
+        reply.view = ReplyView(streaming=True)
+        await self.app.query_one(ChatView).mount(reply.view, after=view)
+        # (Its thread waits for this: no piece is on its way.) Each step times its own thinking.
+        reply.outbox = Outbox(interval_s=reply.outbox.interval_s)
+
+    async def _show_block(self, reply: Reply, block: ToolBlock) -> None:
+        chat_view = self.app.query_one(ChatView)
+        if reply.view.is_mounted:
+            await chat_view.mount(block, before=reply.view)
+        else:
+            await chat_view.mount(block)
+
+    @while_shown
+    async def on_tool_called(self, message: ToolCalled) -> None:
+        """A call started (its block, open and running) or ended (its block says how, and closes)."""
+        try:
+            reply = self.active.get(message.reply_id)
+            if reply is None or reply.ended:
+                return
+            await self._close_step(reply)
+            use = message.event.use
+            if isinstance(message.event, ToolStarted):
+                reply.call = ToolBlock(use, running=True)
+                await self._show_block(reply, reply.call)
+                return
+            block, reply.call = reply.call, None
+            if block is not None and block.is_mounted and block.use.name == use.name:
+                block.finish(use)
+            else:  # a call that never ran (refused, or stopped while it asked) has no block yet
+                await self._show_block(reply, ToolBlock(use))
+        finally:
+            message.shown.set()
+
+    @while_shown
+    async def on_tool_asked(self, message: ToolAsked) -> None:
+        """A call asks first: show the dialog; its answer (Esc: deny) lets the reply's thread go on."""
+        reply = self.active.get(message.reply_id)
+        request = message.request
+
+        def answered(decision: Decision | None) -> None:
+            if reply is not None:
+                reply.consent = None
+            request.answer(decision or "deny")  # before the thread goes on: the loop reads it then
+            message.answered.set()
+
+        if reply is None or reply.ended or reply.life.stop_requested:
+            answered("deny")
+            return
+        try:
+            await self._close_step(reply)
+            reply.consent = ConsentScreen(request)
+            self.app.push_screen(reply.consent, answered)
+        except BaseException:
+            answered("deny")
+            raise
+
+    def _withdraw(self, reply: Reply) -> None:
+        """Close the reply's consent dialog (it was stopped): the answer is no, and the stop makes the call stopped."""
+        screen, reply.consent = reply.consent, None
+        if screen is None or screen not in self.app.screen_stack:
+            return
+        try:
+            if self.app.screen is not screen:
+                screen.pop_until_active()  # (the help screen, opened over the dialog)
+            screen.dismiss("deny")
+        except ScreenError:
+            pass  # the screens are going (the app is shutting down)
+
     # -- stopping ---------------------------------------------------------------------------------
 
     def stop(self) -> bool:
@@ -269,9 +392,12 @@ class ReplyController(Room):
             if reply.interrupt is not None:
                 reply.interrupt()
             if reply.worker is not None:
-                reply.worker.cancel()  # sets the cancel event the engine checks each token
+                reply.worker.cancel()  # sets the cancel event the engine (and a running tool) checks
             else:
                 reply.finished.set()  # its thread will never run
+            self._withdraw(reply)
+            if reply.waiting is not None:
+                reply.waiting.set()  # (after the cancel: the thread wakes to a stopped reply)
             reply.view.set_note("■ stopping…", "stopped")
             stopped = True
         return stopped
@@ -332,6 +458,10 @@ class ReplyController(Room):
         unsaved: bool = False,
     ) -> None:
         """Show how a reply ended (its machine has just moved to `state`), then stop counting it."""
+        self._withdraw(reply)
+        if reply.call is not None and reply.call.is_mounted:
+            reply.call.stopped()  # (settled before its thread's last word on the call came)
+        reply.call = None
         view, written = reply.view, False
         if view.is_mounted:
             await self._drain(reply)  # the last pieces (no timer: it has ended)

@@ -7,8 +7,9 @@ read. A room that needs another takes it in its constructor; only the app sees t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from edgeassist.config import Settings
     from edgeassist.store import Store
+    from edgeassist.tools import Toolbox
 
 
 @dataclass
@@ -33,6 +35,11 @@ class Session:
     """Whether the next message asks the model to think."""
     quitting: bool = False
     """The app is shutting down: its widgets may be gone, and nothing new starts."""
+    tools: Toolbox | None = None
+    """The session's tools, offered by every chat (to a model that can call them)."""
+    tools_started: threading.Event = field(default_factory=threading.Event)
+    """Set once a reply's thread has started the tools (MCP servers take seconds): from then on the UI
+    thread may count the tools' tokens without starting anything."""
 
 
 class Room:

@@ -25,8 +25,10 @@ from textual.widgets._footer import FooterKey  # (the footer's keys: not exporte
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from edgeassist.store import ChatRecord
+from edgeassist.tools import ToolUse
 from edgeassist.tui.figures import shorter_figures, shorter_labels
 from edgeassist.tui.stream import Chunk
+from edgeassist.tui.tools import ARGS_SHOWN, RESULT_LINES, RESULT_SHOWN, arguments_json, block_title, cut, printable
 
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
 """Keys that put a newline in the message instead of sending it (ctrl+j works in every terminal)."""
@@ -182,17 +184,15 @@ class UserMessage(Static):
             self.post_message(CopyClicked(self.text, "message"))
 
 
-class ThinkingBlock(Collapsible):
-    """The model's thinking, in a block that collapses when the answer starts."""
+class QuietCollapsible(Collapsible):
+    """A collapsible block that the app may close without scrolling the view to it."""
 
-    def __init__(self, text: str = "", *, title: str = "Thinking…", collapsed: bool = False) -> None:
-        """A block showing `text`, expanded while it streams."""
-        self.body = Markdown(text, classes="thinking-text")
-        self._auto = False
-        super().__init__(self.body, title=title, collapsed=collapsed, classes="thinking")
+    _auto = False
 
     def collapse_quietly(self) -> None:
         """Collapse without scrolling the view up to the block (the reader is following the answer)."""
+        if self.collapsed:
+            return
         self._auto = True
         self.collapsed = True
 
@@ -203,6 +203,68 @@ class ThinkingBlock(Collapsible):
             self.post_message(self.Collapsed(self) if collapsed else self.Expanded(self))
             return
         super()._watch_collapsed(collapsed)
+
+
+class ThinkingBlock(QuietCollapsible):
+    """The model's thinking, in a block that collapses when the answer starts."""
+
+    def __init__(self, text: str = "", *, title: str = "Thinking…", collapsed: bool = False) -> None:
+        """A block showing `text`, expanded while it streams."""
+        self.body = Markdown(text, classes="thinking-text")
+        super().__init__(self.body, title=title, collapsed=collapsed, classes="thinking")
+
+
+class ToolBlock(QuietCollapsible):
+    """One tool call of a reply, titled with its tool, source, outcome and time: `⚙ clock · built-in · ok · 0.01 s`.
+
+    Open while the call runs (its arguments say what is running), closed once it has ended. The
+    body is the arguments and the result as plain text (never markup), a long result cut with a note.
+    """
+
+    def __init__(self, use: ToolUse, *, running: bool = False) -> None:
+        """The block for `use`; `running`: it has started and not ended yet."""
+        self.use = use
+        self.running = running
+        self.role = "tool"
+        self.body = Static(self._body_text(), classes="tool-body", markup=False)
+        super().__init__(self.body, title="", collapsed=not running, classes="message tool")
+        self.title = block_title(use, running=running)  # type: ignore[assignment] # (Content: never read as markup)
+        self.set_class(not running and use.outcome != "ok", "refused")
+
+    @property
+    def shown_text(self) -> str:
+        """The body as shown: the arguments and the result."""
+        return self._body_text().plain
+
+    def _body_text(self) -> Text:
+        args, args_note = cut(printable(arguments_json(self.use.arguments)), ARGS_SHOWN)
+        text = Text()
+        text.append("Arguments\n", style="bold")
+        text.append(args)
+        if args_note:
+            text.append("\n" + args_note, style="italic")
+        text.append("\n\nResult\n", style="bold")
+        if self.running:
+            text.append("running…", style="italic")
+            return text
+        result, note = cut(printable(self.use.result), RESULT_SHOWN, RESULT_LINES)
+        text.append(result or "(empty)")
+        if note:
+            text.append("\n" + note, style="italic")
+        return text
+
+    def finish(self, use: ToolUse) -> None:
+        """The call ended: say how, and close the block (quietly: the reader follows the reply below it)."""
+        self.use, self.running = use, False
+        self.title = block_title(use)  # type: ignore[assignment]
+        self.body.update(self._body_text())
+        self.set_class(use.outcome != "ok", "refused")
+        self.collapse_quietly()
+
+    def stopped(self) -> None:
+        """The reply ended while the call ran, and its end never came here: show it stopped."""
+        if self.running:
+            self.finish(ToolUse(self.use.name, self.use.arguments, self.use.source, "", outcome="stopped"))
 
 
 def thought_title(seconds: float | None, *, done: bool, suffix: str = "") -> str:
@@ -318,10 +380,13 @@ class ReplyView(Vertical):
         if chunk.pieces and self.note.display and self.note.has_class("waiting"):
             self.set_note("")
 
-    async def finish(self, status: str, note: str | None = None, *, cut_at: int | None = None) -> None:
+    async def finish(
+        self, status: str, note: str | None = None, *, cut_at: int | None = None, calls: bool = False
+    ) -> None:
         """End the stream: stop the Markdown streams, render the full text once, show the status (or `note`).
 
-        `cut_at`: for a reply cut by the token limit, the tokens it had generated.
+        `cut_at`: for a reply cut by the token limit, the tokens it had generated. `calls`: a step
+        of the reply that ended calling tools (the answer follows them).
         """
         self.cut_at = cut_at
         self.streaming = False
@@ -334,9 +399,9 @@ class ReplyView(Vertical):
         await self.answer.update(self.content)
         if self.think_block is not None:
             await self.think_block.body.update(self.thinking.strip())
-            suffix = "" if self.content else _NO_ANSWER.get(status, " (no answer)")
+            suffix = "" if self.content or calls else _NO_ANSWER.get(status, " (no answer)")
             self.think_block.title = thought_title(self._thought_s, done=True, suffix=suffix)
-            if self.content and not self.think_block.collapsed:
+            if (self.content or calls) and not self.think_block.collapsed:
                 self.think_block.collapse_quietly()
         self.status = status
         self._show_status(status, note)
@@ -387,9 +452,9 @@ class ChatView(VerticalScroll):
 
     can_focus = True
 
-    def messages(self) -> list[UserMessage | ReplyView]:
-        """The message widgets in order."""
-        return [w for w in self.children if isinstance(w, UserMessage | ReplyView)]
+    def messages(self) -> list[UserMessage | ReplyView | ToolBlock]:
+        """The message widgets in order (a reply's tool calls among them)."""
+        return [w for w in self.children if isinstance(w, UserMessage | ReplyView | ToolBlock)]
 
     async def trim(self, keep: int) -> None:
         """Keep only the last `keep` messages mounted, with a line saying how many earlier ones are hidden."""
@@ -419,6 +484,14 @@ class ChatView(VerticalScroll):
         if first_seen >= len(msgs):
             return
         await self.mount(MemoryDivider(), before=msgs[max(first_seen, 0)])
+
+    async def remove_reply(self) -> None:
+        """Remove the last reply: every step and tool call after the last message from the user."""
+        msgs = self.messages()
+        users = [i for i, w in enumerate(msgs) if isinstance(w, UserMessage)]
+        after = msgs[users[-1] + 1 :] if users else msgs
+        if after:
+            await self.remove_children(after)
 
     async def remove_last(self, role: str) -> bool:
         """Remove the last message widget if it has `role`; True if one was removed."""
