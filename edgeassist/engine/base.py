@@ -162,6 +162,10 @@ class Stats:
     """Tokens in the context when the reply ended."""
     trimmed_messages: int = 0
     """Old messages dropped to fit the context window."""
+    grammar_tokens: int = 0
+    """Tokens generated while a tool call's grammar held the reply (0 without tools)."""
+    grammar_redraws: int = 0
+    """Of those, tokens the grammar refused and that were drawn again through it (the slow path)."""
     server: dict[str, object] = field(default_factory=dict)
     """What a remote server reported about the reply, as it sent it: `usage`, and llama-server's `timings`."""
 

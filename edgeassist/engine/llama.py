@@ -679,6 +679,8 @@ class LlamaEngine:
                     raise EdgeAssistError(f"llama.cpp failed while generating (code {rc})")
                 held.append(token)
         finally:
+            if tools and isinstance(grammar, GrammarSampler):
+                stats.grammar_tokens, stats.grammar_redraws = grammar.held, grammar.resampled
             release()
         state.fresh = True  # (the last decode was of the last token held)
         if checkpoint_at is not None:  # (the reply ended before its first decode)

@@ -116,6 +116,8 @@ class GrammarSampler:
         self._full: Any = None  # the whole-vocabulary candidates, made on the first redraw
         self.resampled = 0
         """Tokens the grammar rejected and that were drawn again (the slow path)."""
+        self.held = 0
+        """Tokens sampled while the grammar was active (the trigger included)."""
 
     @property
     def triggered(self) -> bool:
@@ -133,7 +135,9 @@ class GrammarSampler:
             elif token in self._triggers:
                 llama_cpp.llama_sampler_accept(self._grammar, token)
                 self._active = True
+                self.held += 1
             return token
+        self.held += 1
         # Sampling accepts the token into the chain (penalties remember it): keep the state from
         # before, to draw again from if the grammar says no.
         before = llama_cpp.llama_sampler_clone(self._chain)
