@@ -36,6 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 ADDED_IN_2 = {"endpoint", "no_raw_reason", "server", "jitter", "cores_free", "contention"}
 ADDED_IN_2 |= {"third", "resumed", "state_bytes", "resumed_ttft_s", "resumed_base_ttft_s", "resumed_ratio"}
 ADDED_IN_2 |= {"resumed_evaluated_tokens", "resumed_prompt_tokens"}
+TOOL_KEYS = {"tool_call", "tool_decode_ms", "tool_ratio", "tool_redraw_share", "tool_tokens", "tool_calls"}
+TOOL_KEYS |= {"tool_calls_complete"}
+ADDED_IN_2 |= TOOL_KEYS
 """The keys schema 2 added (some later, within 2), each with a default: a schema 1 file read again gains them."""
 
 
@@ -356,7 +359,8 @@ def test_real_run_prints_every_section(tiny_run: tuple[int, str, dict[str, objec
     for part in ("System", "llama.cpp", "time to first token", "follow-up time to first token",
                  "decode (edgeassist)", "decode (raw llama.cpp)", "edgeassist / raw", "excess per token",
                  "peak memory", "verdict", "per-token latency", "Summary", "Recommendation (an estimate)",
-                 "Voice pipeline", "transcribe", "resumed chat time to first token"):  # fmt: skip
+                 "Voice pipeline", "transcribe", "resumed chat time to first token",
+                 "tool call (grammar held)"):  # fmt: skip
         assert part in text, part
 
 
@@ -385,8 +389,43 @@ def test_real_run_json_holds_raw_samples(tiny_run: tuple[int, str, dict[str, obj
         assert resumed["prompt_tokens"] == third["prompt_tokens"]
         assert resumed["evaluated_tokens"] == third["evaluated_tokens"] < third["prompt_tokens"] // 2
         assert rep["state_bytes"] > 0 and run["summary"]["resumed_ratio"] > 0
+        # A forced tool call (the model can call tools): every token held to the grammar, at most 2 x 8 of them.
+        call, summary = rep["tool_call"], run["summary"]
+        assert 0 < call["generated_tokens"] == len(call["token_times"]) <= 16 and call["first_event_s"] is None
+        assert call["grammar_tokens"] - call["generated_tokens"] in (0, 1)  # (+1: the end of a complete call)
+        assert 0 <= call["grammar_redraws"] <= call["grammar_tokens"]
+        assert (call["call_s"] is not None) == (call["finish_reason"] == "stop")
+        assert summary["tool_decode_ms"]["p50"] > 0 and summary["tool_ratio"] > 0
+        assert 0 <= summary["tool_redraw_share"] <= 1 and summary["tool_calls"] == 1
     assert data["recommendation"]["candidates"]
     assert [st["name"] for st in data["voice"]["stages"]] == ["transcribe", "first_audio"]
+
+
+def test_a_result_without_tool_calls_loads_and_compares(
+    tiny_run: tuple[int, str, dict[str, object]], tmp_path: Path
+) -> None:
+    _, _, data = tiny_run
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(without(data, TOOL_KEYS)))  # as written before the tool call was measured
+    result = load_result(older)
+    assert all(rep.tool_call is None for run in result.runs for rep in run.repetitions)
+    assert all(run.summary is not None and run.summary.tool_decode_ms is None for run in result.runs)
+    assert "tool call" not in render_text(result) and "tool call" not in render_markdown(result)
+    rows = [line for line in render_compare(result, from_json(data)).splitlines() if "tool call p50 ms" in line]
+    assert len(rows) == 2 and all(" – " in row for row in rows)  # per run: only B has it
+
+
+def test_a_model_without_tools_has_no_tool_call(starter_gguf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "starter.json"
+    settings = load_settings(flags={"model": {"n_ctx": 512}})
+    plan = BenchPlan([BenchTarget("starter", starter_gguf, starter=True)], [1], 1, 32, 4, 50.0, 0, raw_baseline=False)
+    result = run_bench(settings, plan)
+    save_result(result, out)
+    (run,) = result.runs
+    assert run.complete and run.repetitions[0].tool_call is None and run.summary is not None
+    assert run.summary.tool_decode_ms is None and run.summary.tool_calls is None
+    assert "tool call" not in render_text(result) and "tool call" not in render_markdown(result)
+    assert json.loads(out.read_text())["runs"][0]["repetitions"][0]["tool_call"] is None
 
 
 def test_ctrl_c_returns_what_was_measured(tiny_qwen35: Path) -> None:

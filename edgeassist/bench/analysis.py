@@ -126,6 +126,10 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
     resumed_ttft = Spread.of([t.ttft_s for t in resumed if t.ttft_s is not None])
     third_ttft = Spread.of([r.third.ttft_s for r in reps if r.third is not None and r.third.ttft_s is not None])
 
+    calls = [r.tool_call for r in reps if r.tool_call is not None]
+    tool = Percentiles.of([g for t in calls for g in gaps(t.token_times)])
+    held = sum(t.grammar_tokens for t in calls)
+
     app_gaps = [g for t in firsts for g in gaps(t.token_times)]
     raw_gaps = [g for r in raws for g in gaps(r.token_times)]
     decode = Percentiles.of(app_gaps)
@@ -180,6 +184,12 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
         resumed_evaluated_tokens=_int_median([t.evaluated_tokens for t in resumed]),
         resumed_prompt_tokens=_int_median([t.prompt_tokens for t in resumed]),
         state_bytes=_int_median([r.state_bytes for r in reps if r.state_bytes is not None]),
+        tool_decode_ms=tool.scaled(1000) if tool else None,
+        tool_ratio=tool.p50 / decode.p50 if tool and decode and decode.p50 > 0 else None,
+        tool_redraw_share=sum(t.grammar_redraws for t in calls) / held if held else None,
+        tool_tokens=_int_median([t.grammar_tokens for t in calls]),
+        tool_calls=len(calls) or None,
+        tool_calls_complete=sum(t.call_s is not None for t in calls) if calls else None,
         raw_ttft_s=raw_ttft,
         raw_prefill_tps=Spread.of([v for r in raws if (v := _rate(r.prompt_tokens, r.prompt_eval_s)) is not None]),
         raw_decode_ms=raw_ms,

@@ -8,7 +8,9 @@ One run (a model at a thread count) goes:
    about `prompt_tokens` tokens and gets `gen_tokens` tokens back; a short follow-up message in
    the same conversation (the prompt-reuse path); then the raw llama.cpp loop on the same
    prompt tokens in a second context on the same model, interleaved so that drift in the
-   machine's speed hits both sides alike;
+   machine's speed hits both sides alike; where the model can call tools
+   (`capabilities.tools`), a forced call of a bench tool after them, whose tokens are all held to
+   the call's grammar (`Repetition.tool_call`);
 3. sampling and detokenizing timed alone, to show where edgeassist's extra time per token goes.
 
 A remote run (`BenchPlan.remote`: the server at `model.endpoint`, after the local runs) goes the
@@ -49,12 +51,13 @@ from edgeassist.bench.results import (
     Overheads,
     RawSample,
     Repetition,
+    ToolCallSample,
     TurnSample,
 )
 from edgeassist.bench.voice import VoiceHook, VoiceTarget, run_voice_hook
 from edgeassist.chat import Conversation
 from edgeassist.config import Settings
-from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Message, Text, Thinking
+from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Message, Text, Thinking, ToolCall, ToolSpec
 from edgeassist.engine.factory import generation_options, open_engine, open_local_engine
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.engine.statefile import StateFiles
@@ -71,6 +74,17 @@ STATES_CAP = 1 << 30
 """Disk the bench's kept states may take (each is removed once its resumed turn is measured)."""
 WARMUP_TOKENS = 16
 """Most tokens generated in a warm-up repetition."""
+TOOL_TEXT = "Take a note for me: the river was high after the rain, and the old bridge is closed for repairs."
+"""The message of the forced tool call (short and the same every time: see `_Runner.tool_call`)."""
+BENCH_TOOL = ToolSpec(
+    "note",
+    "Save a short note for the user.",
+    {"type": "object", "properties": {"text": {"type": "string", "description": "The note."}}, "required": ["text"]},
+)
+"""The tool the forced call calls: one required string, bounded only by the engine's `TOOL_STRING_CHARS`."""
+TOOL_TOKENS_FACTOR = 2
+"""A forced call may take this many times the first turn's tokens: room for the call's markup and a note of up
+to 256 characters, so that at the default 64 the call can end (random weights write about 80 to 95 tokens for one)."""
 _FILLER = (
     "Please read these notes from the field trip and keep them in mind for my next question. "
     "The river was high after the spring rain, the old bridge was closed for repairs, and the "
@@ -192,6 +206,26 @@ def _turn(
     if done is None:  # pragma: no cover - the engine always ends with Done
         raise EdgeAssistError("the engine ended a reply without its stats")
     sample = TurnSample.from_stats(done.stats, first)
+    if done.stats.finish_reason == "cancelled":
+        raise Stopped(sample)
+    return sample
+
+
+def _tool_turn(
+    engine: ChatEngine, messages: list[Message], options: GenerationOptions, cancel: threading.Event | None
+) -> ToolCallSample:
+    """Stream one reply that must call a tool, as a front end would, and time it from the Done stats."""
+    t0 = time.perf_counter()
+    call_s: float | None = None
+    done: Done | None = None
+    for event in engine.stream(messages, options, cancel):
+        if call_s is None and isinstance(event, ToolCall):
+            call_s = time.perf_counter() - t0
+        elif isinstance(event, Done):
+            done = event
+    if done is None:  # pragma: no cover - the engine always ends with Done
+        raise EdgeAssistError("the engine ended a reply without its stats")
+    sample = ToolCallSample.from_call(done.stats, call_s)
     if done.stats.finish_reason == "cancelled":
         raise Stopped(sample)
     return sample
@@ -355,7 +389,8 @@ class _Runner:
         """One first turn and its follow-up, kept in `run` unless warming up.
 
         `local` is the same engine as llama.cpp, for what only a model in this process has: the
-        memory figures and the raw loop on the same prompt. None on a remote run.
+        memory figures, the raw loop on the same prompt, the resumed chat and, where the model can
+        call tools, a forced tool call. None on a remote run.
         """
         plan = self.plan
         # The nonce opens the system prompt, so no state from the previous repetition can be reused.
@@ -388,6 +423,40 @@ class _Runner:
             rep.raw = local.exclusive(self._raw, local, prompt, gen_tokens, cancel=self.cancel)
         if kept is not None and kept.exists():
             self.resume(local, convo, follow, kept, rep)
+        if local.capabilities.tools:
+            rep.tool_call = self.tool_call(local, system, TOOL_TOKENS_FACTOR * gen_tokens)
+
+    def tool_call(self, engine: LlamaEngine, system: str, max_tokens: int) -> ToolCallSample | None:
+        """One forced call of `BENCH_TOOL` through `engine.stream`, the path every front end's calls take.
+
+        The same sampling as the turns (thinking off, so that `required` holds the reply from its first
+        token), at most one call, ended by the grammar rather than by `ignore_eos`. A fixed short message
+        rather than the first turn's: the tools block the template adds (about 240 tokens on Qwen 3.5)
+        makes the prompt another one either way, only the decode is timed, and the call's room in the
+        context does not then depend on `-p`. None when even this prompt does not fit in the context.
+        """
+        opts = self.base_options
+        sampling = opts.sampling(engine.family)  # (the turns' values, also when they think)
+        options = replace(
+            opts,
+            temperature=sampling["temperature"],
+            top_p=sampling["top_p"],
+            top_k=round(sampling["top_k"]),
+            min_p=sampling["min_p"],
+            presence_penalty=sampling["presence_penalty"],
+            repeat_penalty=sampling["repeat_penalty"],
+            think=False,
+            ignore_eos=False,
+            max_tokens=max_tokens,
+            tools=(BENCH_TOOL,),
+            tool_choice="required",
+            tool_calls_left=1,
+        )
+        messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": TOOL_TEXT})
+        if engine.count_tokens(messages, options) >= engine.n_ctx - 1:
+            return None
+        return _tool_turn(engine, messages, options, self.cancel)
 
     def resume(
         self, engine: LlamaEngine, convo: Conversation, options: GenerationOptions, kept: Path, rep: Repetition

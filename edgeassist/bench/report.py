@@ -201,6 +201,8 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
             rows.append(("  time to first token / raw", f"{s.ttft_ratio:.2f}", "", ""))
     elif run.no_raw_reason:
         rows.append(("raw baseline", f"none: {run.no_raw_reason}", "", ""))
+    if s.tool_decode_ms is not None:
+        rows.append(("tool call (grammar held)", tool_text(s), "", ""))
     mem = _bytes(s.peak_rss_bytes)
     if s.model_rss_bytes is not None:
         mem += f" (model and context: +{_bytes(s.model_rss_bytes)})"
@@ -212,6 +214,21 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
     if s.verdict is not None:
         rows.append(("verdict", verdict_text(s), "", ""))
     return _aligned(rows)
+
+
+def tool_text(s: RunSummary) -> str:
+    """The forced tool calls in one line: grammar-held ms/token, against free decoding, and the slow path's share."""
+    p = s.tool_decode_ms
+    if p is None:
+        return "–"
+    text = f"p50 {p.p50:.1f} · p90 {p.p90:.1f} ms/token"
+    if s.tool_ratio is not None:
+        text += f" · {s.tool_ratio:.2f}x free decode"
+    if s.tool_redraw_share is not None:
+        text += f" · {s.tool_redraw_share:.0%} redrawn (slow path)"
+    if s.tool_tokens is not None and s.tool_calls:
+        text += f" · {s.tool_tokens} tokens a call, {s.tool_calls_complete or 0} of {s.tool_calls} complete"
+    return text
 
 
 def jitter_text(s: RunSummary) -> str:
@@ -544,6 +561,8 @@ def render_markdown(result: BenchResult) -> str:
                 f"network jitter {jitter_text(sm)}; {'; '.join(f'{k}: {v}' for k, v in server_lines(sm))}; "
                 f"{verdict_text(sm)}"
             )
+        if sm is not None and sm.tool_decode_ms is not None:
+            out.append(f"- {run.model} @ {threads_text(run.threads)}: tool call (grammar held) {tool_text(sm)}")
     side = side_by_side_lines(result)
     if side:
         out += ["", f"**{side[0]}**", "", "```", *side[1:], "```"]
@@ -602,6 +621,9 @@ _METRICS = [
     _Metric("edgeassist/raw", lambda s: s.ratio, lambda x: f"{x:.3f}"),
     _Metric("follow-up TTFT", _p("followup_ttft_s", "median"), format_seconds),
     _Metric("resumed chat TTFT", _p("resumed_ttft_s", "median"), format_seconds, optional=True),
+    _Metric("tool call p50 ms", _p("tool_decode_ms", "p50"), lambda x: f"{x:.1f}", optional=True),
+    _Metric("tool call / free decode", lambda s: s.tool_ratio, lambda x: f"{x:.2f}", optional=True),
+    _Metric("tool call redrawn", lambda s: s.tool_redraw_share, lambda x: f"{x:.0%}", optional=True),
     _Metric(
         "peak memory",
         lambda s: float(s.peak_rss_bytes) if s.peak_rss_bytes is not None else None,

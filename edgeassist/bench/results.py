@@ -133,6 +133,32 @@ class TurnSample:
 
 
 @dataclass
+class ToolCallSample(TurnSample):
+    """A forced tool call (`tool_choice="required"`, one call): a reply held to the call's grammar from its first token.
+
+    `token_times` are the grammar-held tokens; `first_event_s` is null (a call's one event is `call_s`)."""
+
+    grammar_tokens: int = 0
+    """Tokens sampled while the grammar held the reply (the engine's count; with a call that ended, the
+    end-of-generation token that closed it too)."""
+    grammar_redraws: int = 0
+    """Of those, tokens the grammar refused and that were drawn again with it applied to the whole vocabulary
+    (the slow path); the rest took the fast path (the free token checked alone)."""
+    call_s: float | None = None
+    """Wall time from the request to the `ToolCall` event; null when the token limit cut the call before it ended."""
+
+    @classmethod
+    def from_call(cls, stats: Stats, call_s: float | None) -> ToolCallSample:
+        """The sample for one forced call's engine stats."""
+        return cls(
+            **vars(TurnSample.from_stats(stats, None)),
+            grammar_tokens=stats.grammar_tokens,
+            grammar_redraws=stats.grammar_redraws,
+            call_s=call_s,
+        )
+
+
+@dataclass
 class RawSample:
     """The baseline: llama.cpp's decode loop alone on the same model, context parameters and threads."""
 
@@ -167,6 +193,9 @@ class Repetition:
     follow-up's model state restored from disk."""
     state_bytes: int | None = None
     """Size of the chat's kept state file the resumed turn started from."""
+    tool_call: ToolCallSample | None = None
+    """A forced tool call after the turns, where the model can call tools (null otherwise, and on remote runs):
+    what holding a reply to the call's grammar costs per token."""
 
 
 @dataclass
@@ -313,6 +342,18 @@ class RunSummary:
     """Median prompt length of the resumed turn."""
     state_bytes: int | None = None
     """Median size of the chat's kept state (the model state on disk)."""
+    tool_decode_ms: Percentiles | None = None
+    """Milliseconds between the tokens of the forced tool calls (the grammar holding every one), pooled."""
+    tool_ratio: float | None = None
+    """Tool call decode p50 over this run's free decode p50 (`decode_ms`): the grammar's per-token cost."""
+    tool_redraw_share: float | None = None
+    """Share of the calls' grammar-held tokens that the grammar refused and that were drawn again (the slow path)."""
+    tool_tokens: int | None = None
+    """Median grammar-held tokens per call."""
+    tool_calls: int | None = None
+    """Forced calls measured (one per repetition)."""
+    tool_calls_complete: int | None = None
+    """Of those, calls that ended (a `ToolCall` event) within their token limit."""
 
 
 @dataclass
