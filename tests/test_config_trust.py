@@ -339,7 +339,12 @@ def wrong_typed(base: Any, optional: bool) -> st.SearchStrategy[Any]:
     scalars = st.integers() | st.floats() | st.booleans() | st.text(no_surrogates)
     containers = st.lists(scalars, max_size=3) | st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), scalars)
     if get_origin(base) is list:
-        return st.integers() | st.floats() | st.booleans() | st.dictionaries(st.text(no_surrogates), scalars)
+        return (
+            st.integers()
+            | st.floats()
+            | st.booleans()
+            | st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), scalars)
+        )
     if get_origin(base) is dict:  # (a table of the wrong values is wrong too, but an empty one is fine)
         return st.integers() | st.floats() | st.booleans() | st.lists(scalars, max_size=3)
     if base is int:

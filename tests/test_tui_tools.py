@@ -448,3 +448,44 @@ def test_shown_text_is_printable_and_steps_that_only_called_tools_are_left_out()
     assert printable("a\x1b[31mb\u202ec\n\td") == "a\\x1b[31mb\\u202ec\n\td"
     roles = ["user", "assistant", "tool", "assistant", "user", "assistant"]
     assert shown_turns(roles, [False, True, False, False, False, True]) == [True, False, True, True, True, True]
+
+
+# -- the real path: the synthetic Qwen 3.5 makes a grammar-held call -----------------------------------
+
+
+@pytest.mark.parametrize("answer", ["allow", "deny", "escape"])
+async def test_the_synthetic_qwen_calls_a_tool_through_the_dialog(
+    tmp_path: Path, tiny_qwen35: Path, answer: str
+) -> None:
+    """llama.cpp, the grammar, the loop and the dialog, for real: `tools.choice = required` makes the
+    random-weight model's first step a call (it never chooses one), which the grammar keeps well formed."""
+    clock = Clock("ask")
+    settings = load_settings(
+        None,
+        {
+            "store": {"path": tmp_path / "history.sqlite3"},
+            "model": {"name": str(tiny_qwen35), "starter_fallback": False, "n_ctx": 4096},
+            "generation": {"max_tokens": 160},
+            "tools": {"choice": "required"},
+        },
+    )
+    app = create_app(settings, new_chat=True, tools=[clock.tool])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.models.engine is not None and app.models.engine.loaded, what="the model")
+        await send(pilot, "What time is it?")
+        dialog = await asked(pilot)
+        assert "clock" in rendered(dialog.query_one("#consent-question"))
+        if answer == "allow":
+            await pilot.press("o")
+        elif answer == "deny":
+            await pilot.click("#consent-deny")
+        else:
+            await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.generating, what="the reply to end", timeout=240)
+        calls = saved_calls(app)
+        assert len(calls) == 1 and calls[0]["name"] == "clock"
+        assert set(calls[0]["arguments"]) <= {"zone"}  # the grammar's doing: only the schema's parameter
+        assert calls[0]["outcome"] == ("ok" if answer == "allow" else "denied")
+        assert len(clock.ran) == (1 if answer == "allow" else 0)
+        block = app.query_one(ToolBlock)
+        assert (" · ok" if answer == "allow" else " · denied") in str(block.title)
