@@ -37,12 +37,15 @@ def qwen(tiny_qwen35: Path) -> LlamaEngine:
     return engine
 
 
-def control_tokens(engine: LlamaEngine) -> dict[int, str]:
-    """Every control (or unknown) token of the vocabulary, with its text."""
+def control_tokens(engine: LlamaEngine, *, user_defined: bool = False) -> dict[int, str]:
+    """Every control (or unknown) token of the vocabulary, with its text; with `user_defined`, those too
+    (`<tool_call>`, `</tool_response>`, `<think>`: llama.cpp matches them even without special parsing)."""
     import llama_cpp
 
     vocab = engine._vocab
     flags = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    if user_defined:
+        flags |= llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
     out = {}
     for t in range(llama_cpp.llama_vocab_n_tokens(vocab)):
         if llama_cpp.llama_vocab_get_attr(vocab, t) & flags:
@@ -224,21 +227,7 @@ def test_cli_says_one_line_when_the_gguf_template_is_refused(tmp_path: Path, sta
 
 def special_tokens(engine: LlamaEngine) -> dict[int, str]:
     """Control, unknown and user-defined tokens: all tokenize as themselves when their text appears."""
-    import llama_cpp
-
-    vocab = engine._vocab
-    flags = (
-        llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-        | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-        | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-    )
-    out = {}
-    for t in range(llama_cpp.llama_vocab_n_tokens(vocab)):
-        if llama_cpp.llama_vocab_get_attr(vocab, t) & flags:
-            text = engine.piece_bytes(t).decode("utf-8", "replace")
-            if text:
-                out[t] = text
-    return out
+    return control_tokens(engine, user_defined=True)
 
 
 HOSTILE = (

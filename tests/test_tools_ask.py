@@ -172,3 +172,41 @@ def test_the_mcp_time_server_answers_a_grammar_forced_call(tiny_qwen35: Path, tm
     # A real MCP round trip: the server checked the (random) arguments and answered.
     assert calls[0]["outcome"] in ("ok", "error") and calls[0]["duration_s"] > 0
     assert calls[0]["result"]
+
+
+def tools_json(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeassist", "tools", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_edgeassist_tools_lists_each_tool_its_source_and_policy(tmp_path: Path, folder: Path) -> None:
+    rows = {r["name"]: r for r in tools_json()["tools"]}
+    assert {n: r["policy"] for n, r in rows.items()} == {
+        "calculate": "allow",
+        "current_time": "allow",
+        "list_folder": "off",
+        "read_file": "off",
+        "run_shell": "off",
+    }
+    assert "tools.allowed_dirs" in rows["read_file"]["description"]
+    rows = {r["name"]: r["policy"] for r in tools_json(env=files_env(folder))["tools"]}
+    assert rows["read_file"] == rows["list_folder"] == "ask"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"[tools.mcp.time]\ncommand = {json.dumps(sys.executable)}\n"
+        'args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]\n'
+        '[tools.policy]\ncalculate = "deny"\n'
+    )
+    listed = tools_json("--config", str(config), "--allow-tool", "time")
+    rows = {r["name"]: (r["source"], r["policy"]) for r in listed["tools"]}
+    assert rows["time.get_current_time"] == rows["time.convert_time"] == ("time", "allow")
+    assert rows["calculate"] == ("built-in", "off")
+    assert listed["servers"] == {"time": "running (2 tools)"}
+    assert {r["policy"] for r in tools_json("--no-tools")["tools"]} == {"off"}

@@ -121,6 +121,18 @@ def settings_group(parser: argparse.ArgumentParser, *, model_and_threads: bool =
     )
 
 
+def tool_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """Add `--allow-tool NAME` (repeatable) and `--no-tools`, the tool flags of every front end."""
+    parser.add_argument(
+        "--allow-tool",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="let the model run this tool (or every tool of this MCP server) without asking; repeatable" + note,
+    )
+    parser.add_argument("--no-tools", action="store_true", help="offer the model no tools")
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes; they become the strongest settings source."""
     p = argparse.ArgumentParser(add_help=False)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edgeassist.cli import setting_flag
+from edgeassist.cli import setting_flag, tool_flags
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -40,19 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--seed", action=gen, help="sampling seed")
     p.add_argument("--json", action="store_true", help="print the answer and its stats as one JSON object")
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
-    p.add_argument(
-        "--allow-tool",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="let the model run this tool (or every tool of this MCP server) without asking; repeatable",
-    )
+    tool_flags(p)
     p.add_argument(
         "--tool-choice",
         action=setting_flag("tools", "choice"),
         help="auto: the model decides whether to call a tool; required: the reply starts with a call",
     )
-    p.add_argument("--no-tools", action="store_true", help="offer the model no tools")
     p.set_defaults(handler=run)
 
 
@@ -118,14 +111,17 @@ def consent_on_terminal(request: ConsentRequest) -> Decision:
 
 
 def toolbox_for(settings: Settings, args: argparse.Namespace, notify: Callable[[str], None]) -> Toolbox:
-    """The session's tools from the settings, with the tools `--allow-tool` names allowed."""
+    """The session's tools from the settings, with the tools `--allow-tool` names allowed (none with `--no-tools`)."""
     from functools import partial
 
     from edgeassist.config import save_tool_policy, user_config_file
     from edgeassist.tools import Toolbox
 
     save = partial(save_tool_policy, user_config_file(getattr(args, "config", None)))
-    return Toolbox(settings.tools, notify=notify, allowed=getattr(args, "allow_tool", []) or [], save_policy=save)
+    chosen = settings.tools
+    if getattr(args, "no_tools", False):
+        chosen = chosen.model_copy(update={"enabled": False})
+    return Toolbox(chosen, notify=notify, allowed=getattr(args, "allow_tool", []) or [], save_policy=save)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

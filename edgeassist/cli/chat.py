@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgeassist.cli import tool_flags
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -20,14 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     group = p.add_mutually_exclusive_group()
     group.add_argument("--chat", metavar="NAME", help="open (or create) the saved chat NAME")
     group.add_argument("--new", action="store_true", help="start a new chat instead of resuming the last one")
-    p.add_argument(
-        "--allow-tool",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="let the model run this tool (or every tool of this MCP server) without asking; repeatable",
-    )
-    p.add_argument("--no-tools", action="store_true", help="offer the model no tools")
+    tool_flags(p)
     p.set_defaults(handler=run)
 
 

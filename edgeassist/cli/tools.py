@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from edgeassist.config import Settings
+from edgeassist.cli import tool_flags
+from edgeassist.config import Settings, ToolsSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "Tools are offered only to models that can call them (Qwen 3.5).",
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.add_argument("--allow-tool", metavar="NAME", action="append", default=[], help="as `ask --allow-tool`")
+    tool_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for name in BUILT_IN_NAMES:
             tool = offered.get(name)
             if tool is None:
-                rows.append({"name": name, "source": "built-in", "policy": "off", "description": _off(name, settings)})
+                rows.append({"name": name, "source": "built-in", "policy": "off", "description": _off(name, box.settings)})
         for tool in offered.values():
             first = tool.spec.description.splitlines()[0] if tool.spec.description else ""
             rows.append(
@@ -56,16 +57,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"MCP server {name}: {state}")
     for note in notes:
         print(f"edgeassist: {note}", file=sys.stderr)
-    if not settings.tools.enabled:
+    if not box.settings.enabled:
         print("edgeassist: tools are switched off (tools.enabled = false)", file=sys.stderr)
     return 0
 
 
-def _off(name: str, settings: Settings) -> str:
+def _off(name: str, t: ToolsSettings) -> str:
     """Why a built-in tool is not offered, and how to turn it on."""
-    t = settings.tools
     if not t.enabled:
-        return "off: tools.enabled = false"
+        return "off: tools.enabled = false (or --no-tools)"
     if name in ("read_file", "list_folder"):
         return "off: set tools.allowed_dirs (and tools.files = true)" if t.files else "off: tools.files = false"
     if name == "run_shell":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from edgeassist.cli import Terminated, setting_flag
+from edgeassist.cli import Terminated, setting_flag, tool_flags
 from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
@@ -77,14 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "--system", action=setting_flag("generation", "system_prompt"), default=argparse.SUPPRESS, help="system prompt"
     )
     p.add_argument("--chat", metavar="NAME", help="continue (or start) the saved chat NAME")
-    p.add_argument(
-        "--allow-tool",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="let the model run this tool (or every tool of this MCP server); voice cannot ask, "
-        "so a tool whose policy is `ask` is refused",
-    )
+    tool_flags(p, " (voice cannot ask: a tool whose policy is `ask` is refused)")
     p.add_argument(
         "--max-tokens",
         action=setting_flag("generation"),
