@@ -177,3 +177,24 @@ def test_a_line_shows_its_time_source_and_level() -> None:
     [line] = ring.since(0)[0]
     stamp = time.strftime("%H:%M:%S", time.localtime(line.time))
     assert format_line(line) == f"{stamp} py.warnings warning x.py:1: UserWarning:    something"  # (a tab: a TUI cell)
+
+
+def test_a_log_line_written_while_one_is_being_kept_does_not_deadlock() -> None:
+    """A finalizer (an engine collected mid-`add`) whose llama.cpp call logs re-enters the log on the same thread."""
+    import threading
+
+    from edgeassist.engine.log import LlamaLog, LogRing
+
+    class Reentering(LogRing):
+        def add(self, source: str, level: str, text: str) -> None:
+            super().add(source, level, text)
+            if text == "first":
+                log.feed(2, b"from a finalizer\n")  # (level 2: an error line)
+
+    ring = Reentering()
+    log = LlamaLog(ring)
+    worker = threading.Thread(target=lambda: (log.feed(2, b"first\n"), log.feed(2, b"second\n")), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the log deadlocked on itself"
+    assert [line.text for line in ring.since(0)[0]] == ["first", "from a finalizer", "second"]

@@ -47,7 +47,9 @@ class LogRing:
         """The most lines it keeps."""
         self._lines: deque[LogLine] = deque(maxlen=size)
         self._count = 0
-        self._lock = threading.Lock()
+        # Re-entrant: adding may allocate, the collector may then finalize an engine, and its close
+        # makes llama.cpp log again, into this same ring, on this same thread.
+        self._lock = threading.RLock()
 
     @property
     def count(self) -> int:
@@ -87,7 +89,7 @@ class LlamaLog:
         self.calls = 0
         self._level = 0  # the level of the message being written: what a CONT piece continues
         self._pending = ""  # its text since the last newline
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (re-entered when a finalizer's llama.cpp call logs: see LogRing)
 
     def feed(self, level: int, text: bytes | None) -> None:
         """One call of llama.cpp's callback. Never raises: ctypes would print the traceback to the terminal."""
@@ -95,8 +97,8 @@ class LlamaLog:
             self.calls += 1
             if level != _CONT:
                 if self._pending:  # a message that did not end its line: it is one now
-                    self._emit(self._pending)
-                    self._pending = ""
+                    pending, self._pending = self._pending, ""
+                    self._emit(pending)
                 self._level = level
             if self._level not in LLAMA_LEVELS:
                 return
