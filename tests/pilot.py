@@ -1,4 +1,5 @@
-"""What the Pilot tests share: waiting on the app, and choosing an entry of the command palette."""
+"""What the Pilot tests share: waiting on the app, and choosing an entry of the command palette (and
+waiting on a condition outside any app)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await pilot.pause(0.02)
+
+
+def eventually(predicate: Callable[[], bool], within: float = 15.0) -> bool:
+    """Poll until `predicate()` holds (True) or `within` seconds pass (False): for what no event announces,
+    such as a killed process being gone."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def palette_prompts(app: Any) -> list[str]:

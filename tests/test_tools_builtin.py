@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pilot import eventually
 
 from edgeassist.config import ToolsSettings
 from edgeassist.errors import ToolError
@@ -655,15 +656,6 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _wait_until(predicate: Callable[[], bool], limit_s: float = 8.0) -> bool:
-    end = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @posix_only
 def test_shell_output_and_exit_code(tmp_path: Path) -> None:
     run = shell(tmp_path)
@@ -711,7 +703,7 @@ def test_shell_refusals(tmp_path: Path) -> None:
 
 
 def _group_started(pids: Path) -> Iterator[int]:
-    assert _wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+    assert eventually(lambda: pids.exists() and len(pids.read_text().split()) == 2, within=8.0)
     yield from (int(p) for p in pids.read_text().split())
 
 
@@ -723,7 +715,7 @@ def test_shell_time_limit_kills_the_group(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match=r"ran over 1 s and was killed \(tools.timeout_s\)"):
         call(run, command=f"sleep 600 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait")
     leader, child = _group_started(pids)
-    assert _wait_until(lambda: _gone(leader) and _gone(child))
+    assert eventually(lambda: _gone(leader) and _gone(child), within=8.0)
 
 
 @posix_only
@@ -750,7 +742,7 @@ def test_shell_cancel_kills_the_group(tmp_path: Path) -> None:
     thread.join(20)
     assert not thread.is_alive()
     assert isinstance(outcome[0], ToolError) and "stopped" in str(outcome[0])
-    assert _wait_until(lambda: _gone(leader) and _gone(child))
+    assert eventually(lambda: _gone(leader) and _gone(child), within=8.0)
 
 
 @posix_only
@@ -762,3 +754,46 @@ def test_shell_returns_when_the_shell_exits_even_with_a_background_job(tmp_path:
     assert text == "exit code: 0\noutput:\nstarted\n"
     _, child = (int(p) for p in pids.read_text().split())
     os.kill(child, 9)  # the test's own clean-up of the job the command left running
+
+
+@posix_only
+def test_a_file_the_user_may_not_read_is_a_one_line_refusal() -> None:
+    """Refused permission: as root (CI), the read runs in a child that drops to `nobody` first
+    (in a folder outside pytest's, which is the owner's alone)."""
+    import shutil
+    import tempfile
+
+    allowed = Path(tempfile.mkdtemp(prefix="edgeassist-perm-"))
+    try:
+        allowed.chmod(0o755)
+        (allowed / "locked.txt").write_text("PRIVATE\n")
+        (allowed / "locked.txt").chmod(0o000)
+        said = _read_as_another_user(allowed, "locked.txt")
+    finally:
+        shutil.rmtree(allowed, ignore_errors=True)
+    assert said == "refused: cannot read 'locked.txt': permission denied"
+
+
+def _read_as_another_user(allowed: Path, name: str) -> str:
+    """What `read_file` says of `name`, asked in a child process that cannot override file permissions."""
+    read = tools_of(allowed_dirs=[allowed])["read_file"]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: as another user when we are root, whose file permissions would not hold
+        os.close(r)
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                out = "read: " + call(read, path=name)
+            except ToolError as e:
+                out = "refused: " + str(e)
+            os.write(w, out.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return said

@@ -10,11 +10,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pilot import eventually
 
 from edgeassist.config import McpServerSettings
 from edgeassist.errors import ToolError
@@ -32,16 +32,6 @@ HANG_TIMEOUT_S = 5.0
 def script(name: str, **settings: object) -> McpServerSettings:
     """A test server from tests/mcp_servers/, run by this Python."""
     return McpServerSettings(command=sys.executable, args=[str(SERVERS / name)], **settings)
-
-
-def eventually(predicate: Callable[[], bool], within: float = 15.0) -> bool:
-    """Poll until `predicate()` holds (True) or `within` seconds pass (False)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def children() -> set[int]:

@@ -36,9 +36,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with toolbox_for(settings, args, notes.append) as box:
         offered = {t.name: t for t in box.tools}
         for name in BUILT_IN_NAMES:
-            tool = offered.get(name)
-            if tool is None:
-                rows.append({"name": name, "source": "built-in", "policy": "off", "description": _off(name, box.settings)})
+            if name not in offered:
+                why = _off(name, box.settings)
+                rows.append({"name": name, "source": "built-in", "policy": "off", "description": why})
         for tool in offered.values():
             first = tool.spec.description.splitlines()[0] if tool.spec.description else ""
             rows.append(

@@ -643,6 +643,8 @@ class LlamaEngine:
         one = (llama_cpp.llama_token * 1)()
         batch = llama_cpp.llama_batch_get_one(one, 1)
         piece_bytes = encoder.piece_bytes
+        # Without tools the think splitter's events go out as they are (no extra step per token).
+        feed = splitter.feed if calls is None else (lambda text: _answer(splitter.feed(text), calls))
         stats.finish_reason = "length"
         pending = 0  # tokens generated since the last event (to count into the next one)
         try:
@@ -663,7 +665,7 @@ class LlamaEngine:
                 piece = utf8.decode(piece_bytes(token))
                 pending += 1
                 if piece:
-                    for event in _answer(splitter.feed(piece), calls):
+                    for event in feed(piece):
                         if isinstance(event, Text | Thinking):
                             if event.tokens != pending:  # (pieces come with 1: the usual case costs nothing)
                                 event = dataclasses.replace(event, tokens=pending)

@@ -10,6 +10,14 @@ OPEN = "<think>"
 CLOSE = "</think>"
 
 
+def partial_tag(text: str, tag: str) -> int:
+    """How many characters at the end of `text` could be the start of `tag` (held back until the next piece)."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-n:]):
+            return n
+    return 0
+
+
 class ThinkSplitter:
     """Turns text pieces into `Thinking` and `Text` events; tags split across pieces are handled."""
 
@@ -31,12 +39,7 @@ class ThinkSplitter:
                 self.thinking = not self.thinking
                 self._strip_lead = True
                 continue
-            # Keep back a tail that could be the start of the tag.
-            keep = 0
-            for n in range(min(len(tag) - 1, len(self._buf)), 0, -1):
-                if tag.startswith(self._buf[-n:]):
-                    keep = n
-                    break
+            keep = partial_tag(self._buf, tag)  # (a tail that could be the start of the tag waits)
             out, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
             yield from self._emit(out)
             break

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from edgeassist.engine.base import Notice, Text, ToolCall, ToolSpec
+from edgeassist.engine.thinking import partial_tag
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -582,7 +583,7 @@ def _checked(value: Any, schema: Any, where: str) -> Any:
             try:
                 return _checked(value, sub, where)
             except _Invalid:
-                pass
+                pass  # (the next alternative may fit)
         raise _Invalid(f"no alternative fits{at}")
     kinds = _kinds(schema)
     if kinds is None:
@@ -687,12 +688,7 @@ class CallSplitter:
                 self._buf, self.in_call, self._scan = self._buf[idx:], True, len(OPEN)
                 continue
             # Hold back a tail that could begin the tag, and the whitespace before it.
-            keep = 0
-            for n in range(min(len(OPEN) - 1, len(self._buf)), 0, -1):
-                if OPEN.startswith(self._buf[-n:]):
-                    keep = n
-                    break
-            cut = len(self._buf) - keep
+            cut = len(self._buf) - partial_tag(self._buf, OPEN)
             cut = len(self._buf[:cut].rstrip())
             out, self._buf = self._buf[:cut], self._buf[cut:]
             yield from self._text(out)

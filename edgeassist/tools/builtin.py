@@ -502,7 +502,7 @@ class _Shell:
                     try:
                         proc.wait(_POLL_S)
                     except subprocess.TimeoutExpired:
-                        pass
+                        pass  # (still running: look at the stop and the deadline again)
                 if proc.poll() is not None:
                     # What it wrote before exiting is in the pipe; a background job it left may
                     # write on, so drain a bounded amount.
@@ -532,7 +532,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        pass  # (the group has ended already)
     proc.wait()
 
 

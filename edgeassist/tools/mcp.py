@@ -432,7 +432,7 @@ class McpServers:
             try:
                 return future.result(timeout=max(0.0, min(_POLL_S, deadline - time.monotonic())))
             except concurrent.futures.TimeoutError:
-                pass
+                pass  # (not yet: look at the stop and the deadline again)
             except concurrent.futures.CancelledError:
                 raise ToolError(f"MCP server `{srv.name}` stopped: closed") from None
             if cancel.is_set():
