@@ -98,3 +98,15 @@ class RemoteModelNotFoundError(ModelNotFoundError, RemoteError):
 
 class ToolError(EdgeAssistError):
     """A tool could not do what the model asked; the message goes back to the model as the call's result."""
+
+
+class ImageError(EdgeAssistError):
+    """A picture cannot be used: missing, unreadable, not a JPEG, PNG or WebP, corrupt, or too big."""
+
+    exit_code = 12
+
+
+class VisionUnavailableError(EdgeAssistError):
+    """The model cannot see images: it has no vision projector, or the engine cannot pass pictures to it."""
+
+    exit_code = 13
