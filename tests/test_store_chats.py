@@ -87,7 +87,7 @@ def test_a_version_1_history_opens_reads_and_is_migrated_in_place(tmp_path: Path
     assert [(m.role, m.content) for m in store.messages(chat.id)] == [("user", "hi"), ("assistant", "hello")]
     store.set_settings(chat.id, ChatSettings(temperature=0.2, max_tokens=64))
     store.close()
-    assert user_version(path) == SCHEMA_VERSION == 3
+    assert user_version(path) == SCHEMA_VERSION == 4
     again = Store(path)  # a second open finds the migration done
     chat = again.find_chat("old")
     assert chat is not None and chat.settings == ChatSettings(temperature=0.2, max_tokens=64)
@@ -101,7 +101,7 @@ def test_a_newer_history_opens_as_it_is(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE chats ADD COLUMN colour TEXT")
     db.execute("UPDATE chats SET colour = 'blue', settings = '{\"top_p\": 0.5, \"later\": 1}'")
-    db.execute("PRAGMA user_version = 3")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.commit()
     db.close()
     store = Store(path)
@@ -109,7 +109,7 @@ def test_a_newer_history_opens_as_it_is(tmp_path: Path) -> None:
     assert chat is not None and chat.settings == ChatSettings(top_p=0.5)  # its unknown key is left out
     store.add_message(chat.id, "user", "still writable")
     store.close()
-    assert user_version(path) == 3
+    assert user_version(path) == SCHEMA_VERSION + 1
 
 
 def test_a_chats_settings_are_saved_listed_and_kept_by_clearing(tmp_path: Path) -> None:

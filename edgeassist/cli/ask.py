@@ -14,6 +14,7 @@ from edgeassist.config import Settings
 from edgeassist.errors import UsageError
 
 if TYPE_CHECKING:
+    from edgeassist.images import Picture
     from edgeassist.tools import ConsentRequest, Decision, Toolbox
 
 
@@ -27,6 +28,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "and notes go to stderr.",
     )
     p.add_argument("prompt", help="the question, or - to read it from stdin")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a picture to ask about (JPEG, PNG or WebP; repeatable; - reads one from stdin); "
+        "the model needs its vision projector",
+    )
     p.add_argument("--think", action=argparse.BooleanOptionalAction, default=None, help="let Qwen 3.5 think first")
     p.add_argument("--show-thinking", action="store_true", help="print the thinking to stderr")
     # Settings flags: checked like the config file, and they reach `run` through `settings.generation`
@@ -78,6 +87,24 @@ def read_prompt(arg: str) -> str:
     return text.strip()
 
 
+def read_pictures(names: list[str], prompt_arg: str) -> list[Picture]:
+    """The pictures `--image` names, each read and checked (`-`: from stdin); ImageError or UsageError."""
+    from edgeassist.images import MAX_FILE_BYTES, picture_from_bytes, read_image
+
+    if names.count("-") > 1 or ("-" in names and prompt_arg == "-"):
+        raise UsageError("stdin can give one thing: the prompt or one --image, not both")
+    pictures = []
+    for name in names:
+        if name == "-":
+            if sys.stdin is None:
+                raise UsageError("--image is `-` but there is no stdin to read it from")
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            pictures.append(picture_from_bytes(data, "stdin"))
+        else:
+            pictures.append(read_image(name))
+    return pictures
+
+
 def consent_on_terminal(request: ConsentRequest) -> Decision:
     """Ask on the terminal whether a tool may run; without a terminal the answer is no.
 
@@ -126,13 +153,16 @@ def toolbox_for(settings: Settings, args: argparse.Namespace, notify: Callable[[
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Answer the question, streaming."""
-    from edgeassist.engine.factory import generation_options, open_engine
+    from edgeassist.engine.factory import generation_options, open_engine, vision_refusal
 
     prompt = read_prompt(args.prompt)
+    pictures = read_pictures(args.image, args.prompt)  # (a bad picture fails before the model loads)
     opened = open_engine(settings, explicit=hasattr(args, "model"))
     if opened.resolved.note:
         print(f"edgeassist: {opened.resolved.note}", file=sys.stderr)
     engine = opened.engine
+    if pictures and not engine.capabilities.images:
+        raise vision_refusal(engine, opened.resolved)
     engine.load()
     # --max-tokens, --temperature, --seed and --system are setting flags: they arrive in `settings`.
     options = generation_options(settings, think=args.think)
@@ -145,7 +175,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     tools = None if args.no_tools else toolbox_for(settings, args, note)
     try:
-        return _answer(args, prompt, opened, engine, options, system, settings, tools)
+        return _answer(args, prompt, pictures, opened, engine, options, system, settings, tools)
     finally:
         if tools is not None:
             tools.close()
@@ -154,6 +184,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _answer(
     args: argparse.Namespace,
     prompt: str,
+    pictures: list[Picture],
     opened: Any,
     engine: Any,
     options: Any,
@@ -177,7 +208,7 @@ def _answer(
     calls: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     out = sys.stdout
-    for event in convo.send(prompt):
+    for event in convo.send(prompt, images=pictures):
         if isinstance(event, Text):
             answer.append(event.text)
             if not args.json:
@@ -212,6 +243,10 @@ def _answer(
                 "answer": "".join(answer).strip(),
                 "thinking": "".join(thinking).strip(),
                 "tool_calls": calls,
+                "images": [
+                    {"name": p.name, "sha256": p.sha256, "format": p.format, "width": p.width, "height": p.height}
+                    for p in pictures
+                ],
                 "stats": stats,
             },
             out,

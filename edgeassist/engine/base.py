@@ -24,6 +24,16 @@ class ToolCallPart(TypedDict):
     function: FunctionCall
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """A picture a message carries: a file kept with the chat, named by its content."""
+
+    sha256: str
+    """Hex sha256 of the file's bytes: the picture's identity (the same picture is read once)."""
+    path: Path
+    """The file (JPEG, PNG or WebP) the engine reads the pixels from."""
+
+
 class _MessageBase(TypedDict):
     role: Literal["system", "user", "assistant", "tool"]
     content: str
@@ -39,6 +49,8 @@ class Message(_MessageBase, total=False):
 
     tool_calls: list[ToolCallPart]
     reasoning_content: str
+    images: tuple[ImageRef, ...]
+    """Pictures shown with a user message (only where `Capabilities.images`), placed before its text."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,14 @@ class Stats:
     """Tokens generated while a tool call's grammar held the reply (0 without tools)."""
     grammar_redraws: int = 0
     """Of those, tokens the grammar refused and that were drawn again through it (the slow path)."""
+    images: int = 0
+    """Pictures in the prompt."""
+    image_tokens: int = 0
+    """Prompt tokens the pictures take."""
+    images_encoded: int = 0
+    """Pictures the vision encoder read for this reply (one already read, in the history, is not read again)."""
+    image_encode_s: float = 0.0
+    """Time the vision encoder took for them (part of `prompt_eval_s`)."""
     server: dict[str, object] = field(default_factory=dict)
     """What a remote server reported about the reply, as it sent it: `usage`, and llama-server's `timings`."""
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeassist.engine.base import Message, ToolSpec
+from edgeassist.engine.base import ImageRef, Message, ToolSpec
 from edgeassist.engine.prompt import CUT, Segment, Shielded, common_prefix_len, shield
 from edgeassist.engine.template import ChatTemplate
-from edgeassist.errors import EdgeAssistError
+from edgeassist.errors import EdgeAssistError, VisionUnavailableError
 
 _SPECIAL_CACHE_MAX = 512
 """Message texts whose control-token scan is remembered (a chat's history is re-scanned each turn)."""
@@ -62,6 +62,8 @@ class PromptEncoder:
         self._tails: dict[bool, str] = {}  # the generation prompt's text after the reply start, per think mode
         self._last: tuple[tuple[object, ...], Prompt] | None = None  # the last prompt encoded, for its turn
         self._systems: dict[tuple[str, bool, str], list[int]] = {}  # a system prompt's shared start, per think mode
+        self.media: Callable[[ImageRef], list[int]] | None = None
+        """The tokens a picture takes in a prompt (the engine's, once it can see); None: pictures are refused."""
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -138,6 +140,10 @@ class PromptEncoder:
         for i, seg in enumerate(shielded.segments(rendered)):
             if known is not None and i < len(known) and known[i][0] == seg:
                 tokens = known[i][1]
+            elif seg.image is not None:
+                if self.media is None:
+                    raise VisionUnavailableError("this model cannot see images")
+                tokens = self.media(seg.image)
             else:
                 bos = i == 0 and self.add_bos and not (self.bos_text and seg.text.startswith(self.bos_text))
                 if seg.special:

@@ -9,7 +9,8 @@ from edgeassist.config import GenerationSettings, Settings, section_with
 from edgeassist.engine.base import ChatEngine, GenerationOptions
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.engine.statefile import StateFiles
-from edgeassist.hub import ResolvedModel, resolve
+from edgeassist.errors import VisionUnavailableError
+from edgeassist.hub import ResolvedModel, resolve, vision_hint
 from edgeassist.store import states_dir
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ def _local(settings: Settings, explicit: bool, keep_states: bool = True) -> tupl
         fix_hint=hint,
         state_files=state_files(settings) if keep_states else None,
         adapt_threads=m.adapt_threads,
+        projector=m.mmproj.expanduser() if m.mmproj is not None else resolved.projector,
+        image_tokens=m.image_tokens,
     )
     return engine, resolved
 
@@ -133,3 +136,15 @@ def generation_options(settings: Settings, **overrides: object) -> GenerationOpt
     }
     values.update({k: v for k, v in overrides.items() if v is not None and k not in checked})  # e.g. ignore_eos
     return GenerationOptions(**values)  # type: ignore[arg-type]
+
+
+def vision_refusal(engine: ChatEngine, resolved: object) -> VisionUnavailableError:
+    """The one-line error for pictures sent to a model that cannot see: what to pull, or where a projector goes.
+
+    `resolved` is what `open_engine` resolved the model to (a local file's `ResolvedModel`, or a server's).
+    """
+    if not engine.capabilities.local or not isinstance(resolved, ResolvedModel):
+        return VisionUnavailableError(
+            f"{engine.name} runs on a server: edgeassist sends pictures only to a model on this device"
+        )
+    return VisionUnavailableError(vision_hint(resolved))

@@ -27,6 +27,7 @@ from edgeassist.engine.base import (
     Done,
     Event,
     GenerationOptions,
+    ImageRef,
     Message,
     Notice,
     Stats,
@@ -50,6 +51,7 @@ from edgeassist.engine.thinking import ThinkSplitter
 from edgeassist.engine.threads import ReplyThreads
 from edgeassist.engine.toolcalls import OPEN as CALL_OPEN
 from edgeassist.engine.toolcalls import CallSplitter, call_grammar
+from edgeassist.engine.vision import Vision
 from edgeassist.errors import ContextOverflowError, EdgeAssistError, ModelLoadError
 
 __all__ = ["LlamaEngine", "Prompt", "check_gguf", "llama_backend_name"]
@@ -57,9 +59,9 @@ __all__ = ["LlamaEngine", "Prompt", "check_gguf", "llama_backend_name"]
 T = TypeVar("T")
 
 ROLLBACK_MAX = 8
+"""Most tokens after the reply's start for which the recurrent state is rolled back instead of evaluated twice."""
 TOOL_STRING_CHARS = 256
 """Longest text a tool call's string argument may hold (the grammar's bound: a call always ends)."""
-"""Most tokens after the reply's start for which the recurrent state is rolled back instead of evaluated twice."""
 
 
 def check_gguf(path: Path, fix_hint: str = "delete it and re-run `edgeassist pull`") -> None:
@@ -91,6 +93,8 @@ class LlamaEngine:
         fix_hint: str = "delete it and re-run `edgeassist pull`",
         state_files: StateFiles | None = None,
         adapt_threads: bool = True,
+        projector: Path | None = None,
+        image_tokens: int = 256,
     ) -> None:
         """Remember how to load `path`; nothing is read until the first use (or `load()`).
 
@@ -100,6 +104,8 @@ class LlamaEngine:
         message of a load failure: what the user should do about the file. `state_files` keeps
         model states on disk between processes (see `engine.statefile`); None keeps none.
         `adapt_threads` picks the thread count per reply and token, up to `n_threads` (`engine.threads`).
+        `projector` is the model's vision projector (its `mmproj` GGUF): with one, messages may carry
+        pictures, each scaled to at most `image_tokens` tokens; it is loaded with the first picture.
         """
         self.path = Path(path)
         self.name = name or self.path.stem
@@ -130,6 +136,12 @@ class LlamaEngine:
         self.state_files = state_files
         self._fingerprint: dict[str, object] | None = None  # what a kept state must have been saved under
         self._kept_last: dict[Path, object] = {}  # the state last handed to the writer, per file
+        self.projector = Path(projector) if projector is not None else None
+        self._vision = (
+            Vision(projector, image_tokens=image_tokens, n_threads=self.n_threads, use_gpu=False, n_batch=n_batch)
+            if projector is not None
+            else None
+        )
 
     # -- the contract: what it is --------------------------------------------------------------
 
@@ -152,8 +164,14 @@ class LlamaEngine:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Thinking when the model's template has the switch; tools when it renders them and has the call token."""
-        return Capabilities(thinking=self.supports_thinking, tools=self._call_token is not None, local=True)
+        """Thinking when the model's template has the switch; tools when it renders them and has the call token;
+        images with a vision projector."""
+        return Capabilities(
+            thinking=self.supports_thinking,
+            tools=self._call_token is not None,
+            images=self._vision is not None,
+            local=True,
+        )
 
     def exclusive(self, fn: Callable[..., T], *args: Any, cancel: threading.Event | None = None) -> T:
         """Run `fn(*args)` where this engine computes, with the model to itself; return its result.
@@ -217,7 +235,17 @@ class LlamaEngine:
                 raise ModelLoadError(f"cannot create a {self._n_ctx}-token context for {self.path.name}: {reason}")
             self._ctx = ctx
             self._rollback = min(self._rollback, llama_cpp.llama_n_rs_seq(ctx))  # (0 where llama.cpp has none)
-            self._state = ContextState(ctx, n_batch=self.n_batch, recurrent=self.recurrent, rollback=self._rollback)
+            vision = self._vision
+            self._state = ContextState(
+                ctx,
+                n_batch=self.n_batch,
+                recurrent=self.recurrent,
+                rollback=self._rollback,
+                media=vision.span if vision is not None else None,
+            )
+            if vision is not None:
+                vision.use_gpu = self._offloaded
+                encoder.media = self._picture_tokens
             self.family = "qwen3.5" if self._meta("general.architecture").startswith("qwen35") else "other"
             self._backend = llama_backend_name() if self._offloaded else "cpu"
             self.load_s = time.perf_counter() - t0
@@ -252,6 +280,18 @@ class LlamaEngine:
             closing = encoder.tokenize("</think>")
             self._think_end = closing[0] if len(closing) == 1 else None
         return encoder
+
+    def _picture_tokens(self, ref: ImageRef) -> list[int]:
+        """A picture's prompt tokens; the projector is loaded with the first (on the model thread)."""
+        return MODEL_THREAD.call(self._open_picture, ref)
+
+    def _open_picture(self, ref: ImageRef) -> list[int]:
+        with self._lock:
+            vision = self._vision
+            if vision is None or self._model is None:
+                raise EdgeAssistError("the model was closed")
+            vision.open(self._model, self._ctx)
+            return vision.tokens(ref)
 
     def _piece(self, token: int) -> str:
         import llama_cpp
@@ -309,6 +349,8 @@ class LlamaEngine:
                 return
             import llama_cpp
 
+            if self._vision is not None:
+                self._vision.close()
             llama_cpp.llama_free(self._ctx)
             self._ctx = self._state = None
             self._free_model()
@@ -586,6 +628,11 @@ class LlamaEngine:
             prompt_tokens=len(prompt),
             n_ctx=self._n_ctx,
         )
+        vision = self._vision
+        if vision is not None:
+            vision.stats.encoded, vision.stats.encode_s = 0, 0.0
+            stats.images = sum(len(m.get("images", ())) for m in messages)
+            stats.image_tokens = sum(1 for t in prompt if t < 0)
         if len(prompt) >= self._n_ctx:
             raise ContextOverflowError(
                 f"the prompt is {len(prompt)} tokens but the context window is {self._n_ctx}: "
@@ -620,6 +667,8 @@ class LlamaEngine:
         else:
             ok = state.decode(prompt[start:], cancel, last=len(prompt) - split + 1)
         stats.prompt_eval_s = time.perf_counter() - t0
+        if vision is not None:
+            stats.images_encoded, stats.image_encode_s = vision.stats.encoded, vision.stats.encode_s
         if not ok:
             stats.finish_reason = "cancelled"
             stats.context_used = len(state.tokens)

@@ -147,10 +147,48 @@ def install_llama_log(tail: deque[str] | None = None) -> None:
         llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
 
 
+_mtmd_callback: object = None
+
+
+def install_mtmd_log() -> None:
+    """Route the multimodal library's log (mtmd and its clip encoder) into `LOG` with llama.cpp's; once per process.
+
+    mtmd keeps a logger of its own, which writes to the terminal until told otherwise: under the
+    chat app that would tear the screen.
+    """
+    global _mtmd_callback
+    install_llama_log()
+    with _install_lock:
+        if _mtmd_callback is not None:
+            return
+        import ctypes
+
+        import llama_cpp
+        from llama_cpp import mtmd_cpp
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        def _log(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
+            LLAMA_LOG.feed(level, text)
+
+        _mtmd_callback = _log
+        mtmd_cpp.mtmd_log_set(_log, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(_log, ctypes.c_void_p(0))
+
+
 def first_error(since: int, ring: LogRing = LOG) -> str | None:
     """The first error llama.cpp logged after `ring.count` was `since`: why a load failed, in its own words."""
     lines, _ = ring.since(since)
     return next((line.text for line in lines if line.source == "llama.cpp" and line.level == "error"), None)
 
 
-__all__ = ["LLAMA_LOG", "LOG", "RING_LINES", "LlamaLog", "LogLine", "LogRing", "first_error", "install_llama_log"]
+__all__ = [
+    "LLAMA_LOG",
+    "LOG",
+    "RING_LINES",
+    "LlamaLog",
+    "LogLine",
+    "LogRing",
+    "first_error",
+    "install_llama_log",
+    "install_mtmd_log",
+]

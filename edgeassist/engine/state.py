@@ -6,13 +6,19 @@ generated under (the think block is dropped), so a plain prefix match would re-e
 whole history every turn. Instead the state is saved where the assistant's reply starts; the
 next turn restores it and evaluates only the previous reply (as history renders it) and the
 new message. A transformer's cache is simply cut back to the common prefix.
+
+A picture sits in the token list as a run of one negative id (the engine's, from the picture's
+content), as long as the projector's tokens; it takes fewer positions than tokens under M-RoPE,
+so positions are counted apart from cells (`shift`), and text after a picture is evaluated at
+explicit positions.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,12 +49,36 @@ class Offer(Protocol):
         """llama.cpp refused the state `load` gave (its owner notes it and drops it)."""
 
 
+class Media(Protocol):
+    """A picture's run in a context: the tokens it takes, the positions it spans, how it is evaluated."""
+
+    n_tokens: int
+    n_pos: int
+
+    def decode(self, pos: int, cancel: threading.Event | None) -> bool:
+        """Evaluate the picture at position `pos` after what the context holds; False if cancelled."""
+
+
 class ContextState:
     """One llama.cpp context's tokens and checkpoint; used on the model thread only."""
 
-    def __init__(self, ctx: object, *, n_batch: int, recurrent: bool, rollback: int) -> None:
-        """Track `ctx`, empty. `rollback`: the recurrent-state snapshots it keeps (`n_rs_seq`)."""
+    def __init__(
+        self,
+        ctx: object,
+        *,
+        n_batch: int,
+        recurrent: bool,
+        rollback: int,
+        media: Callable[[int], Media] | None = None,
+    ) -> None:
+        """Track `ctx`, empty. `rollback`: the recurrent-state snapshots it keeps (`n_rs_seq`).
+
+        `media` gives the picture behind a negative token id (a model that sees; None for one that does not).
+        """
         self.ctx = ctx
+        self.media = media
+        self.shift = 0
+        """Cells held minus positions used: what the pictures held save (the next position is `len(tokens) - shift`)."""
         self.n_batch = n_batch
         self.recurrent = recurrent
         self.rollback = rollback
@@ -74,6 +104,8 @@ class ContextState:
         """
         import llama_cpp
 
+        if self.shift or (self.media is not None and tokens and min(tokens) < 0):
+            return self._decode_runs(tokens, cancel, last)
         i, n = 0, len(tokens)
         while i < n:
             if cancel is not None and cancel.is_set():
@@ -92,13 +124,78 @@ class ContextState:
             i = end
         return True
 
+    def _decode_runs(self, tokens: Sequence[int], cancel: threading.Event | None, last: int) -> bool:
+        """`decode` with pictures, or text after one: text at explicit positions, pictures through `media`."""
+        assert self.media is not None
+        i, n = 0, len(tokens)
+        while i < n:
+            if cancel is not None and cancel.is_set():
+                return False
+            if tokens[i] < 0:
+                media = self.media(tokens[i])
+                if list(tokens[i : i + media.n_tokens]) != [tokens[i]] * media.n_tokens:
+                    raise EdgeAssistError("a picture's tokens were cut short in the prompt")
+                if not media.decode(len(self.tokens) - self.shift, cancel):
+                    self.reset()  # (a picture half evaluated cannot be built on)
+                    return False
+                self.tokens.extend(tokens[i : i + media.n_tokens])
+                self.shift += media.n_tokens - media.n_pos
+                self.fresh = False
+                i += media.n_tokens
+                continue
+            run_end = next((j for j in range(i, n) if tokens[j] < 0), n)
+            end = min(i + self.n_batch, run_end)
+            if run_end == n and 0 < n - end < last:
+                end = max(i + 1, n - last)
+            self._decode_at(tokens[i:end])
+            i = end
+        return True
+
+    def _decode_at(self, chunk: Sequence[int]) -> None:
+        """Evaluate text tokens at explicit positions (after a picture, cells and positions differ)."""
+        import llama_cpp
+
+        batch = llama_cpp.llama_batch_init(len(chunk), 0, 1)
+        try:
+            pos = len(self.tokens) - self.shift
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = pos + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                batch.logits[j] = j == len(chunk) - 1
+            batch.n_tokens = len(chunk)
+            rc = llama_cpp.llama_decode(self.ctx, batch)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        if rc != 0:
+            self.reset()
+            raise EdgeAssistError(f"llama.cpp failed to evaluate the prompt (code {rc})")
+        self.tokens.extend(chunk)
+        self.fresh = True
+
     def reset(self) -> None:
         """Empty the context."""
         import llama_cpp
 
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
         self.tokens = []
+        self.shift = 0
         self.fresh = False
+
+    def shift_of(self, tokens: Sequence[int]) -> int:
+        """Cells minus positions for a context holding `tokens` (what its pictures save)."""
+        if self.media is None or not tokens or min(tokens) >= 0:
+            return 0
+        shift = 0
+        for token, count in Counter(t for t in tokens if t < 0).items():
+            media = self.media(token)
+            shift += count // media.n_tokens * (media.n_tokens - media.n_pos)
+        return shift
+
+    def position(self, n: int) -> int:
+        """The position of the `n`th cell held (cells and positions differ after a picture)."""
+        return n - self.shift_of(self.tokens[:n]) if self.shift else n
 
     def save_checkpoint(self) -> None:
         """Keep the state as it is now, for a later turn to resume from."""
@@ -132,9 +229,10 @@ class ContextState:
         memory = llama_cpp.llama_get_memory(self.ctx)
         held = list(self.tokens)
         now = self._data()
-        if not llama_cpp.llama_memory_seq_rm(memory, 0, split, -1):
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, self.position(split), -1):
             return  # (refused before anything changed: no checkpoint this turn)
         self.tokens = held[:split]
+        self.shift = self.shift_of(self.tokens)
         self.save_checkpoint()
         if not self.restore(Checkpoint(held, now)):
             raise EdgeAssistError("llama.cpp could not restore the model state")
@@ -149,6 +247,7 @@ class ContextState:
             self.reset()
             return False
         self.tokens = list(cp.tokens)
+        self.shift = self.shift_of(self.tokens)
         self.fresh = False  # (a saved state carries no logits)
         return True
 
@@ -170,7 +269,7 @@ class ContextState:
         if common == len(self.tokens) and common <= last:
             held = common
         else:
-            held = min(common, last) if not self.recurrent else -1
+            held = _whole(prompt, min(common, last)) if not self.recurrent else -1
         memory = max(
             (c for c in (self.checkpoint, self.prefix, self.turn) if c is not None),
             key=lambda c: self.reusable(c.tokens, prompt),
@@ -205,7 +304,7 @@ class ContextState:
         if self.recurrent:
             n = len(saved)
             return n if 0 < n <= last and list(prompt[:n]) == list(saved) else -1
-        n = min(common_prefix_len(saved, prompt), last)
+        n = _whole(prompt, min(common_prefix_len(saved, prompt), last))
         return n if n > 0 else -1
 
     def _cut(self, n: int) -> int:
@@ -213,6 +312,14 @@ class ContextState:
         import llama_cpp
 
         if len(self.tokens) > n:
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), 0, n, -1)
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), 0, self.position(n), -1)
             del self.tokens[n:]
+            self.shift = self.shift_of(self.tokens)
         return n
+
+
+def _whole(prompt: Sequence[int], n: int) -> int:
+    """`n`, or less so that the first `n` tokens of `prompt` end between pictures, never inside one."""
+    while 0 < n < len(prompt) and prompt[n] < 0 and prompt[n - 1] == prompt[n]:
+        n -= 1
+    return n
