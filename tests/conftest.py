@@ -54,6 +54,18 @@ def tiny_qwen35(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen35_vision(tiny_qwen35: Path) -> Path:
+    """The tiny model's random-weight vision projector (`qwen3vl_merger`, F16, ~1 MB), built once per session.
+
+    It sits beside `tiny_qwen35` under the projector naming rule (`...-tiny-mmproj-F16.gguf`), so
+    whatever finds a model's projector finds it; the path returned is the projector's.
+    """
+    from edgeassist.synthetic import build_projector, projector_path
+
+    return build_projector("tiny", projector_path(tiny_qwen35))
+
+
+@pytest.fixture(scope="session")
 def gguf(starter_gguf: Path) -> Path:
     """A small real GGUF for the fake hub to serve: the starter model's file."""
     with starter_gguf.open("rb") as f:

@@ -15,6 +15,8 @@ with pip into a cache folder.
     tokenizer   the Qwen 3.5 vocab and chat template, fetched once into the cache folder
     writer      the F16 file: metadata, tokenizer and seeded random weights
     builder     `build`: write, quantize, rename into place
+    vision      the vision projector (mmproj, `qwen3vl_merger`) of a shape: tensors, metadata, the F16
+                file `build_projector` writes, and `projector_path`, where a model's projector sits
 """
 
 from edgeassist.synthetic.builder import SyntheticModel, build, default_path
@@ -30,25 +32,51 @@ from edgeassist.synthetic.shapes import (
 )
 from edgeassist.synthetic.sizes import PUBLISHED_BYTES, expected_size, planned_types
 from edgeassist.synthetic.tokenizer import CACHE_ENV, TEMPLATE_FILE, VOCAB_FILE, cache_dir, tokenizer_assets
+from edgeassist.synthetic.vision import (
+    PROJECTOR_ARCH,
+    PROJECTOR_PRECISION,
+    PROJECTOR_TYPE,
+    PUBLISHED_PROJECTOR_BYTES,
+    VISION_SHAPES,
+    Qwen35VisionShape,
+    build_projector,
+    get_vision_shape,
+    projector_kv,
+    projector_path,
+    projector_size,
+    projector_tensor_specs,
+)
 
 __all__ = [
     "ARCH",
     "CACHE_ENV",
     "GENERATOR_VERSION",
+    "PROJECTOR_ARCH",
+    "PROJECTOR_PRECISION",
+    "PROJECTOR_TYPE",
     "PUBLISHED_BYTES",
+    "PUBLISHED_PROJECTOR_BYTES",
     "QUANTS",
     "SHAPES",
     "TEMPLATE_FILE",
+    "VISION_SHAPES",
     "VOCAB_FILE",
     "Qwen35Shape",
+    "Qwen35VisionShape",
     "SyntheticModel",
     "TensorSpec",
     "build",
+    "build_projector",
     "cache_dir",
     "default_path",
     "expected_size",
     "get_shape",
+    "get_vision_shape",
     "planned_types",
+    "projector_kv",
+    "projector_path",
+    "projector_size",
+    "projector_tensor_specs",
     "tensor_specs",
     "tokenizer_assets",
 ]
