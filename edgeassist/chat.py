@@ -287,12 +287,15 @@ class Conversation:
         if images and not self.engine.capabilities.images:
             raise VisionUnavailableError(f"{self.engine.name} cannot see images")
         options = options or self.options
-        turn = Turn("user", text, images=tuple(self._keep_picture(p) for p in images))
+        turn = Turn("user", text)
         self.turns.append(turn)
         try:
+            turn.images = tuple(self._keep_picture(p) for p in images)
             notice = self._fit(options)
-        except ContextOverflowError:
-            self.turns.pop()  # a message that cannot be answered is not kept
+        except BaseException:
+            self.turns.pop()  # a message that cannot be answered is not kept (nor are its pictures)
+            if images and self.store is not None:
+                self.store.prune_images()
             raise
         if self.store is not None and self.chat is not None:
             kept = [shown.kept() for shown in turn.images]

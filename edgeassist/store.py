@@ -349,7 +349,7 @@ class Store:
         """The pictures of the chats' messages (`images/` beside the database, private), by content."""
         return ImageStore(self.path.parent / "images")
 
-    def _forget_images(self) -> None:
+    def prune_images(self) -> None:
         """Delete the kept pictures no saved message shows any more (a chat deleted or cleared)."""
         with self._cursor() as c:
             rows = c.execute("SELECT images FROM messages WHERE images IS NOT NULL").fetchall()
@@ -501,7 +501,7 @@ class Store:
         self._forget_state(chat_id)
         with self._cursor() as c:
             c.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
-        self._forget_images()
+        self.prune_images()
 
     def clear_chat(self, chat_id: int) -> int:
         """Delete a chat's messages (and its kept model state), keeping the chat, its name and its settings.
@@ -512,7 +512,7 @@ class Store:
         with self._write() as c:
             gone = c.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,)).rowcount
             c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (time.time(), chat_id))
-        self._forget_images()
+        self.prune_images()
         return int(gone)
 
     # -- messages ------------------------------------------------------------------------------

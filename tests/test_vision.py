@@ -106,6 +106,9 @@ def test_a_picture_is_read_at_llama_cpps_own_positions(engine: LlamaEngine, tmp_
         state.reset()
         assert state.decode(prompt.tokens)
         assert state.shift > 0  # (M-RoPE: the picture took fewer positions than tokens)
+        # The next token's position, which llama.cpp gives a batch without positions, follows on.
+        last = llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(state.ctx), 0)
+        assert last == len(prompt.tokens) - state.shift - 1
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(state.ctx, -1), shape=(n_vocab,)).copy()
 
     def theirs() -> np.ndarray:
@@ -233,6 +236,13 @@ def test_a_projector_that_is_not_one_is_a_one_line_error(tiny_qwen35: Path, tmp_
             reply(eng, [{"role": "user", "content": "?", "images": (ref(picture(tmp_path / "p.jpg")),)}])
         assert "\n" not in str(e.value) and "projector" in str(e.value)
         assert reply(eng, [{"role": "user", "content": "text still works"}]).generated_tokens > 0
+        # Through a saved chat: the message is not kept, nor its picture.
+        store = Store(tmp_path / "data" / "history.sqlite3")
+        convo = Conversation.open(eng, store, "c", options=GREEDY)
+        with pytest.raises(ModelLoadError):
+            list(convo.send("What is it?", images=[read_image(tmp_path / "p.jpg")]))
+        assert convo.turns == [] and store.messages(convo.chat.id) == []  # type: ignore[union-attr]
+        assert not any(store.images.folder.iterdir())
     finally:
         eng.close()
 
