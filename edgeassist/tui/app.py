@@ -9,7 +9,9 @@ its rooms, each in its own module, which the app builds and wires together:
 - `tui.reply.ReplyController`: every reply, typed or spoken, as one state machine
   (`edgeassist.reply`): started, streamed through an outbox, stopped, ended; its tool calls
   shown as blocks, and asked about in a dialog (`tui.tools`);
-- `tui.talk.TalkRoom`: push-to-talk over `edgeassist.voice.VoicePipeline`.
+- `tui.talk.TalkRoom`: push-to-talk over `edgeassist.voice.VoicePipeline`;
+- `tui.attach.AttachRoom`: the pictures attached to the next message (the attach key's dialog, a
+  pasted path), shown in a row above the input until the message takes them.
 
 Blocking work runs in thread workers that reach the UI only through posted messages; the app
 hands each message to its room. Prompting, streaming, history and saving live in the core
@@ -35,6 +37,8 @@ from textual.widgets import ListView, Static
 
 from edgeassist.config import Settings
 from edgeassist.store import Store
+from edgeassist.tui import pictures
+from edgeassist.tui.attach import AttachRoom
 from edgeassist.tui.chats import ChatRoom
 from edgeassist.tui.commands import ModelCommands, PullCommands, action_commands, key_rows
 from edgeassist.tui.logs import LogScreen, capture_python, record_notice
@@ -42,6 +46,8 @@ from edgeassist.tui.messages import (
     ModelFailed,
     ModelLoading,
     ModelReady,
+    PictureAttached,
+    PictureRefused,
     ReplyDone,
     ReplyFailed,
     ReplyNotice,
@@ -57,6 +63,7 @@ from edgeassist.tui.messages import (
     VoiceUnavailable,
 )
 from edgeassist.tui.models import ModelRoom, OpenModel
+from edgeassist.tui.pictures import AttachmentChip, Attachments, MessagePictures
 from edgeassist.tui.pulls import PullChanged, PullRoom
 from edgeassist.tui.reply import Kind, ReplyController
 from edgeassist.tui.room import Session
@@ -107,6 +114,7 @@ class EdgeAssistApp(App[None]):
         Binding("ctrl+t", "toggle_thinking", "Think", tooltip="thinking on/off for the next message"),
         Binding("ctrl+r", "regenerate", "Regen", tooltip="write the last reply again"),
         Binding("ctrl+l", "edit_last", "Edit", tooltip="edit and resend your last message"),
+        Binding("ctrl+f,f12", "attach_image", "Image", tooltip="attach a picture to the next message"),
         Binding("f9", "continue_reply", "Continue", show=False, tooltip="go on with a reply the token limit cut"),
         Binding("ctrl+o", "copy_reply", "Copy", tooltip="copy the last reply to the clipboard"),
         Binding("ctrl+g", "copy_code", "Code", show=False, tooltip="copy a code block of the last reply"),
@@ -173,6 +181,7 @@ class EdgeAssistApp(App[None]):
         self.replies = ReplyController(self, self.session, self.models, self.chats, on_busy=self._set_generating)
         self.talk = TalkRoom(self, self.session, self.models, self.chats, self.replies, make_voice)
         self.pulls = PullRoom(self, self.session)
+        self.attach = AttachRoom(self, self.session, self.models)
         self._uncapture: Callable[[], None] = lambda: None  # ends the capture of Python's warnings
         self._explicit_model = explicit_model
         self._chat_name = chat_name
@@ -194,11 +203,21 @@ class EdgeAssistApp(App[None]):
                 yield Static("", id="loading", markup=False)
                 yield Notices(id="notices")
                 yield VoiceBar(id="voice")
+                yield Attachments(id="attachments")
                 yield PromptInput(id="input", prompts=self.chats.prompts)
         yield StatusBar(id="status")
         yield KeyFooter(compact=True)
 
     # -- start-up and the way out ----------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the app in the terminal; first ask the terminal how it draws pictures (`pictures.probe_terminal`).
+
+        (It cannot be asked once Textual reads the keys: the answer would arrive as keys.)
+        """
+        if not kwargs.get("headless"):
+            pictures.probe_terminal()
+        return super().run(*args, **kwargs)
 
     def on_load(self) -> None:
         """Catch the stop signals from the start (`terminal.StopSignals`), and Python's warnings for the log screen."""
@@ -473,7 +492,11 @@ class EdgeAssistApp(App[None]):
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
         text = event.text.strip()
+        kind: Kind = "edit" if event.input.editing else "send"
+        attached = kind == "send" and bool(self.attach.pending)
         if not text:
+            if attached:
+                self.notify("Type a question about the picture.", severity="warning")
             return
         if self.generating:
             self.notify("A reply is still being written: Esc stops it.", severity="warning")
@@ -481,19 +504,51 @@ class EdgeAssistApp(App[None]):
         if self.conversation is None:
             self.notify("No model is loaded: ctrl+p to pick one.", severity="error")
             return
+        if attached and (why := self.attach.refusal()) is not None:
+            self.notify(why, title="Pictures", severity="error", timeout=15)  # (the model changed since)
+            return
         event.input.clear()
         self.talk.interrupt()  # typing over a spoken reply stops it, like talking over it
-        kind: Kind = "edit" if event.input.editing else "send"
         event.input.set_editing(False)
         self.chats.ensure_quietly(text)
         chat_view = self.query_one(ChatView)
+        row: MessagePictures | None = None
         if kind == "edit":
             await chat_view.remove_reply()  # (its steps and tool calls)
             await chat_view.remove_last("user")
-        await chat_view.mount(UserMessage(text))
+            kept = self.chats.last_user_pictures()  # an edit keeps the message's pictures
+            row = MessagePictures.kept(kept) if kept else None
+            if self.attach.pending:
+                self.notify("An edit keeps its message's pictures: the ones attached wait for the next message.")
+        sent = await self.attach.take() if attached else ()
+        if sent:
+            row = MessagePictures.sent(sent)
+        if row is not None:
+            await chat_view.mount(row)
+        await chat_view.mount(UserMessage(text, pictures=row))
         # A new chat joins the sidebar when its first reply ends: rebuilding the list now would
         # cost a frame while the model writes its first tokens.
-        await self.replies.send(kind, text)
+        await self.replies.send(kind, text, images=sent)
+
+    @on(PromptInput.PicturePasted)
+    def _picture_pasted(self, event: PromptInput.PicturePasted) -> None:
+        self.attach.attach_path(event.path)
+
+    @on(PromptInput.BackspaceEmpty)
+    async def _backspace_empty(self) -> None:
+        await self.attach.remove_last()
+
+    @on(AttachmentChip.Removed)
+    async def _chip_removed(self, event: AttachmentChip.Removed) -> None:
+        await self.attach.remove(event.sha256)
+
+    async def on_picture_attached(self, message: PictureAttached) -> None:
+        """To the attach room."""
+        await self.attach.add(message.picture)
+
+    def on_picture_refused(self, message: PictureRefused) -> None:
+        """A pasted picture cannot be used: its one line."""
+        self.notify(message.error, title="Pictures", severity="error", timeout=15)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -528,6 +583,10 @@ class EdgeAssistApp(App[None]):
     async def action_talk(self) -> None:
         """Push to talk: start recording; again: send what was said; while a reply speaks: talk over it."""
         await self.talk.press()
+
+    def action_attach_image(self) -> None:
+        """Attach a picture to the next message: a dialog asks for its path (a model that cannot see says so)."""
+        self.attach.ask()
 
     def action_toggle_thinking(self) -> None:
         """Thinking on or off for the next message."""

@@ -13,14 +13,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeassist.chat import Conversation, Turn
-from edgeassist.engine.base import Stats
+from edgeassist.chat import Conversation, Shown, Turn
+from edgeassist.engine.base import ImageRef, Stats
 from edgeassist.errors import EdgeAssistError, StoreError
-from edgeassist.store import ChatRecord, ChatSettings
+from edgeassist.store import ChatRecord, ChatSettings, KeptImage, Store
 from edgeassist.tools import ToolUse
 from edgeassist.tui import figures
 from edgeassist.tui.codeblocks import CodeBlock, code_blocks
 from edgeassist.tui.models import CHAT_SOURCE, ModelRoom, checked_chat_settings
+from edgeassist.tui.pictures import MessagePictures
 from edgeassist.tui.room import Room, Session
 from edgeassist.tui.screens import (
     NUMBER_FIELDS,
@@ -101,10 +102,21 @@ class ChatRoom(Room):
         if self.conversation is None and self.chat is not None:
             # No engine (the model failed): still show the saved messages.
             saved = [m for m in self.session.store.messages(self.chat.id) if m.role in ("user", "assistant", "tool")]
-            turns = [Turn(m.role, m.content, m.thinking, m.status, call=_call(m.tool, m.content)) for m in saved]
+            store = self.session.store
+            turns = [
+                Turn(
+                    m.role,
+                    m.content,
+                    m.thinking,
+                    m.status,
+                    call=_call(m.tool, m.content),
+                    images=tuple(p for p in (_kept(store, k) for k in m.images) if p is not None),
+                )
+                for m in saved
+            ]
         else:
             turns = self.conversation.turns if self.conversation is not None else []
-        widgets = [_widget(t) for t, shown in zip(turns, _shown(turns), strict=True) if shown]
+        widgets = [w for t, shown in zip(turns, _shown(turns), strict=True) if shown for w in _widgets(t)]
         if widgets:
             await view.mount_all(widgets)
         else:
@@ -116,6 +128,12 @@ class ChatRoom(Room):
         self.app.sub_title = title
         self._show_figures()
         await self.show_memory(fit=True)
+
+    def last_user_pictures(self) -> tuple[Shown, ...]:
+        """The pictures of the open chat's last message from the user (an edit of it keeps them)."""
+        convo = self.conversation
+        users = [t for t in convo.turns if t.role == "user"] if convo is not None else []
+        return users[-1].images if users else ()
 
     def prompts(self) -> list[str]:
         """The open chat's messages from the user, oldest first (Up recalls them: the history is the store's)."""
@@ -510,13 +528,23 @@ def _shown(turns: list[Turn]) -> list[bool]:
     return shown_turns([t.role for t in turns], [not t.content and not t.thinking for t in turns])
 
 
-def _widget(turn: Turn) -> UserMessage | ReplyView | ToolBlock:
-    """The widget that shows a saved turn."""
+def _widgets(turn: Turn) -> list[MessagePictures | UserMessage | ReplyView | ToolBlock]:
+    """The widgets that show a saved turn: a user message's pictures go above its text."""
     if turn.role == "user":
-        return UserMessage(turn.content)
+        row = MessagePictures.kept(turn.images) if turn.images else None
+        message = UserMessage(turn.content, pictures=row)
+        return [row, message] if row is not None else [message]
     if turn.role == "tool":
-        return ToolBlock(turn.call or ToolUse("?", {}, result=turn.content, outcome="error"))
-    return ReplyView(turn.content, turn.thinking, status=turn.status)
+        return [ToolBlock(turn.call or ToolUse("?", {}, result=turn.content, outcome="error"))]
+    return [ReplyView(turn.content, turn.thinking, status=turn.status)]
+
+
+def _kept(store: Store, kept: KeptImage) -> Shown | None:
+    """A saved message's picture where the store keeps it (read later, off the event loop, to be shown)."""
+    try:
+        return Shown(ImageRef(kept.sha256, store.images.path_for(kept.sha256, kept.format)), kept.format, kept.name)
+    except EdgeAssistError:
+        return None  # (a hand-edited history: not a picture's hash)
 
 
 def _call(saved: dict[str, Any] | None, result: str) -> ToolUse | None:

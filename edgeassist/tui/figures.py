@@ -30,15 +30,29 @@ def context(used: int | None, n_ctx: int | None) -> str:
     return f"ctx {used or 0}/{n_ctx}"
 
 
+def pictures(stats: Stats) -> str | None:
+    """`img 256 tok · 410 ms`: the prompt's pictures' tokens and the encoder's time; None for a reply without pictures.
+
+    Pictures the encoder did not read again (earlier in the chat, kept in the model's state) say `cached`.
+    """
+    if not stats.images:
+        return None
+    count = f" ×{stats.images}" if stats.images > 1 else ""
+    read = format_seconds(stats.image_encode_s) if stats.images_encoded else "cached"
+    return f"img{count} {stats.image_tokens} tok · {read}"
+
+
 def final_figures(stats: Stats, target_ms: float) -> str:
-    """The figures of a finished reply, from its Done stats."""
-    return SEP.join(
-        [
-            speed(stats.tokens_per_s(), stats.decode_ms_per_token(), target_ms),
-            f"TTFT {format_seconds(stats.ttft_s)}",
-            context(stats.context_used, stats.n_ctx),
-        ]
-    )
+    """The figures of a finished reply, from its Done stats (and its pictures' when it had any)."""
+    parts = [
+        speed(stats.tokens_per_s(), stats.decode_ms_per_token(), target_ms),
+        f"TTFT {format_seconds(stats.ttft_s)}",
+    ]
+    image = pictures(stats)
+    if image is not None:
+        parts.append(image)
+    parts.append(context(stats.context_used, stats.n_ctx))
+    return SEP.join(parts)
 
 
 def live_figures(chunk: Chunk, target_ms: float, n_ctx: int | None, prompt_tokens: int | None = None) -> str:
@@ -82,12 +96,13 @@ def shorter_labels(label: str) -> list[str]:
 def shorter_figures(markup: str) -> list[str]:
     """`markup` (figures joined by `SEP`) and its shorter forms, longest first.
 
-    The tok/s rate goes first (the ms/tok beside it says the same, with the verdict), then TTFT;
-    the ms/tok and the context stay. A status line that is not figures has no shorter form.
+    The tok/s rate goes first (the ms/tok beside it says the same, with the verdict), then the
+    pictures' figures, then TTFT; the ms/tok and the context stay. A status line that is not figures
+    has no shorter form.
     """
     parts = markup.split(SEP)
     forms = [markup]
-    for drop in ("tok/s", "TTFT"):
+    for drop in ("tok/s", "img", "TTFT"):
         kept = [p for p in parts if not (p.endswith(drop) if drop == "tok/s" else p.startswith(drop))]
         if len(kept) < len(parts):
             parts = kept

@@ -9,6 +9,7 @@ from typing import Any
 from textual.message import Message
 
 from edgeassist.engine.base import Stats
+from edgeassist.images import Picture
 from edgeassist.tools import ConsentRequest, ToolResult, ToolStarted
 
 
@@ -111,6 +112,25 @@ class ToolCalled(Message):
     """The call's event."""
     shown: threading.Event
     """Set once the event is shown (or the reply stopped)."""
+
+
+# -- pictures ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PictureAttached(Message):
+    """A pasted path was read and checked: attach the picture to the next message."""
+
+    picture: Picture
+    """The picture."""
+
+
+@dataclass
+class PictureRefused(Message):
+    """A pasted path is no picture edgeassist reads: nothing is attached."""
+
+    error: str
+    """The ImageError's one line."""
 
 
 # -- push-to-talk -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from edgeassist.chat import Conversation, ReplyEvent
     from edgeassist.config import Settings
+    from edgeassist.images import Picture
 
 Kind = Literal["send", "edit", "regenerate", "continue"]
 """What a typed reply answers: a new message, the last one edited or answered again, or the last reply continued."""
@@ -106,9 +107,17 @@ class Reply:
 
 
 def conversation_events(
-    convo: Conversation, kind: Kind, text: str | None, cancel: threading.Event, options: GenerationOptions
+    convo: Conversation,
+    kind: Kind,
+    text: str | None,
+    cancel: threading.Event,
+    options: GenerationOptions,
+    images: Sequence[Picture] = (),
 ) -> Generator[ReplyEvent, None, None]:
-    """The conversation's events for a typed reply; closing this closes the conversation's stream (it saves)."""
+    """The conversation's events for a typed reply; closing this closes the conversation's stream (it saves).
+
+    `images`: a new message's pictures (an edited message keeps its own).
+    """
     if kind == "regenerate":
         yield from convo.regenerate(cancel, options)
     elif kind == "continue":
@@ -116,7 +125,7 @@ def conversation_events(
     elif kind == "edit":
         yield from convo.edit_last(text or "", cancel, options)
     else:
-        yield from convo.send(text or "", cancel, options)
+        yield from convo.send(text or "", cancel, options, images=images)
 
 
 class ReplyController(Room):
@@ -167,10 +176,18 @@ class ReplyController(Room):
 
     # -- starting ---------------------------------------------------------------------------------
 
-    async def send(self, kind: Kind, text: str | None, *, shown: tuple[str, str] = ("", "")) -> None:
+    async def send(
+        self,
+        kind: Kind,
+        text: str | None,
+        *,
+        shown: tuple[str, str] = ("", ""),
+        images: Sequence[Picture] = (),
+    ) -> None:
         """Write the reply to a typed message (`kind`) under the chat's last message: pending until drawn.
 
-        `shown`: the answer and thinking the reply starts with (a continued reply's text so far).
+        `shown`: the answer and thinking the reply starts with (a continued reply's text so far);
+        `images`: a new message's pictures, kept with the chat and sent to the model.
         """
         convo = self.chats.conversation
         assert convo is not None
@@ -182,10 +199,16 @@ class ReplyController(Room):
         ready = self.models.ready
         self.app.query_one(StatusBar).set_figures("reading the prompt…" if ready else "waiting for the model…")
         # Start the model once the frame showing the message is drawn, so that frame costs it nothing.
-        self.app.call_after_refresh(self._launch, reply, kind, text, self.models.options(), convo)
+        self.app.call_after_refresh(self._launch, reply, kind, text, self.models.options(), convo, tuple(images))
 
     async def _launch(
-        self, reply: Reply, kind: Kind, text: str | None, options: GenerationOptions, convo: Conversation
+        self,
+        reply: Reply,
+        kind: Kind,
+        text: str | None,
+        options: GenerationOptions,
+        convo: Conversation,
+        images: tuple[Picture, ...] = (),
     ) -> None:
         if reply.life.stop_requested and not reply.ended:
             await self._end(reply, reply.life.stop())
@@ -195,11 +218,17 @@ class ReplyController(Room):
                 await self.chats.render()
             return
         reply.life.start()
-        write = partial(self._write, reply, kind, text, options, convo)
+        write = partial(self._write, reply, kind, text, options, convo, images)
         reply.worker = self.app.run_worker(write, name="reply", group="reply", exclusive=True, thread=True)
 
     def _write(
-        self, reply: Reply, kind: Kind, text: str | None, options: GenerationOptions, convo: Conversation
+        self,
+        reply: Reply,
+        kind: Kind,
+        text: str | None,
+        options: GenerationOptions,
+        convo: Conversation,
+        images: tuple[Picture, ...] = (),
     ) -> None:
         """Stream one typed reply (blocking, in its thread worker); `stop` cancels the worker, which stops it."""
         cancel = get_current_worker().cancelled_event
@@ -210,7 +239,7 @@ class ReplyController(Room):
                 if convo.engine.capabilities.tools:
                     convo.toolbox.start()  # here, off the UI thread: MCP servers take a while (once a session)
                     self.session.tools_started.set()
-            events = conversation_events(convo, kind, text, cancel, options)
+            events = conversation_events(convo, kind, text, cancel, options, images)
             try:
                 for event in events:
                     self.forward(reply, event)

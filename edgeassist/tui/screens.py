@@ -61,12 +61,15 @@ HELP_BEFORE = [
     ("Enter", "send the message (or the edited one)"),
     ("ctrl+j, shift/alt+Enter", "new line in the message"),
     ("Up, Down (box empty)", "recall this chat's earlier messages"),
+    ("Backspace (box empty)", "take the last attached picture off"),
 ]
 """Keys of the message box, listed first on the help screen."""
 
 HELP_AFTER = [
     ("ctrl+p", "command palette: switch model, every action"),
     ("mouse drag, ctrl+c", "select text, copy it"),
+    ("paste a picture's path", "attach it (so does a file dropped on the terminal)"),
+    ("click an attachment", "take the picture off (the row above the box)"),
     ("click a message", "copy it (a code block: the block alone)"),
     ("click Thinking…/Thought", "open or close a thinking block"),
     ("Tab, shift+Tab", "move between chat list, conversation, input"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.cells import cell_len
 from rich.console import Group
@@ -27,6 +28,7 @@ from textual.widgets.markdown import MarkdownFence, MarkdownStream
 from edgeassist.store import ChatRecord
 from edgeassist.tools import ToolUse
 from edgeassist.tui.figures import shorter_figures, shorter_labels
+from edgeassist.tui.paths import pasted_path
 from edgeassist.tui.stream import Chunk
 from edgeassist.tui.tools import ARGS_SHOWN, RESULT_LINES, RESULT_SHOWN, arguments_json, block_title, cut, printable
 
@@ -45,6 +47,17 @@ class PromptInput(TextArea):
         """The input that was submitted."""
         text: str
         """Its text."""
+
+    @dataclass
+    class PicturePasted(Message):
+        """The paste was one picture's path (a file dragged onto the terminal): attach it, insert no text."""
+
+        path: Path
+        """The picture file."""
+
+    @dataclass
+    class BackspaceEmpty(Message):
+        """Backspace in the empty box: the last picture attached comes off."""
 
     def __init__(self, *, id: str | None = None, prompts: Callable[[], list[str]] | None = None) -> None:
         """A soft-wrapping input without line numbers; Tab moves the focus.
@@ -126,6 +139,8 @@ class PromptInput(TextArea):
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
+        if event.key == "backspace" and not self.text:
+            self.post_message(self.BackspaceEmpty())
         if event.key in NEWLINE_KEYS:
             event.stop()
             event.prevent_default()
@@ -144,8 +159,14 @@ class PromptInput(TextArea):
         self.replace(text, start, end, maintain_selection_offset=False)
 
     async def _on_paste(self, event: events.Paste) -> None:
+        # (TextArea's own handler inserts the text after this one: Textual calls each class's in turn.
+        # Calling it here as well pasted everything twice.)
         self._insert_typed()
-        await super()._on_paste(event)
+        path = pasted_path(event.text) if not self.read_only else None
+        if path is not None:  # a picture's path, as a terminal pastes a file dropped on it
+            event.stop()
+            event.prevent_default()  # TextArea's handler does not run: no text goes in
+            self.post_message(self.PicturePasted(path))
 
     async def _on_mouse_down(self, event: events.MouseDown) -> None:
         self._insert_typed()  # before the click moves the cursor
@@ -172,11 +193,19 @@ def plain_click(widget: Widget, event: events.Click) -> bool:
 class UserMessage(Static):
     """A message the user sent (plain text, selectable); a click copies it."""
 
-    def __init__(self, text: str) -> None:
-        """Show `text` as it was typed."""
+    def __init__(self, text: str, pictures: Widget | None = None) -> None:
+        """Show `text` as it was typed; `pictures`: the row of its pictures, mounted just above it."""
         super().__init__(text, markup=False, classes="message user")
         self.role = "user"
         self.text = text
+        self.pictures = pictures
+        """The row of the message's pictures (`pictures.MessagePictures`), a sibling above it; None without."""
+        self.set_class(pictures is not None, "with-pictures")
+
+    def with_pictures(self) -> list[Widget]:
+        """This message's widgets, top first: its pictures (when mounted beside it), then itself."""
+        row = self.pictures
+        return [row, self] if row is not None and row.parent is self.parent else [self]
 
     def on_click(self, event: events.Click) -> None:
         """Copy the message."""
@@ -465,7 +494,7 @@ class ChatView(VerticalScroll):
         notes = self.query(EarlierNote)
         note = notes.first() if notes else None
         hidden = extra + (note.hidden if note is not None else 0)
-        await self.remove_children(msgs[:extra])
+        await self.remove_children(_with_pictures(msgs[:extra]))
         if note is None:
             note = EarlierNote()
             await self.mount(note, before=0)
@@ -483,7 +512,7 @@ class ChatView(VerticalScroll):
         first_seen = forgotten - (turns - len(msgs))  # (its index among the mounted messages)
         if first_seen >= len(msgs):
             return
-        await self.mount(MemoryDivider(), before=msgs[max(first_seen, 0)])
+        await self.mount(MemoryDivider(), before=_with_pictures([msgs[max(first_seen, 0)]])[0])
 
     async def remove_reply(self) -> None:
         """Remove the last reply: every step and tool call after the last message from the user."""
@@ -497,9 +526,14 @@ class ChatView(VerticalScroll):
         """Remove the last message widget if it has `role`; True if one was removed."""
         msgs = self.messages()
         if msgs and msgs[-1].role == role:
-            await msgs[-1].remove()
+            await self.remove_children(_with_pictures(msgs[-1:]))
             return True
         return False
+
+
+def _with_pictures(msgs: list[UserMessage | ReplyView | ToolBlock]) -> list[Widget]:
+    """`msgs` with the rows of their pictures, in order on screen."""
+    return [w for m in msgs for w in (m.with_pictures() if isinstance(m, UserMessage) else [m])]
 
 
 class ChatItem(ListItem):
@@ -784,7 +818,7 @@ class KeyFooter(Footer):
     F1 and Esc stay: F1 lists them all, and the palette runs them.
     """
 
-    DROP_ORDER = ("copy_reply", "edit_last", "regenerate", "new_chat", "toggle_thinking", "talk")
+    DROP_ORDER = ("copy_reply", "attach_image", "edit_last", "regenerate", "new_chat", "toggle_thinking", "talk")
 
     async def recompose(self) -> None:
         """Build the keys, then fit them."""
