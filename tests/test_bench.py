@@ -39,6 +39,11 @@ ADDED_IN_2 |= {"resumed_evaluated_tokens", "resumed_prompt_tokens"}
 TOOL_KEYS = {"tool_call", "tool_decode_ms", "tool_ratio", "tool_redraw_share", "tool_tokens", "tool_calls"}
 TOOL_KEYS |= {"tool_calls_complete"}
 ADDED_IN_2 |= TOOL_KEYS
+IMAGE_KEYS = {"image", "image_followup", "no_image_reason", "vision_load_s", "images", "image_tokens"}
+IMAGE_KEYS |= {"image_prompt_tokens", "image_encode_s", "image_prompt_eval_s", "image_ttft_s", "image_ttft_ratio"}
+IMAGE_KEYS |= {"images_encoded", "image_followup_ttft_s", "image_followup_prompt_tokens"}
+IMAGE_KEYS |= {"image_followup_evaluated_tokens", "image_followup_read_again"}
+ADDED_IN_2 |= IMAGE_KEYS
 """The keys schema 2 added (some later, within 2), each with a default: a schema 1 file read again gains them."""
 
 

@@ -126,6 +126,10 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
     resumed_ttft = Spread.of([t.ttft_s for t in resumed if t.ttft_s is not None])
     third_ttft = Spread.of([r.third.ttft_s for r in reps if r.third is not None and r.third.ttft_s is not None])
 
+    pictured = [r.image for r in reps if r.image is not None]
+    after = [r.image_followup for r in reps if r.image_followup is not None]
+    image_ttft = Spread.of([t.ttft_s for t in pictured if t.ttft_s is not None])
+
     calls = [r.tool_call for r in reps if r.tool_call is not None]
     tool = Percentiles.of([g for t in calls for g in gaps(t.token_times)])
     held = sum(t.grammar_tokens for t in calls)
@@ -190,6 +194,18 @@ def summarize(run: ModelRun, target_ms: float) -> RunSummary:
         tool_tokens=_int_median([t.grammar_tokens for t in calls]),
         tool_calls=len(calls) or None,
         tool_calls_complete=sum(t.call_s is not None for t in calls) if calls else None,
+        images=_int_median([t.images for t in pictured]),
+        image_tokens=_int_median([t.image_tokens for t in pictured]),
+        image_prompt_tokens=_int_median([t.prompt_tokens for t in pictured]),
+        image_encode_s=Spread.of([t.image_encode_s for t in pictured]),
+        image_prompt_eval_s=Spread.of([t.prompt_eval_s for t in pictured]),
+        image_ttft_s=image_ttft,
+        image_ttft_ratio=image_ttft.median / ttft.median if image_ttft and ttft and ttft.median > 0 else None,
+        images_encoded=sum(t.images_encoded for t in pictured) if pictured else None,
+        image_followup_ttft_s=Spread.of([t.ttft_s for t in after if t.ttft_s is not None]),
+        image_followup_prompt_tokens=_int_median([t.prompt_tokens for t in after]),
+        image_followup_evaluated_tokens=_int_median([t.evaluated_tokens for t in after]),
+        image_followup_read_again=any(t.read_again for t in after) if after else None,
         raw_ttft_s=raw_ttft,
         raw_prefill_tps=Spread.of([v for r in raws if (v := _rate(r.prompt_tokens, r.prompt_eval_s)) is not None]),
         raw_decode_ms=raw_ms,

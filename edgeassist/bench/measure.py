@@ -13,6 +13,15 @@ One run (a model at a thread count) goes:
    the call's grammar (`Repetition.tool_call`);
 3. sampling and detokenizing timed alone, to show where edgeassist's extra time per token goes.
 
+With a picture (`BenchPlan.image`, `--image`) and a model that can see (`capabilities.images`), the
+vision projector is loaded once after the loads (`ModelRun.vision_load_s`), and each repetition
+(warm-up included) ends with a new conversation whose first message is the first turn's text with
+the picture, then the follow-up message in it (`Repetition.image`, `image_followup`): the encoder's
+time and the picture's tokens beside the text-only first turn, and a follow-up that should reuse the
+picture rather than read it again. Each image turn gets a copy of the picture of its own
+(`picture.copy_of`): the engine keeps embeddings by content. A model that cannot see runs the text
+figures alone, with the line that says how to give it its projector (`ModelRun.no_image_reason`).
+
 A remote run (`BenchPlan.remote`: the server at `model.endpoint`, after the local runs) goes the
 same way through the same `Conversation`, on the engine every front end gets for an endpoint:
 warm-up, then first turn and follow-up per repetition. No load, memory, thread sweep or raw loop:
@@ -40,13 +49,16 @@ from pathlib import Path
 
 from edgeassist import __version__
 from edgeassist.bench.analysis import conclude, summarize
+from edgeassist.bench.picture import copy_of
 from edgeassist.bench.raw import Stopped, raw_context, raw_decode, time_overheads
 from edgeassist.bench.results import (
     NO_RAW_FLAG,
     NO_RAW_REMOTE,
     SCHEMA,
     BenchConfig,
+    BenchImage,
     BenchResult,
+    ImageSample,
     ModelRun,
     Overheads,
     RawSample,
@@ -55,13 +67,25 @@ from edgeassist.bench.results import (
     TurnSample,
 )
 from edgeassist.bench.voice import VoiceHook, VoiceTarget, run_voice_hook
-from edgeassist.chat import Conversation
+from edgeassist.chat import Conversation, scratch_pictures
 from edgeassist.config import Settings
-from edgeassist.engine.base import ChatEngine, Done, GenerationOptions, Message, Text, Thinking, ToolCall, ToolSpec
-from edgeassist.engine.factory import generation_options, open_engine, open_local_engine
+from edgeassist.engine.base import (
+    ChatEngine,
+    Done,
+    GenerationOptions,
+    ImageRef,
+    Message,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolSpec,
+)
+from edgeassist.engine.factory import generation_options, open_engine, open_local_engine, vision_refusal
 from edgeassist.engine.llama import LlamaEngine
 from edgeassist.engine.statefile import StateFiles
 from edgeassist.errors import EdgeAssistError
+from edgeassist.hub import ResolvedModel
+from edgeassist.images import Picture
 from edgeassist.system import peak_rss_bytes, reset_peak_rss, rss_bytes, rss_split, system_report
 
 FOLLOWUP_TEXT = "Thank you. Now say that again in one short sentence."
@@ -135,6 +159,10 @@ class BenchPlan:
     """Voice pipeline hook (`--voice`), run after the models."""
     remote: bool = False
     """Also time the model on the server at `model.endpoint`, after the local runs (`--endpoint`)."""
+    image: Picture | None = None
+    """The picture of the image turns (`--image`), read and checked before anything runs; None: text only."""
+    image_source: str | None = None
+    """How the picture was given: the file as typed, or `generated`; None: the picture's name."""
 
 
 @dataclass(frozen=True)
@@ -194,10 +222,28 @@ def _turn(
 
     The sample comes from the reply's Done stats.
     """
+    done, first = _drain(convo, text, options, cancel)
+    sample = TurnSample.from_stats(done.stats, first)
+    if done.stats.finish_reason == "cancelled":
+        raise Stopped(sample)
+    return sample
+
+
+def _drain(
+    convo: Conversation,
+    text: str | None,
+    options: GenerationOptions,
+    cancel: threading.Event | None,
+    images: tuple[Picture, ...] = (),
+) -> tuple[Done, float | None]:
+    """Send `text` with `images` (None: answer the last message again); the reply's Done and its first event's time."""
     t0 = time.perf_counter()
     first: float | None = None
     done: Done | None = None
-    events = convo.send(text, cancel, options) if text is not None else convo.regenerate(cancel, options)
+    if text is None:
+        events = convo.regenerate(cancel, options)
+    else:
+        events = convo.send(text, cancel, options, images=images)
     for event in events:
         if first is None and isinstance(event, Text | Thinking):
             first = time.perf_counter() - t0
@@ -205,10 +251,31 @@ def _turn(
             done = event
     if done is None:  # pragma: no cover - the engine always ends with Done
         raise EdgeAssistError("the engine ended a reply without its stats")
-    sample = TurnSample.from_stats(done.stats, first)
+    return done, first
+
+
+def _picture_end(tokens: list[int]) -> int:
+    """Prompt tokens up to the end of the last picture in `tokens` (a picture's tokens are negative ids); 0 if none."""
+    return next((len(tokens) - i for i, t in enumerate(reversed(tokens)) if t < 0), 0)
+
+
+def _image_turn(
+    engine: LlamaEngine,
+    convo: Conversation,
+    text: str,
+    options: GenerationOptions,
+    cancel: threading.Event | None,
+    images: tuple[Picture, ...] = (),
+) -> ImageSample:
+    """Send `text` (with `images`) in a conversation with a picture; the sample has where the picture ends."""
+    done, first = _drain(convo, text, options, cancel, images)
     if done.stats.finish_reason == "cancelled":
-        raise Stopped(sample)
-    return sample
+        raise Stopped
+    # The prompt as this reply evaluated it: the conversation up to its message (pictures are cached: no compute).
+    messages = convo.context()
+    asked = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    prompt = engine.encode(messages[: asked + 1], options.think).tokens
+    return ImageSample.from_picture(done.stats, first, _picture_end(prompt))
 
 
 def _tool_turn(
@@ -250,6 +317,7 @@ class _Runner:
         self.runs = len(self.pairs) + (1 if plan.remote else 0)
         self.base_options = generation_options(settings)
         self._states: StateFiles | None = None
+        self._sees = False  # the current run's model takes the plan's picture (its projector loaded)
 
     def say(self, index: int, target: BenchTarget, threads: int, step: int, what: str) -> None:
         self.report(index, target.name, threads, step, what)
@@ -279,6 +347,20 @@ class _Runner:
             sampling=opts.sampling(),
             raw_baseline=self.plan.raw_baseline,
             ignore_eos="option",
+            image=self.image_config(),
+        )
+
+    def image_config(self) -> BenchImage | None:
+        picture = self.plan.image
+        if picture is None:
+            return None
+        return BenchImage(
+            source=self.plan.image_source or picture.name,
+            format=picture.format,
+            width=picture.width,
+            height=picture.height,
+            file_bytes=len(picture.data),
+            sha256=picture.sha256,
         )
 
     def open(self, target: BenchTarget, threads: int) -> LlamaEngine:
@@ -311,6 +393,10 @@ class _Runner:
                 run.load_s.append(engine.load())
             run.load_peak_rss_bytes = load_peak = peak_rss_bytes()
             run.peak_rss_source = "run" if peak_ok else ("process" if load_peak is not None else "unavailable")
+            self._sees = False
+            if plan.image is not None:
+                say(index, target, threads, 0, "loading the vision projector")
+                self._sees = self.open_vision(engine, target, run)
             system = self.settings.generation.system_prompt
             for w in range(plan.warmup):
                 say(index, target, threads, 1 + w, f"warm-up {w + 1}/{plan.warmup}")
@@ -329,6 +415,29 @@ class _Runner:
         finally:
             engine.close()
 
+    def open_vision(self, engine: LlamaEngine, target: BenchTarget, run: ModelRun) -> bool:
+        """Load the projector with a first picture's tokens (timed); False, with the reason in `run`, if it cannot see.
+
+        A projector that does not load is the run's reason too: the text figures are still measured.
+        """
+        assert self.plan.image is not None
+        if not engine.capabilities.images:
+            resolved = ResolvedModel(target.path, target.name, target.quant, is_starter=target.starter, note=None)
+            run.no_image_reason = str(vision_refusal(engine, resolved))
+            return False
+        # A copy no turn uses: the turns' own pictures are read (and cut into tokens) as they are timed.
+        picture = copy_of(self.plan.image, "projector")
+        ref = ImageRef(picture.sha256, scratch_pictures().add(picture))
+        message: Message = {"role": "user", "content": FOLLOWUP_TEXT, "images": (ref,)}
+        t0 = time.perf_counter()
+        try:
+            engine.count_tokens([message], self.options(1))
+        except EdgeAssistError as e:
+            run.no_image_reason = str(e)
+            return False
+        run.vision_load_s = time.perf_counter() - t0
+        return True
+
     def connect(self) -> ChatEngine:
         """The engine for `model.endpoint`, asked for its models once: an unreachable server fails the bench now."""
         engine = open_engine(self.settings).engine
@@ -346,6 +455,8 @@ class _Runner:
             say(index, run.model, None, 0, "connecting to the server")
             engine.load()
             run.model, run.n_ctx = engine.name, engine.n_ctx
+            if plan.image is not None:
+                run.no_image_reason = str(vision_refusal(engine, None))  # (pictures go only to a model on this device)
             system = self.settings.generation.system_prompt
             for w in range(plan.warmup):
                 say(index, run.model, None, 1 + w, f"warm-up {w + 1}/{plan.warmup}")
@@ -425,6 +536,23 @@ class _Runner:
             self.resume(local, convo, follow, kept, rep)
         if local.capabilities.tools:
             rep.tool_call = self.tool_call(local, system, TOOL_TOKENS_FACTOR * gen_tokens)
+        if self._sees:
+            self.image_turns(local, system, nonce, user, follow, rep)
+
+    def image_turns(
+        self, engine: LlamaEngine, system: str, nonce: str, user: str, options: GenerationOptions, rep: Repetition
+    ) -> None:
+        """The first turn's text with the picture before it, in a new conversation; then the follow-up message.
+
+        The system prompt has a nonce of its own, so nothing of the text turns' state is reused; the
+        picture is a copy of its own (`copy_of`), so the encoder reads it.
+        """
+        assert self.plan.image is not None
+        sys_prompt = f"{nonce} With a picture. {system}".strip()
+        convo = Conversation(engine, system_prompt=sys_prompt, options=options)
+        picture = copy_of(self.plan.image, nonce)
+        rep.image = _image_turn(engine, convo, user, options, self.cancel, (picture,))
+        rep.image_followup = _image_turn(engine, convo, FOLLOWUP_TEXT, options, self.cancel)
 
     def tool_call(self, engine: LlamaEngine, system: str, max_tokens: int) -> ToolCallSample | None:
         """One forced call of `BENCH_TOOL` through `engine.stream`, the path every front end's calls take.

@@ -174,6 +174,7 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
         if s.state_bytes is not None:
             res += f" · state {_bytes(s.state_bytes)}"
         add("resumed chat time to first token", s.resumed_ttft_s, res)
+    rows += image_rows(run, s)
     rows.append(("decode (edgeassist)", _decode_line(s.decode_ms, s.decode_tps), "", ""))
     if s.raw_decode_ms is not None:
         raw = _decode_line(s.raw_decode_ms, s.raw_decode_tps)
@@ -214,6 +215,58 @@ def run_lines(run: ModelRun, target_ms: float) -> list[str]:
     if s.verdict is not None:
         rows.append(("verdict", verdict_text(s), "", ""))
     return _aligned(rows)
+
+
+def _pictures(n: int | None) -> str:
+    return f"{n} picture" if n == 1 else f"{n} pictures"
+
+
+def image_rows(run: ModelRun, s: RunSummary) -> list[tuple[str, str, str, str]]:
+    """The image turns' rows (`--image`): the picture's tokens, encoder and first token, then the follow-up."""
+    if run.no_image_reason is not None:
+        return [("image", f"none: {run.no_image_reason}", "", "")]
+    if s.image_ttft_s is None:
+        return []
+    med, rng = _spread_s(s.image_ttft_s)
+    note = f"{_pictures(s.images)}, {s.image_tokens} tokens of a {s.image_prompt_tokens}-token prompt"
+    if s.image_encode_s is not None:
+        note += f" · encode {format_seconds(s.image_encode_s.median)}"
+    if s.image_prompt_eval_s is not None:
+        note += f" · prompt {format_seconds(s.image_prompt_eval_s.median)}"
+    if s.ttft_s is not None:
+        note += f" · text-only {format_seconds(s.ttft_s.median)}"
+    rows = [("image time to first token", med, rng, note)]
+    if s.image_followup_ttft_s is not None:
+        med, rng = _spread_s(s.image_followup_ttft_s)
+        fu = (
+            f"evaluated {s.image_followup_evaluated_tokens} of {s.image_followup_prompt_tokens} tokens"
+            f" · read the picture again: {_again(s.image_followup_read_again)}"
+        )
+        rows.append(("  follow-up after the picture", med, rng, fu))
+    if run.vision_load_s is not None:
+        load = format_seconds(run.vision_load_s)
+        rows.append(("  first picture after load", load, "", "the projector loads with it (no encoding)"))
+    return rows
+
+
+def _again(read_again: bool | None) -> str:
+    return "–" if read_again is None else ("YES (it should not)" if read_again else "no")
+
+
+def image_text(run: ModelRun) -> str | None:
+    """The image turns in one line (`1 picture 252 tokens · encode 1.23 s · ...`); None without `--image`."""
+    if run.no_image_reason is not None:
+        return f"none: {run.no_image_reason}"
+    s = run.summary
+    if s is None or s.image_ttft_s is None:
+        return None
+    encode = format_seconds(s.image_encode_s.median) if s.image_encode_s else "–"
+    text_only = f" (text-only {format_seconds(s.ttft_s.median)})" if s.ttft_s else ""
+    return (
+        f"{_pictures(s.images)} {s.image_tokens} tokens · encode {encode}"
+        f" · time to first token {format_seconds(s.image_ttft_s.median)}{text_only}"
+        f" · follow-up read it again: {_again(s.image_followup_read_again)}"
+    )
 
 
 def tool_text(s: RunSummary) -> str:
@@ -292,6 +345,7 @@ def remote_lines(run: ModelRun, s: RunSummary) -> list[str]:
     rows.append(("network jitter", jitter_text(s), "", ""))
     rows += [(label, value, "", "") for label, value in server_lines(s)]
     rows.append(("raw baseline", f"none: {run.no_raw_reason or NO_RAW_REMOTE}", "", ""))
+    rows += image_rows(run, s)
     rows.append(("load, memory, threads", "the server's: not measured here", "", ""))
     if s.verdict is not None:
         rows.append(("verdict", verdict_text(s), "", ""))
@@ -350,19 +404,25 @@ def settings_line(result: BenchResult, *, raw_baseline: bool = True) -> str:
     raw = ""
     if raw_baseline and not c.raw_baseline:
         raw = "; no raw baseline" + (" (the model ran on a server)" if all(r.remote for r in result.runs) else "")
+    image = ""
+    if c.image is not None:
+        picture = "the generated test picture" if c.image.source == "generated" else c.image.source
+        image = f"; image turns with {picture} ({c.image.width}x{c.image.height} {c.image.format})"
     return (
         f"{c.prompt_tokens}-token prompt, {c.gen_tokens} tokens generated, {c.followup_tokens}-token follow-up; "
         f"{c.repetitions} repetition{'s' if c.repetitions != 1 else ''} after {c.warmup} warm-up; "
-        f"target {c.target_ms:g} ms/token; {sampling}{raw}"
+        f"target {c.target_ms:g} ms/token; {sampling}{raw}{image}"
     )
 
 
 def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
     """One row per run (header first): the headline figures, for sweeps over models and threads.
 
-    A remote run's threads read `remote`; with one in the table, a jitter column (p90 − p50 gap, ms) is added.
+    A remote run's threads read `remote`; with one in the table, a jitter column (p90 − p50 gap, ms) is added;
+    with image turns in it, an image TTFT column.
     """
     with_jitter = any(r.remote for r in runs)
+    with_image = any(r.summary is not None and r.summary.image_ttft_s is not None for r in runs)
     rows = [
         [
             "model",
@@ -383,6 +443,9 @@ def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
     ]
     if with_jitter:
         rows[0].insert(9, "jitter")
+    image_at = rows[0].index("peak mem")
+    if with_image:
+        rows[0].insert(image_at, "image TTFT")
     for run in runs:
         s = run.summary
         if s is None:
@@ -406,6 +469,8 @@ def sweep_table(runs: Sequence[ModelRun]) -> list[list[str]]:
         ]
         if with_jitter:
             row.insert(9, _num(s.jitter.spread_ms if s.jitter else None))
+        if with_image:
+            row.insert(image_at, format_seconds(s.image_ttft_s.median) if s.image_ttft_s else "–")
         rows.append(row)
     return rows
 
@@ -563,6 +628,9 @@ def render_markdown(result: BenchResult) -> str:
             )
         if sm is not None and sm.tool_decode_ms is not None:
             out.append(f"- {run.model} @ {threads_text(run.threads)}: tool call (grammar held) {tool_text(sm)}")
+        image = image_text(run)
+        if image is not None:
+            out.append(f"- {run_label(run)}: image {image}")
     side = side_by_side_lines(result)
     if side:
         out += ["", f"**{side[0]}**", "", "```", *side[1:], "```"]
@@ -624,6 +692,8 @@ _METRICS = [
     _Metric("tool call p50 ms", _p("tool_decode_ms", "p50"), lambda x: f"{x:.1f}", optional=True),
     _Metric("tool call / free decode", lambda s: s.tool_ratio, lambda x: f"{x:.2f}", optional=True),
     _Metric("tool call redrawn", lambda s: s.tool_redraw_share, lambda x: f"{x:.0%}", optional=True),
+    _Metric("image TTFT", _p("image_ttft_s", "median"), format_seconds, optional=True),
+    _Metric("image encode", _p("image_encode_s", "median"), format_seconds, optional=True),
     _Metric(
         "peak memory",
         lambda s: float(s.peak_rss_bytes) if s.peak_rss_bytes is not None else None,

@@ -159,6 +159,39 @@ class ToolCallSample(TurnSample):
 
 
 @dataclass
+class ImageSample(TurnSample):
+    """A reply in a conversation whose first message carries a picture (`--image`): the vision figures too."""
+
+    images: int = 0
+    """Pictures in the prompt."""
+    image_tokens: int = 0
+    """Prompt tokens the pictures take."""
+    images_encoded: int = 0
+    """Pictures the vision encoder read for this reply (0: each was in the reused state, or its embeddings kept)."""
+    image_encode_s: float = 0.0
+    """Seconds the vision encoder took for them (part of `prompt_eval_s`)."""
+    picture_end: int = 0
+    """Prompt tokens up to the end of the last picture: a reply that reused this many did not read it again."""
+
+    @classmethod
+    def from_picture(cls, stats: Stats, first_event_s: float | None, picture_end: int) -> ImageSample:
+        """The sample for one reply's engine stats, with where the picture ends in its prompt."""
+        return cls(
+            **vars(TurnSample.from_stats(stats, first_event_s)),
+            images=stats.images,
+            image_tokens=stats.image_tokens,
+            images_encoded=stats.images_encoded,
+            image_encode_s=stats.image_encode_s,
+            picture_end=picture_end,
+        )
+
+    @property
+    def read_again(self) -> bool:
+        """Whether this reply read a picture into the model again: the encoder ran, or the reuse stopped before it."""
+        return self.images_encoded > 0 or self.reused_tokens < self.picture_end
+
+
+@dataclass
 class RawSample:
     """The baseline: llama.cpp's decode loop alone on the same model, context parameters and threads."""
 
@@ -196,6 +229,11 @@ class Repetition:
     tool_call: ToolCallSample | None = None
     """A forced tool call after the turns, where the model can call tools (null otherwise, and on remote runs):
     what holding a reply to the call's grammar costs per token."""
+    image: ImageSample | None = None
+    """`--image`, where the model can see: a new conversation whose first message is the first turn's text with
+    the picture before it (a copy of its own each time, so the encoder reads it), `followup_tokens` generated."""
+    image_followup: ImageSample | None = None
+    """The follow-up message in that conversation: it should reuse the picture, not read it again."""
 
 
 @dataclass
@@ -354,6 +392,30 @@ class RunSummary:
     """Forced calls measured (one per repetition)."""
     tool_calls_complete: int | None = None
     """Of those, calls that ended (a `ToolCall` event) within their token limit."""
+    images: int | None = None
+    """Pictures in the image turn's message (`--image`; null without image turns)."""
+    image_tokens: int | None = None
+    """Median prompt tokens the picture takes."""
+    image_prompt_tokens: int | None = None
+    """Median prompt length of the image turn (the first turn's text, the picture and the markers around it)."""
+    image_encode_s: Spread | None = None
+    """Vision encoder time of the image turn (part of its prompt evaluation)."""
+    image_prompt_eval_s: Spread | None = None
+    """Prompt evaluation time of the image turn, the encoder included."""
+    image_ttft_s: Spread | None = None
+    """Time to first token of the image turn: a new conversation's first message with the picture."""
+    image_ttft_ratio: float | None = None
+    """Image turn over text-only first turn time to first token (medians): what the picture adds."""
+    images_encoded: int | None = None
+    """Pictures the encoder read, over every image turn (one each expected)."""
+    image_followup_ttft_s: Spread | None = None
+    """Time to first token of the text follow-up after the picture."""
+    image_followup_prompt_tokens: int | None = None
+    """Median prompt length of that follow-up (the whole conversation, the picture included)."""
+    image_followup_evaluated_tokens: int | None = None
+    """Median tokens that follow-up evaluated (the previous reply and its message)."""
+    image_followup_read_again: bool | None = None
+    """Whether any follow-up read the picture again (encoder run, or reuse stopped before the picture's end)."""
 
 
 @dataclass
@@ -404,11 +466,35 @@ class ModelRun:
     """The server's base URL when the model ran there (`--endpoint`); null for a local run. Never holds a key."""
     no_raw_reason: str | None = None
     """Why this run has no raw llama.cpp baseline, when it has none (a remote run; `--no-raw`)."""
+    no_image_reason: str | None = None
+    """With `--image`, why this run has no image turns: the model cannot see (what to pull, or where its projector
+    goes), or it runs on a server; null when it has them, and without `--image`."""
+    vision_load_s: float | None = None
+    """With `--image`: seconds to the first picture's tokens after the model loaded, the vision projector loaded
+    with them (what the first picture after start-up adds, beyond its encoding); null without."""
 
     @property
     def remote(self) -> bool:
         """Whether the model ran on a server (`endpoint`) rather than in this process."""
         return self.endpoint is not None
+
+
+@dataclass
+class BenchImage:
+    """The picture of the image turns (`--image`)."""
+
+    source: str
+    """The file as given, or `generated` for the bench's own test picture."""
+    format: str
+    """JPEG, PNG or WEBP."""
+    width: int
+    """Width as displayed, in pixels (before the engine scales it to `model.image_tokens`)."""
+    height: int
+    """Height as displayed, in pixels."""
+    file_bytes: int
+    """Size of the file."""
+    sha256: str
+    """SHA-256 of the file (each turn reads a copy with a few bytes after the image's end, the same pixels)."""
 
 
 @dataclass
@@ -437,6 +523,8 @@ class BenchConfig:
     """Whether the raw llama.cpp loop ran (on local runs: a remote run never has one, see `ModelRun.no_raw_reason`)."""
     ignore_eos: str
     """How end-of-generation was suppressed: `option` (GenerationOptions.ignore_eos; older files: `logit-bias`)."""
+    image: BenchImage | None = None
+    """The picture of the image turns (`--image`); null without."""
 
 
 @dataclass

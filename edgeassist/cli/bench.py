@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "per-token target and the catalog model to use here. With no model given it runs the configured "
         "one (else the offline starter). With --endpoint it times the server's model (time to first token, "
         "ms/token and network jitter; no raw baseline); add --compare to run the local model beside it. "
-        "Ctrl+C stops and prints what was measured.",
+        "With --image it also times a picture in a first message (a model that cannot see says so and runs "
+        "the text figures). Ctrl+C stops and prints what was measured.",
     )
     settings_group(p, model_and_threads=False)
     w = p.add_argument_group("what to run")
@@ -97,6 +98,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     w.add_argument("--no-raw", action="store_true", help="skip the raw llama.cpp baseline")
     w.add_argument("--voice", action="store_true", help="also time the speech stages (needs the voice pipeline)")
+    w.add_argument(
+        "--image",
+        nargs="?",
+        const="generated",
+        metavar="FILE",
+        help="also time a first message with a picture (FILE: JPEG, PNG or WebP; none: a generated 1024x768 test "
+        "picture) and a follow-up that should not read it again: encoder time, image tokens, time to first token; "
+        "with --synthetic, its vision projector is built too",
+    )
     w.add_argument(
         "--contention",
         nargs="?",
@@ -176,6 +186,10 @@ def resolve_targets(args: argparse.Namespace, settings: Settings, say: Any) -> l
         if not path.is_file():
             say(f"building the synthetic Qwen 3.5 {shape} ({args.quant}) once into {path}")
         built = synthetic.build(shape, args.quant, out=path, force=False, progress=say)
+        projector = synthetic.projector_path(built.path)
+        if args.image is not None and not projector.is_file():
+            say(f"building the synthetic Qwen 3.5 {built.shape} vision projector once into {projector}")
+            synthetic.build_projector(built.shape, projector, progress=say)
         quant = built.quant.lower()
         targets.append(BenchTarget(f"synthetic-qwen3.5-{built.shape}:{quant}", built.path, quant, built.shape))
     for name in [n for group in args.models or [] for n in group]:
@@ -245,18 +259,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return run_contention_bench(args, settings)
 
     from edgeassist.bench.measure import BenchPlan, run_bench
+    from edgeassist.bench.picture import bench_picture
     from edgeassist.bench.report import threads_text
     from edgeassist.bench.voice import find_voice_hook
     from edgeassist.engine.build import physical_cores
 
     progress = ProgressPrinter()
     say = (lambda _text: None) if args.quiet else progress.note
+    picture = bench_picture(args.image) if args.image is not None else None  # (a bad file fails before anything)
     voice = find_voice_hook() if args.voice else None
     bs = settings.bench
     if bs.prompt_tokens + bs.gen_tokens + 64 > settings.model.n_ctx:
         raise UsageError(
             f"--prompt-tokens {bs.prompt_tokens} and --gen-tokens {bs.gen_tokens} do not fit the "
             f"{settings.model.n_ctx}-token context with a follow-up turn: lower them or raise --n-ctx"
+        )
+    if picture is not None and bs.prompt_tokens + settings.model.image_tokens + 64 > settings.model.n_ctx:
+        raise UsageError(
+            f"--prompt-tokens {bs.prompt_tokens} and a picture of up to {settings.model.image_tokens} tokens "
+            f"(model.image_tokens) do not fit the {settings.model.n_ctx}-token context with a follow-up turn: "
+            "lower them or raise --n-ctx"
         )
     targets = resolve_targets(args, settings, say) if local else []
     plan = BenchPlan(
@@ -271,6 +293,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         command=_command_line(),
         voice=voice,
         remote=remote,
+        image=picture,
+        image_source=args.image,
     )
     result = run_bench(settings, plan, progress=None if args.quiet else progress)
     progress.end()
@@ -296,8 +320,8 @@ def run_contention_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.contention < 1:
         raise UsageError(f"--contention takes the number of competing busy processes, 1 or more; got {args.contention}")
-    if args.voice or args.compare is not None:
-        raise UsageError("--contention runs on its own: leave out --voice and --compare")
+    if args.voice or args.image is not None or args.compare is not None:
+        raise UsageError("--contention runs on its own: leave out --voice, --image and --compare")
     progress = ProgressPrinter()
     say = (lambda _text: None) if args.quiet else progress.note
     targets = resolve_targets(args, settings, say)
