@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from test_images import png_claiming
 
 from edgeassist.images import MAX_PIXELS
 from edgeassist.store import Store
-from tests.test_images import png_claiming
 
 
 def ask(*args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:

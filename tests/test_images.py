@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, WebPImagePlugin
+from unprivileged import said_as_nobody
 
 from edgeassist import images
 from edgeassist.errors import EdgeAssistError, ImageError, VisionUnavailableError
@@ -378,26 +379,7 @@ def test_a_file_the_user_may_not_read() -> None:
 
 def _read_as_another_user(path: Path) -> str:
     """What `read_image` says of `path`, asked in a child process that cannot override file permissions."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: as another user when we are root
-        os.close(r)
-        try:
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            try:
-                out = "read: " + read_image(path).format
-            except ImageError as e:
-                out = "refused: " + str(e)
-            os.write(w, out.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        said = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return said
+    return said_as_nobody(lambda: read_image(path).format, ImageError)
 
 
 def test_too_big_a_file_is_refused_from_its_size(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pilot import eventually
+from unprivileged import said_as_nobody
 
 from edgeassist.config import ToolsSettings
 from edgeassist.errors import ToolError
@@ -777,23 +778,4 @@ def test_a_file_the_user_may_not_read_is_a_one_line_refusal() -> None:
 def _read_as_another_user(allowed: Path, name: str) -> str:
     """What `read_file` says of `name`, asked in a child process that cannot override file permissions."""
     read = tools_of(allowed_dirs=[allowed])["read_file"]
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: as another user when we are root, whose file permissions would not hold
-        os.close(r)
-        try:
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            try:
-                out = "read: " + call(read, path=name)
-            except ToolError as e:
-                out = "refused: " + str(e)
-            os.write(w, out.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        said = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return said
+    return said_as_nobody(lambda: call(read, path=name), ToolError)

@@ -20,7 +20,7 @@ from edgeassist.errors import EdgeAssistError
 from edgeassist.synthetic.shapes import GENERATOR_VERSION, Qwen35Shape, TensorSpec, get_shape
 from edgeassist.synthetic.sizes import _kv_bytes as _text_kv_bytes
 from edgeassist.synthetic.sizes import _pad
-from edgeassist.synthetic.writer import _Fill, _NormalPool
+from edgeassist.synthetic.writer import write_tensors
 
 PROJECTOR_ARCH = "clip"
 """`general.architecture` of a projector file."""
@@ -212,7 +212,6 @@ def projector_path(model_path: Path) -> Path:
 
 def _write(v: Qwen35VisionShape, path: Path, seed: int) -> None:
     import gguf
-    import numpy as np
 
     vt = gguf.GGUFValueType
     kinds = {"str": vt.STRING, "u32": vt.UINT32, "f32": vt.FLOAT32, "bool": vt.BOOL}
@@ -225,18 +224,7 @@ def _write(v: Qwen35VisionShape, path: Path, seed: int) -> None:
             w.add_key_value(key, value, vt.ARRAY, sub_type=items[kind])
         else:
             w.add_key_value(key, value, kinds[kind])
-    # The text model's pool and per-tensor fill: the same seed gives the same weights on any machine.
-    pool = _NormalPool(seed)
-    fills = [_Fill(spec, pool, seed) for spec in projector_tensor_specs(v)]
-    for fill in fills:
-        np_dtype = np.dtype(np.float16 if fill.spec.dtype == "F16" else np.float32)
-        w.add_tensor_info(fill.spec.name, fill.spec.shape, np_dtype, fill.nbytes)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    for fill in fills:
-        w.write_tensor_data(fill)  # type: ignore[arg-type]  # duck-typed: nbytes + tofile
-    w.close()
+    write_tensors(w, projector_tensor_specs(v), seed)  # (the text model's random weights, the same way)
 
 
 def build_projector(

@@ -84,7 +84,14 @@ def write_f16(s: Qwen35Shape, path: Path, seed: int, tok: Tokenizer) -> None:
     w.add_add_bos_token(False)  # Qwen 3.5 prompts start with <|im_start|>, no BOS
     w.add_chat_template(tok.template)
 
-    specs = tensor_specs(s)
+    write_tensors(w, tensor_specs(s), seed)
+
+
+def write_tensors(w: Any, specs: list[TensorSpec], seed: int) -> None:
+    """Write the header, then `specs`' random weights from `seed` (one at a time), and close `w` (a GGUFWriter).
+
+    The same seed gives the same weights on any machine (the model's and its projector's alike).
+    """
     pool = _NormalPool(seed)
     fills = [_Fill(spec, pool, seed) for spec in specs]
     for fill in fills:
@@ -94,5 +101,5 @@ def write_f16(s: Qwen35Shape, path: Path, seed: int, tok: Tokenizer) -> None:
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     for fill in fills:
-        w.write_tensor_data(fill)  # type: ignore[arg-type]  # duck-typed: nbytes + tofile
+        w.write_tensor_data(fill)  # duck-typed: nbytes + tofile
     w.close()
