@@ -236,6 +236,20 @@ class SpeechSettings(Section):
     """Evaluate the conversation so far in the model while the user is still speaking."""
     end_silence_s: float | None = Field(None, gt=0)
     """Stop recording by itself after this much silence following speech; empty: only the key stops it."""
+    end_of_turn_s: float = Field(0.7, ge=0.2, le=10)
+    """Hands-free: a silence this long after speech ends your turn (longer waits out pauses; shorter answers sooner)."""
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    """Hands-free: Silero VAD probability from which a 32 ms frame counts as speech."""
+    min_speech_s: float = Field(0.2, ge=0.03, le=5)
+    """Hands-free: speech needed before a turn begins (coughs, clicks and knocks stay shorter)."""
+    speech_floor_db: float = Field(-60.0, ge=-120, le=0)
+    """Hands-free: frames quieter than this (dBFS) are never speech."""
+    echo_tail_s: float = Field(0.4, ge=0, le=5)
+    """Hands-free: the microphone stays deaf this long after a reply has played (the room's echo dies away)."""
+    barge_in: Literal["off", "headset"] = "off"
+    """Hands-free: off ignores the mic while a reply plays; headset lets speech louder than its echo interrupt it."""
+    barge_in_margin_db: float = Field(10.0, ge=0, le=60)
+    """Hands-free, with barge_in = "headset": how much louder than the expected echo speech must be to interrupt."""
 
 
 class AudioSettings(Section):

@@ -327,3 +327,335 @@ def alsa_rig(folder: Path, question_16k: np.ndarray | None = None) -> AlsaRig:
     question.write_bytes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     (folder / ".asoundrc").write_text(ASOUNDRC.format(played=played, question=question))
     return AlsaRig(folder, question, played)
+
+
+# -- a room around a subprocess: a live microphone, a live speaker, and the echo between them ------------
+
+MIC_BLOCK = 800
+"""Samples per write into the room's microphone: `MicrophoneIn`'s read (50 ms at 16 kHz)."""
+ROOM_ASOUNDRC = ASOUNDRC.replace('file "{played}"', 'file "{speaker}"').replace('infile "{question}"', 'infile "{mic}"')
+
+
+class AlsaRoom:
+    """The ALSA harness with two named pipes instead of files, so that a conversation can happen in it.
+
+    The microphone (`mic.fifo`, ALSA's capture `infile`) is written by a thread here at real-time
+    pace: what the test `say`s, else silence, plus `echo_gain` times what the speaker played a
+    moment before (a room without echo cancellation; 0 is a headset). It is written in blocks of
+    `MIC_BLOCK`, the size `MicrophoneIn` reads: ALSA's file plugin makes one read() per read and
+    leaves silence where the pipe held less, so blocks of another size would punch holes into the
+    speech; whole blocks (atomic pipe writes) never do, even from a writer that runs late.
+    The speaker (`speaker.fifo`, ALSA's playback `file`) is read at real-time pace through a
+    one-page pipe, so the program's playback takes as long as the sound does, as on a real card.
+    The program's stdout and stderr lines are collected as they come. PortAudio opens and closes
+    the devices while it starts; both threads reopen their pipe when that happens.
+    """
+
+    def __init__(self, folder: Path, *, echo_gain: float = 0.0, speaker_rate: int = 22050) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.home = folder
+        self.mic = folder / "mic.fifo"
+        self.speaker = folder / "speaker.fifo"
+        for pipe in (self.mic, self.speaker):
+            os.mkfifo(pipe)
+        (folder / ".asoundrc").write_text(ROOM_ASOUNDRC.format(speaker=self.speaker, mic=self.mic))
+        self.echo_gain = echo_gain
+        self.speaker_rate = speaker_rate
+        self.played: list[np.ndarray] = []
+        self.heard: list[np.ndarray] = []
+        """What went into the microphone (speech and echo), 16 kHz."""
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._said: list[np.ndarray] = []
+        self._echo: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The subprocess's environment: this HOME, greedy replies, the rest inherited."""
+        return AlsaRig(self.home, self.mic, self.speaker).env()
+
+    def say(self, samples_16k: np.ndarray) -> None:
+        """Speak into the microphone, after whatever is still being said."""
+        with self._lock:
+            self._said.append(np.asarray(samples_16k, dtype=np.float32))
+
+    @property
+    def saying(self) -> bool:
+        """Whether something said is still going into the microphone."""
+        with self._lock:
+            return bool(self._said)
+
+    def played_s(self) -> float:
+        """Seconds the speaker has played so far."""
+        with self._lock:
+            return sum(len(p) for p in self.played) / self.speaker_rate
+
+    def played_samples(self) -> np.ndarray:
+        """Everything the speaker played, float32 at `speaker_rate`."""
+        with self._lock:
+            return np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
+
+    def heard_samples(self) -> np.ndarray:
+        """Everything the microphone delivered, float32 at 16 kHz."""
+        with self._lock:
+            return np.concatenate(self.heard) if self.heard else np.zeros(0, np.float32)
+
+    def start(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        """Start the room's threads and `python ARGS` in it (`env`: variables to add)."""
+        for target in (self._feed_mic, self._read_speaker):
+            th = threading.Thread(target=target, daemon=True)
+            th.start()
+            self._threads.append(th)
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            env={**self.env(), **(env or {})},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
+            th = threading.Thread(target=self._collect, args=(stream, lines), daemon=True)
+            th.start()
+            self._threads.append(th)
+
+    def wait_for(self, predicate: Any, timeout: float = 120.0) -> bool:
+        """Wait until `predicate(room)` holds (or the program has exited, or `timeout`)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            if self.process is not None and self.process.poll() is not None:
+                return bool(predicate(self))
+            time.sleep(0.05)
+        return False
+
+    def count(self, line: str) -> int:
+        """How many stderr lines are exactly `line`."""
+        return sum(1 for e in list(self.err) if e == line)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """Ctrl+C the program, wait for it, stop the room; its exit code."""
+        import signal
+
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            rc = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._closed.set()
+            for th in self._threads:
+                th.join(5)
+        return rc
+
+    # -- the threads --
+
+    @staticmethod
+    def _collect(stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def _open(self, path: Path, flags: int, size: int = 4096) -> int | None:
+        """Open a pipe end without blocking forever: retried until the other end is there, or the room closes."""
+        import errno
+        import fcntl
+        import time
+
+        while not self._closed.is_set():
+            try:
+                fd = os.open(path, flags | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.ENXIO:  # ENXIO: nobody reads yet
+                    raise
+                time.sleep(0.005)
+                continue
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)  # small: little audio waits in the pipe
+            return fd
+        return None
+
+    def _feed_mic(self) -> None:
+        """Real-time pace: 50 ms blocks of what is said (or silence) plus the echo."""
+        import time
+
+        block = MIC_BLOCK
+        fd: int | None = None
+        start, sent = time.monotonic(), 0
+        try:
+            while not self._closed.is_set():
+                if fd is None:
+                    fd = self._open(self.mic, os.O_WRONLY)
+                    if fd is None:
+                        return
+                    start, sent = time.monotonic(), 0
+                x = np.zeros(block, np.float32)
+                with self._lock:
+                    if self._said:
+                        piece, rest = self._said[0][:block], self._said[0][block:]
+                        x[: len(piece)] += piece
+                        if len(rest):
+                            self._said[0] = rest
+                        else:
+                            self._said.pop(0)
+                    echo = np.concatenate(self._echo) if self._echo else np.zeros(0, np.float32)
+                    n = min(block, len(echo))
+                    x[:n] += self.echo_gain * echo[:n]
+                    self._echo = [echo[n:]] if len(echo) > n else []
+                data = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+                self.heard.append(x)
+                try:
+                    while data:  # the pipe is non-blocking: wait for room
+                        try:
+                            data = data[os.write(fd, data) :]
+                        except BlockingIOError:
+                            if self._closed.wait(0.002):
+                                return
+                except BrokenPipeError:  # PortAudio closed the device (probing it): open it again
+                    os.close(fd)
+                    fd = None
+                    continue
+                sent += block
+                wait = start + sent / WHISPER_RATE - time.monotonic()
+                if wait > 0:
+                    self._closed.wait(wait)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _read_speaker(self) -> None:
+        """Real-time pace: take at most as much as has had time to play; keep it, and its echo at 16 kHz."""
+        import time
+
+        from edgeassist.speech.samples import Resampler
+
+        fd = self._open(self.speaker, os.O_RDONLY)
+        if fd is None:
+            return
+        to_16k = Resampler(self.speaker_rate, WHISPER_RATE)
+        rest = b""
+        last = time.monotonic()
+        budget = 0.0
+        try:
+            while not self._closed.wait(0.01):
+                now = time.monotonic()
+                # Up to 0.1 s late is caught up (a poll that ran late), so playback keeps real time.
+                budget = min(budget + (now - last) * self.speaker_rate * 2, 0.1 * self.speaker_rate * 2)
+                last = now
+                want = int(budget) // 2 * 2
+                if want <= 0:
+                    continue
+                try:
+                    data = os.read(fd, want)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    continue  # no writer at the moment
+                budget -= len(data)
+                data, rest = rest + data, b""
+                if len(data) % 2:
+                    data, rest = data[:-1], data[-1:]
+                x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+                with self._lock:
+                    self.played.append(x)
+                    self._echo.append(to_16k.process(x))
+        finally:
+            os.close(fd)
+
+
+# -- the same room in one process: a paced microphone that hears a paced speaker -----------------------
+
+
+class LevelDetector:
+    """A `SpeechDetector` for synthetic frames: any frame louder than `floor_db` is 'speech'."""
+
+    def __init__(self, floor_db: float = -40.0) -> None:
+        self.floor_db = floor_db
+
+    def load(self) -> None:
+        pass
+
+    def probability(self, frame: np.ndarray) -> float:
+        from edgeassist.speech.samples import rms_dbfs
+
+        return 0.95 if rms_dbfs(frame) > self.floor_db else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+class EchoRoom:
+    """A microphone (`AudioIn`) and a speaker (`AudioOut`) in one room, both at real-time pace: the
+    microphone hears what `say` queues and `echo_gain` times what the speaker is playing."""
+
+    def __init__(self, *, echo_gain: float = 0.0, block: int = 512) -> None:
+        self.echo_gain = echo_gain
+        self.block = block
+        self.sample_rate = WHISPER_RATE
+        self.realtime = True
+        self._said: list[np.ndarray] = []
+        self._echo: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.heard: list[np.ndarray] = []
+        self.played_s = 0.0
+
+    # AudioIn
+    def record(self, on_chunk: Any, stop: threading.Event) -> None:
+        import time
+
+        t0, sent = time.monotonic(), 0
+        while not stop.is_set():
+            x = np.zeros(self.block, np.float32)
+            with self._lock:
+                if self._said:
+                    piece, rest = self._said[0][: self.block], self._said[0][self.block :]
+                    x[: len(piece)] += piece
+                    self._said[0:1] = [rest] if len(rest) else []
+                echo = np.concatenate(self._echo) if self._echo else np.zeros(0, np.float32)
+                n = min(self.block, len(echo))
+                x[:n] += self.echo_gain * echo[:n]
+                self._echo = [echo[n:]] if len(echo) > n else []
+                self.heard.append(x)
+            sent += self.block
+            wait = t0 + sent / WHISPER_RATE - time.monotonic()
+            if wait > 0 and stop.wait(wait):
+                return
+            on_chunk(x)
+
+    def say(self, samples_16k: np.ndarray) -> None:
+        with self._lock:
+            self._said.append(np.asarray(samples_16k, dtype=np.float32))
+
+    # AudioOut (the speaker)
+    def speaker(self) -> Any:
+        room = self
+
+        class Speaker:
+            realtime = True
+
+            def play(self, samples: np.ndarray, sample_rate: int, stop: threading.Event) -> bool:
+                x = resample(np.asarray(samples, dtype=np.float32), sample_rate, WHISPER_RATE)
+                for i in range(0, len(x), 512):  # into the room as it plays
+                    if stop.is_set():
+                        return False
+                    with room._lock:
+                        room._echo.append(x[i : i + 512])
+                        room.played_s += len(x[i : i + 512]) / WHISPER_RATE
+                    if stop.wait(len(x[i : i + 512]) / WHISPER_RATE):
+                        return False
+                return True
+
+            def drain(self, stop: threading.Event) -> bool:
+                return not stop.is_set()
+
+            def close(self) -> None:
+                pass
+
+        return Speaker()

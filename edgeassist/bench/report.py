@@ -528,6 +528,8 @@ VOICE_LABELS = {
     "tts_rtf": "text to speech: real-time factor",
     "first_audio_s": "release → first audio",
     "speech_end_to_first_audio_s": "end of speech → first audio",
+    "hands_free_end_of_turn_s": "hands-free: end-of-turn silence",
+    "hands_free_speech_end_to_first_audio_s": "hands-free: end of speech → first audio",
 }
 """How the report names the voice pipeline's stages (others are shown as they come)."""
 

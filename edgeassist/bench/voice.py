@@ -6,12 +6,17 @@ count in `target`, and returns stage name to one figure per turn, stages in pipe
 seconds and real-time factors of `VoiceTurnTimings`: `stt_final_s`, `stt_rtf`,
 `llm_first_token_s`, ..., `speech_end_to_first_audio_s`). The bench summarises and reports them
 (`run_voice_hook`); the speech libraries load only when a turn needs them.
+
+`bench_hands_free(settings, target)` times the same pipeline hands-free (`voice.handsfree`): turns
+that the VAD ends after `speech.end_of_turn_s` of silence, so its end of speech to first audio
+includes that wait (`HANDS_FREE_STAGES`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +32,10 @@ from edgeassist.errors import EdgeAssistError
 from edgeassist.speech import require_speech
 from edgeassist.speech.audio import NullOut
 from edgeassist.speech.build import speech_models
+from edgeassist.speech.samples import WHISPER_RATE, resample
 from edgeassist.speech.tts import SpeechChunk, Synthesizer
 from edgeassist.voice import VoiceConfig, VoicePipeline, simulate_turn
+from edgeassist.voice.handsfree import simulate_conversation
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,12 @@ BENCH_STAGES = (
     "speech_end_to_first_audio_s",
 )
 """The `VoiceTurnTimings` fields `bench_stages` reports, in pipeline order."""
+HANDS_FREE_STAGES = ("hands_free_end_of_turn_s", "hands_free_speech_end_to_first_audio_s")
+"""What `bench_hands_free` reports: the end-of-turn wait, and end of speech to the first reply audio."""
+HANDS_FREE_HEADLINE = "hands_free_speech_end_to_first_audio_s"
+"""The hands-free figure to show beside push-to-talk's `HEADLINE`."""
+Spoken = tuple[np.ndarray, int]
+"""Speech samples and their rate."""
 RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
 """With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
 STAND_IN_SENTENCE = "To list every file in a folder, use this command."
@@ -118,15 +131,14 @@ def simulation_pipeline(
     )
 
 
-def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
-    """Time `settings.bench.repetitions` voice turns for `edgeassist bench --voice`.
+@contextmanager
+def _bench_pipeline(settings: Settings, target: VoiceTarget) -> Iterator[tuple[VoicePipeline, list[Spoken]]]:
+    """The voice pipeline the bench times on `target`, warmed up, and `BENCH_QUESTIONS` spoken by its voice.
 
-    Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
-    pace like a microphone, with the key released as the speech ends; the reply plays to a paced
-    null speaker. `target` names the model and threads; the engine is opened as the front ends open
-    it. Whisper, piper and the model are warmed up, and one unmeasured turn runs first. With a
-    random-weight model (`target.random_text`) the first chunk is cut at a fixed token count and
-    piper speaks an ordinary sentence in place of each chunk (`StandInSynthesizer`).
+    The engine is opened as the front ends open it; replies are greedy and short (the first audio
+    does not depend on how long the reply goes on). With a random-weight model (`target.random_text`)
+    the first chunk is cut at a fixed token count and piper speaks an ordinary sentence in place of
+    each chunk (`StandInSynthesizer`).
     """
     model = settings.model.model_copy(
         update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
@@ -149,24 +161,77 @@ def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
         for question in BENCH_QUESTIONS:
             chunks = list(tts.synthesize(question))
             spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
-        simulate_turn(pipeline, *spoken[-1], realtime=False)  # unmeasured
-        out: VoiceStages = {name: [] for name in BENCH_STAGES}
-        for i in range(max(1, settings.bench.repetitions)):
-            samples, rate = spoken[i % len(spoken)]
-            timings = simulate_turn(pipeline, samples, rate).timings
-            for name in BENCH_STAGES:
-                value = getattr(timings, name)
-                if value is not None:
-                    out[name].append(float(value))
-        return out
+        yield pipeline, spoken
     finally:
         pipeline.close()
         engine.close()
 
 
+def bench_stages(settings: Settings, target: VoiceTarget) -> VoiceStages:
+    """Time `settings.bench.repetitions` push-to-talk voice turns for `edgeassist bench --voice`.
+
+    Each turn is a question spoken by the configured piper voice, fed to the pipeline at real-time
+    pace like a microphone, with the key released as the speech ends; the reply plays to a paced
+    null speaker. `target` names the model and threads. Whisper, piper and the model are warmed up,
+    and one unmeasured turn runs first.
+    """
+    with _bench_pipeline(settings, target) as (pipeline, spoken):
+        return _push_to_talk_turns(pipeline, spoken, max(1, settings.bench.repetitions))
+
+
+def bench_hands_free(settings: Settings, target: VoiceTarget) -> VoiceStages:
+    """Time `settings.bench.repetitions` hands-free turns for `edgeassist bench --voice`.
+
+    One conversation through `HandsFree` on the same pipeline as `bench_stages`: each question is
+    said (at real-time pace, like a microphone) once the assistant is listening again, and the
+    Silero VAD ends the turn after `speech.end_of_turn_s` of silence. Returns `HANDS_FREE_STAGES`:
+    the end-of-turn wait (end of speech to the turn's end, the configured silence plus up to a
+    frame) and end of speech to the first reply audio, which includes it. One unmeasured turn first.
+    """
+    with _bench_pipeline(settings, target) as (pipeline, spoken):
+        return _hands_free_turns(pipeline, spoken, max(1, settings.bench.repetitions))
+
+
+def bench_voice_both(settings: Settings, target: VoiceTarget) -> VoiceStages:
+    """`bench_stages` then `bench_hands_free` on one pipeline (one model load and warm-up): the
+    push-to-talk stages followed by `HANDS_FREE_STAGES`, for a hook that reports both."""
+    with _bench_pipeline(settings, target) as (pipeline, spoken):
+        n = max(1, settings.bench.repetitions)
+        return {**_push_to_talk_turns(pipeline, spoken, n), **_hands_free_turns(pipeline, spoken, n)}
+
+
+def _push_to_talk_turns(pipeline: VoicePipeline, spoken: list[Spoken], n: int) -> VoiceStages:
+    """One unmeasured push-to-talk turn, then `n` measured ones: `BENCH_STAGES`."""
+    simulate_turn(pipeline, *spoken[-1], realtime=False)  # unmeasured
+    out: VoiceStages = {name: [] for name in BENCH_STAGES}
+    for i in range(n):
+        samples, rate = spoken[i % len(spoken)]
+        timings = simulate_turn(pipeline, samples, rate).timings
+        for name in BENCH_STAGES:
+            value = getattr(timings, name)
+            if value is not None:
+                out[name].append(float(value))
+    return out
+
+
+def _hands_free_turns(pipeline: VoicePipeline, spoken: list[Spoken], n: int) -> VoiceStages:
+    """A hands-free conversation of one unmeasured question, then `n` measured ones: `HANDS_FREE_STAGES`."""
+    questions = [resample(samples, rate, WHISPER_RATE) for samples, rate in spoken]
+    asked = [questions[-1], *(questions[i % len(questions)] for i in range(n))]
+    turns = simulate_conversation(pipeline, asked)
+    out: VoiceStages = {name: [] for name in HANDS_FREE_STAGES}
+    for done in turns[1:]:
+        t = done.timings
+        if done.status != "empty" and t.release_lag_s is not None and t.speech_end_to_first_audio_s is not None:
+            out["hands_free_end_of_turn_s"].append(float(t.release_lag_s))
+            out["hands_free_speech_end_to_first_audio_s"].append(float(t.speech_end_to_first_audio_s))
+    return out
+
+
 def find_voice_hook() -> VoiceHook:
-    """What `edgeassist bench --voice` runs to time the voice turns: `bench_stages` (the tests put a fake here)."""
-    return bench_stages
+    """What `edgeassist bench --voice` runs to time the voice turns: push-to-talk's stages, then hands-free's
+    (`bench_voice_both`; the tests put a fake here)."""
+    return bench_voice_both
 
 
 def run_voice_hook(hook: VoiceHook, settings: Settings, target: VoiceTarget) -> VoiceResult:

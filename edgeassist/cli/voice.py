@@ -4,6 +4,10 @@ Space (or Enter) starts recording and stops it again; where the terminal reports
 (the kitty keyboard protocol) or repeats a held key, holding the key talks and letting go sends.
 Pressing it while the reply plays interrupts (barge-in) and records. Esc or Ctrl+C quits.
 `--input-wav` / `--output-wav` run one turn from and to files, for scripts.
+
+`--hands-free` needs no key: voice activity starts and ends each turn (`edgeassist.voice.handsfree`),
+and the state (listening, hearing you, thinking, speaking) is shown as it changes. With
+`--input-wav` the file is a whole conversation, answered turn by turn. Ctrl+C quits.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from edgeassist.errors import UsageError
 
 if TYPE_CHECKING:
     from edgeassist.voice import VoiceEvent, VoicePipeline, VoiceTurnTimings
+    from edgeassist.voice.handsfree import StateChanged
 
 HOLD_S = 0.35
 """A key held longer than this before its release is hold-to-talk; a shorter press is a tap (toggle)."""
@@ -62,6 +67,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "--once",
         action="store_true",
         help="listen hands-free for one question (recording stops after a silence), answer, exit",
+    )
+    p.add_argument(
+        "--hands-free",
+        action="store_true",
+        help="no key: your voice starts and ends each turn (with --input-wav: a whole conversation from the file)",
+    )
+    p.add_argument(
+        "--end-of-turn",
+        action=setting_flag("speech", "end_of_turn_s"),
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="with --hands-free: silence that ends your turn (default: speech.end_of_turn_s)",
+    )
+    p.add_argument(
+        "--barge-in",
+        action=setting_flag("speech", "barge_in"),
+        default=argparse.SUPPRESS,
+        metavar="off|headset",
+        help="with --hands-free: headset lets your voice interrupt a reply; off (default): deaf while it speaks",
     )
     p.add_argument(
         "--end-silence",
@@ -137,6 +161,7 @@ class _Printer:
         self.partial = ""
         self._meter_shown = False
         self._in_reply = False
+        self._held_state: StateChanged | None = None
 
     def meter(self) -> None:
         with self.lock:
@@ -174,6 +199,34 @@ class _Printer:
                 if self.timings and event.status != "empty":
                     print(format_timings(event.timings), file=self.err)
             self.out.flush()
+
+    def state(self, change: StateChanged) -> None:
+        """Show where a hands-free conversation is: a line rewritten in place on a terminal, else one line
+        per change (not while the reply's own line is being written: that it speaks is plain there)."""
+        with self.lock:
+            if self._in_reply:
+                if change.reason == "barge-in":
+                    self._held_state = change  # shown when the interrupted reply's line ends
+                return
+            self._held_state = None
+            if self.out.isatty():
+                self.out.write(f"\r\x1b[2K● {change.state.label}")
+                self.out.flush()
+                self._meter_shown = True
+            else:
+                print(f"[{change.state.label}]", file=self.err, flush=True)
+
+    def hands_free_event(self, event: VoiceEvent) -> None:
+        """A hands-free turn's event: the state line gives way to it."""
+        from edgeassist.engine import Notice, Text
+        from edgeassist.voice import Heard, TurnDone
+
+        if isinstance(event, Heard | Notice | TurnDone) or (isinstance(event, Text) and not self._in_reply):
+            self.clear_meter()  # before a line is printed
+        self.event(event)
+        held = self._held_state
+        if isinstance(event, TurnDone) and held is not None:
+            self.state(held)  # a barge-in began while the reply's line was being written
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -346,6 +399,35 @@ class _Loop:
                 self.printer.meter()
 
 
+# -- hands-free ------------------------------------------------------------------------------------
+
+
+def _hands_free(pipeline: VoicePipeline, printer: _Printer) -> int:
+    """Listen and answer until the input ends (a file) or Ctrl+C."""
+    from edgeassist.voice.handsfree import HandsFree, StateChanged
+
+    session = HandsFree(pipeline)
+    session.start()
+    print("hands-free: just speak; Ctrl+C quits", file=printer.err)
+    try:
+        for event in session.events():
+            if isinstance(event, StateChanged):
+                printer.state(event)
+            else:
+                printer.hands_free_event(event)
+    except KeyboardInterrupt as e:  # Ctrl+C quits cleanly; kill and a closed terminal too
+        session.stop()  # the reply stops, and is saved as stopped
+        with contextlib.suppress(OSError):
+            printer.clear_meter()
+        if isinstance(e, Terminated):
+            raise  # exit code 143 or 129
+        return 0
+    finally:
+        session.stop()
+    printer.clear_meter()
+    return 0
+
+
 # -- the command -----------------------------------------------------------------------------------
 
 
@@ -354,7 +436,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out, err = sys.stdout, sys.stderr
     if args.list_devices:
         return print_devices(out)
-    interactive = args.input_wav is None and not args.once
+    if args.hands_free and args.once:
+        raise UsageError("--hands-free and --once: choose one (--hands-free listens for every question)")
+    interactive = args.input_wav is None and not args.once and not args.hands_free
     if interactive and not sys.stdin.isatty():
         raise UsageError(
             "push-to-talk needs a terminal: run it in one, or use --input-wav FILE, or --once to listen hands-free"
@@ -371,6 +455,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     end_silence = (settings.speech.end_silence_s or 1.0) if args.once else None
     config = VoiceConfig.from_settings(settings, speak=speak, end_silence_s=end_silence)
+    if args.hands_free:
+        from edgeassist.voice.handsfree import hands_free_config
+
+        config = hands_free_config(config)
     printer = _Printer(out, err, args.timings)
 
     def on_level(level: float) -> None:
@@ -406,9 +494,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if note:
             print(f"edgeassist: {note}", file=err)
     try:
-        if interactive or args.once or args.timings:
+        if interactive or args.once or args.timings or args.hands_free:
             print("loading models...", file=err)
             pipeline.warm_up()  # so that the first turn's timings are those of every turn
+        if args.hands_free:
+            return _hands_free(pipeline, printer)
         if not interactive:
             if args.once:
                 print("listening: ask your question", file=err)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from edgeassist.config import Settings
@@ -32,6 +32,21 @@ class VoiceConfig:
     for one). For models whose text is random (the bench's synthetic Qwen 3.5), where it stands in
     for a first sentence."""
 
+    end_of_turn_s: float = 0.7
+    """Hands-free: a silence this long after speech ends the turn."""
+    vad_threshold: float = 0.5
+    """Hands-free: Silero probability from which a frame is speech."""
+    min_speech_s: float = 0.2
+    """Hands-free: speech needed before a turn begins."""
+    speech_floor_db: float = -60.0
+    """Hands-free: frames quieter than this (dBFS) are never speech."""
+    echo_tail_s: float = 0.4
+    """Hands-free: the microphone stays deaf this long after a reply has played."""
+    barge_in: Literal["off", "headset"] = "off"
+    """Hands-free: speech louder than the echo interrupts a reply (headset), or the mic is deaf while it plays (off)."""
+    barge_in_margin_db: float = 10.0
+    """Hands-free barge-in: how much louder than the expected echo speech must be."""
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> VoiceConfig:
         """The config the `[speech]` settings describe, with keyword overrides."""
@@ -43,6 +58,13 @@ class VoiceConfig:
             "eager_first_clause": s.eager_first_clause,
             "prefill": s.prefill,
             "end_silence_s": s.end_silence_s,
+            "end_of_turn_s": s.end_of_turn_s,
+            "vad_threshold": s.vad_threshold,
+            "min_speech_s": s.min_speech_s,
+            "speech_floor_db": s.speech_floor_db,
+            "echo_tail_s": s.echo_tail_s,
+            "barge_in": s.barge_in,
+            "barge_in_margin_db": s.barge_in_margin_db,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

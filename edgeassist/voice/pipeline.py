@@ -59,6 +59,9 @@ from edgeassist.voice.spoken import SpokenReply
 if TYPE_CHECKING:
     from edgeassist.config import Settings
 
+EMPTY_NOTICE = "nothing was heard: hold the key while you speak, a little closer to the microphone"
+"""What push-to-talk says when a recording held no words."""
+
 
 class VoicePipeline:
     """Push-to-talk turns over one Conversation: thread-safe controls, a blocking event stream per turn."""
@@ -198,16 +201,22 @@ class VoicePipeline:
 
     # -- the turn ------------------------------------------------------------------------------
 
-    def respond(self) -> Iterator[VoiceEvent]:
-        """Wait for the recording to end, then yield the turn's events; `TurnDone` is always last.
+    def respond(self, *, empty_notice: str | None = EMPTY_NOTICE) -> Iterator[VoiceEvent]:
+        """The turn of the latest recording: wait for it to end, then yield its events; `TurnDone` is always last.
 
-        Blocking: run it in a worker thread. Closing the generator early stops the reply.
+        The recording is taken at once (a `UsageError` now when there is none new), its events come
+        as the returned iterator is read. Blocking: read it in a worker thread. Closing it early stops
+        the reply. `empty_notice` is the `Notice` shown when nothing was heard (None: none).
         """
         with self._lock:
             rec = self._recording
             if rec is None or rec.consumed:
                 raise UsageError("nothing new was recorded: call start_recording() first")
             rec.consumed = True
+        return self._respond(rec, empty_notice)
+
+    def _respond(self, rec: Recording, empty_notice: str | None) -> Iterator[VoiceEvent]:
+        """`respond`'s events for the recording it took."""
         rec.ended.wait()
         timings = VoiceTurnTimings()
         if rec.error is not None:
@@ -236,7 +245,8 @@ class VoicePipeline:
         yield Heard(transcript.text, True)
         if not transcript.text:
             rec.scheduler.finish()
-            yield Notice("nothing was heard: hold the key while you speak, a little closer to the microphone")
+            if empty_notice:
+                yield Notice(empty_notice)
             timings.total_s = time.perf_counter() - release
             yield TurnDone("", "", "empty", timings)
             return
