@@ -424,7 +424,11 @@ class AlsaRoom:
             self._threads.append(th)
 
     def wait_for(self, predicate: Any, timeout: float = 120.0) -> bool:
-        """Wait until `predicate(room)` holds (or the program has exited, or `timeout`)."""
+        """Wait until `predicate(room)` holds (or the program has exited, or `timeout`).
+
+        Polled: a predicate may be about the audio the speaker pipe has taken (`played_s`), which no
+        event announces, as well as about the program's lines.
+        """
         import time
 
         deadline = time.monotonic() + timeout
@@ -476,7 +480,7 @@ class AlsaRoom:
             except OSError as e:
                 if e.errno != errno.ENXIO:  # ENXIO: nobody reads yet
                     raise
-                time.sleep(0.005)
+                time.sleep(0.005)  # (nothing announces that another process opened the FIFO: poll)
                 continue
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)  # small: little audio waits in the pipe
             return fd
