@@ -75,6 +75,8 @@ class Picture:
 def read_image(path: Path | str) -> Picture:
     """Read and check the image file at `path`. Raises ImageError, naming the file, when it cannot be used."""
     name = str(path)
+    if "\0" in name:  # (the OS cannot take it: a ValueError from open, not a person's one line)
+        raise ImageError(f"cannot read image {_shown(name)}: not a usable path (it holds a NUL)")
     return picture_from_bytes(_read_capped(Path(path), name), name)
 
 

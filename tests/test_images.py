@@ -305,6 +305,10 @@ def test_a_missing_file(tmp_path: Path) -> None:
     assert error_of(lambda: read_image(path)) == f"cannot read image '{path}': no such file"
 
 
+def test_a_path_holding_a_nul_is_one_line_not_a_value_error() -> None:
+    assert "not a usable path" in error_of(lambda: read_image("photo\0.png"))
+
+
 def test_a_folder(tmp_path: Path) -> None:
     assert error_of(lambda: read_image(tmp_path)) == f"cannot read image '{tmp_path}': it is a folder, not a file"
 
