@@ -230,8 +230,12 @@ class SpeechSettings(Section):
     """While the key is held, transcribe the speech so far every this many seconds to show it; 0: only at pauses."""
     pause_s: float = Field(0.3, ge=0.1)
     """A silence this long while the key is held commits the words before it, so less is left to decode at release."""
+    settle_s: float = Field(0.1, ge=0, le=5)
+    """A silence this long after speech starts transcribing it and reading the reply's prompt ahead; 0: off."""
     eager_first_clause: bool = True
-    """Speak the reply's first clause as soon as it is complete (the first audio comes sooner)."""
+    """Speak the reply's first phrase once complete: a clause, or 3+ words before "in", "and"... (sooner audio)."""
+    first_chunk_max_words: int = Field(10, ge=0, le=100)
+    """With eager_first_clause, the first spoken chunk ends after this many words whatever comes; 0: no limit."""
     prefill: bool = True
     """Evaluate the conversation so far in the model while the user is still speaking."""
     end_silence_s: float | None = Field(None, gt=0)

@@ -10,6 +10,12 @@ deletions and insertions over the reference words, after lower-casing and droppi
 
     scripts/speech_wer.py                      # build the clips if needed, then measure
     scripts/speech_wer.py --whisper base.en    # another whisper model (pulled: edgeassist pull whisper:base.en)
+    scripts/speech_wer.py --streamed           # as push-to-talk hears them: each clip fed block by block
+
+With `--streamed`, each clip goes through voice mode's `IncrementalTranscriber` with the `[speech]`
+settings, 50 ms at a time, and the key is released `--release-after` seconds after the clip ends:
+the partial, settle and pause passes happen where the audio calls for them (as if whisper took no
+time), and the text is what `finish()` returns, a settle pass's when no speech followed it.
 
 Needs the `speech` and `starter` extras, and `espeak-ng` (`sudo apt-get install espeak-ng`).
 """
@@ -137,6 +143,26 @@ def build(folder: Path, n: int) -> list[dict[str, str]]:
     return manifest
 
 
+def streamed(whisper: object, audio: np.ndarray, settings: object, release_after_s: float) -> str:
+    """The clip's transcript as push-to-talk makes it: fed 50 ms at a time to an `IncrementalTranscriber`."""
+    from edgeassist.speech.stt import IncrementalTranscriber
+
+    s = settings.speech  # type: ignore[attr-defined]
+    stream = IncrementalTranscriber(
+        whisper,  # type: ignore[arg-type]
+        interval_s=s.partial_interval_s if s.partial_interval_s > 0 else 1e9,
+        pause_s=s.pause_s,
+        settle_s=s.settle_s,
+        partials=s.partial_interval_s > 0,
+    )
+    fed = np.concatenate([audio.astype(np.float32), np.zeros(int(release_after_s * WHISPER_RATE), np.float32)])
+    block = WHISPER_RATE // 20
+    for i in range(0, len(fed), block):
+        stream.feed(fed[i : i + block])
+        stream.wait_idle(120)
+    return stream.finish().text
+
+
 def main() -> int:
     """Build the clips if needed, transcribe them, print the word error rates."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +171,10 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true", help="speak the clips again")
     ap.add_argument("--whisper", default=None, help="whisper model (default: speech.whisper_model)")
     ap.add_argument("--json", type=Path, help="also write each clip's transcript and errors here")
+    ap.add_argument("--streamed", action="store_true", help="transcribe as push-to-talk does, while the clip is fed")
+    ap.add_argument(
+        "--release-after", type=float, default=0.15, help="with --streamed: key up this long after the clip"
+    )
     args = ap.parse_args()
 
     from edgeassist.speech.stt import WhisperTranscriber
@@ -169,13 +199,16 @@ def main() -> int:
     rows = []
     for clip in manifest:
         audio, _ = read_wav(args.clips / clip["file"])
-        heard = whisper.transcribe(audio).text
+        heard = (
+            streamed(whisper, audio, settings, args.release_after) if args.streamed else whisper.transcribe(audio).text
+        )
         ref, hyp = words(clip["text"]), words(heard)
         n = edits(ref, hyp)
         t = totals[clip["voice"]]
         t[0], t[1], t[2] = t[0] + n, t[1] + len(ref), t[2] + 1
         rows.append({**clip, "heard": heard, "errors": n, "words": len(ref)})
-    print(f"whisper {args.whisper or s.whisper_model}, {len(manifest)} clips ({args.clips})")
+    how = f"streamed (key up {args.release_after:.2f} s after the clip)" if args.streamed else "whole clips"
+    print(f"whisper {args.whisper or s.whisper_model}, {len(manifest)} clips ({args.clips}), {how}")
     for voice, (errs, ref_words, clips) in totals.items():
         if clips:
             print(f"  {voice:<16} {clips:>4} clips  WER {100 * errs / ref_words:5.1f} %")

@@ -112,7 +112,7 @@ def main() -> int:
     pipeline = simulation_pipeline(settings, conversation(), options=options, config=config, window_s=args.window)
     stt, tts = pipeline.transcriber, pipeline.synthesizer
     if first_chunk and model.path.name.startswith("synthetic-"):
-        pipeline.synthesizer = StandInSynthesizer(tts)  # random text: piper speaks an ordinary sentence instead
+        pipeline.synthesizer = StandInSynthesizer(tts, config)  # random text: piper speaks an ordinary sentence instead
     print(
         f"model {engine.name} · whisper {stt.resolved.name} (window {stt.window_s:.0f}s) · voice {tts.resolved.name} · "
         f"prefill {'on' if config.prefill else 'off'} · "
@@ -147,6 +147,8 @@ def main() -> int:
                 pipeline.conversation = conversation()
             q, audio, rate = spoken[i % len(spoken)]
             w0, b0, o0 = cpu_counters()
+            if isinstance(pipeline.synthesizer, StandInSynthesizer):
+                pipeline.synthesizer.new_reply()
             r = simulate_turn(pipeline, audio, rate, hold_after_s=hold)
             w1, b1, o1 = cpu_counters()
             others = max(0.0, ((b1 - b0) - (o1 - o0)) / (w1 - w0))  # cores busy with other processes

@@ -135,6 +135,8 @@ class ScriptedEngine:
         self.streaming = threading.Event()
         self.cancelled = threading.Event()
         self.calls: list[list[Message]] = []
+        self.prefills: list[tuple[str, bool]] = []
+        """(the user's words so far, whether guessed whole) for each prompt read ahead."""
 
     @property
     def n_ctx(self) -> int:
@@ -149,7 +151,10 @@ class ScriptedEngine:
     def close(self) -> None:
         pass
 
-    def prefill(self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None, **_: Any) -> int:
+    def prefill(
+        self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None, **kw: Any
+    ) -> int:
+        self.prefills.append((messages[-1]["content"], bool(kw.get("complete"))))
         return 0
 
     def held(self) -> AbstractContextManager[None]:

@@ -173,7 +173,14 @@ class FakeChatEngine:
         self._loaded = False
 
     def prefill(
-        self, messages: Any, think: bool, cancel: Any = None, *, state_path: Any = None, tools: Any = ()
+        self,
+        messages: Any,
+        think: bool,
+        cancel: Any = None,
+        *,
+        state_path: Any = None,
+        tools: Any = (),
+        complete: bool = False,
     ) -> int:
         return 0
 

@@ -201,6 +201,22 @@ def test_the_first_chunk_may_end_at_a_clause_so_speech_starts_sooner() -> None:
     assert SentenceSplitter(eager_first=True).feed("Yes, it is") == []  # too short to stand alone
 
 
+def test_the_first_chunk_may_end_before_a_phrase_or_after_a_number_of_words() -> None:
+    # Before a word that starts a phrase, once it has three words; only once that word is whole.
+    eager = SentenceSplitter(eager_first=True)
+    assert eager.feed("To list every file in") == []  # ("in" could still be "inside")
+    assert eager.feed(" a") == ["To list every file"]
+    assert eager.feed(" folder, use ls -a. Then") == ["in a folder, use ls -a."]
+    # (a first sentence that has arrived whole is spoken whole: cutting it would gain nothing)
+    assert SentenceSplitter(eager_first=True).feed("Rice goes well with eggs. ") == ["Rice goes well with eggs."]
+    # With a limit, a first chunk without any such place ends after that many words; later ones at sentences.
+    capped = SentenceSplitter(eager_first=True, first_max_words=5)
+    assert capped.feed("Rice eggs make a great") == []
+    assert capped.feed(" fried") == ["Rice eggs make a great"]
+    assert capped.feed(" rice dish together tonight. Then") == ["fried rice dish together tonight."]
+    assert SentenceSplitter().feed("To list every file in a folder ") == []  # not eager: whole sentences only
+
+
 def test_cut_speaks_what_has_arrived_but_never_code() -> None:
     splitter = SentenceSplitter()
     assert splitter.feed("random words with no end") == []
@@ -409,6 +425,41 @@ def test_at_release_only_the_stretch_after_the_last_pause_is_decoded() -> None:
     result = stream.finish()
     assert stream.stats.committed_s == 1.5 and stream.stats.tail_s == 0.7  # only the tone after the pause
     assert result.text == "hello there" and fake.calls == 2
+
+
+def test_a_pass_that_no_speech_follows_is_the_final_text_and_a_guess_that_the_message_is_whole() -> None:
+    fake = SilentTranscriber("hello there")
+    guesses: list[tuple[str, bool]] = []
+    settled = threading.Event()
+
+    def on_guess(text: str, whole: bool) -> None:
+        guesses.append((text, whole))
+        if whole:
+            settled.set()
+
+    # A pause long enough to commit never comes: 0.2 s of silence after speech, then the key is released.
+    stream = IncrementalTranscriber(fake, partials=False, pause_s=2.0, settle_s=0.1, on_guess=on_guess)
+    stream.feed(np.concatenate([tone(1.0), np.zeros(3200, np.float32)]))
+    assert settled.wait(30)  # decoded while the key was still held, and offered as the whole message
+    stream.feed(np.zeros(1600, np.float32))
+    result = stream.finish()
+    assert result.text == "hello there" and guesses == [("hello there", True)]
+    assert fake.calls == 1 and stream.stats.reused == 1 and stream.stats.tail_s == 0.0  # nothing left at release
+
+
+def test_speech_after_a_settle_pass_is_decoded_again_at_release() -> None:
+    fake = SilentTranscriber("hello there")
+    guesses: list[tuple[str, bool]] = []
+    first = threading.Event()
+    stream = IncrementalTranscriber(
+        fake, partials=False, pause_s=2.0, settle_s=0.1, on_guess=lambda t, w: (guesses.append((t, w)), first.set())
+    )
+    stream.feed(np.concatenate([tone(1.0), np.zeros(3200, np.float32)]))
+    assert first.wait(30)
+    stream.feed(tone(0.5))  # the speaker went on: that pass's text is not the whole message
+    result = stream.finish()
+    assert fake.calls == 2 and stream.stats.reused == 0 and stream.stats.tail_s == pytest.approx(1.7)
+    assert result.text == "hello there"
 
 
 def test_edgeassist_pull_dispatches_speech_models(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,6 +103,69 @@ def test_the_prompt_is_evaluated_while_the_user_speaks(model: str, request: pyte
     done = [e for e in convo.send(QUESTION) if isinstance(e, Done)][0]
     # Everything evaluated ahead is reused, on the hybrid (recurrent) Qwen 3.5 too: no reset, no rollback.
     assert done.stats.reused_tokens >= held
+
+
+def _greedy(engine: LlamaEngine) -> Conversation:
+    return Conversation(engine, system_prompt=SYSTEM, options=GenerationOptions(max_tokens=6, temperature=0))
+
+
+def _reply(convo: Conversation, text: str) -> tuple[str, Any]:
+    events = list(convo.send(text))
+    answer = "".join(e.text for e in events if isinstance(e, Text))
+    return answer, next(e for e in events if isinstance(e, Done)).stats
+
+
+@pytest.mark.parametrize("model", ["starter_gguf", "tiny_qwen35"])
+def test_a_message_guessed_whole_is_answered_from_its_first_token(model: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(model)
+    plain = _greedy(LlamaEngine(path, n_ctx=1024))  # the same turns without reading ahead
+    ahead = _greedy(engine := LlamaEngine(path, n_ctx=1024))
+    for convo in (plain, ahead):
+        _reply(convo, "Hello there.")
+    assert prefill_prompt(engine, ahead.context(), ahead.options, QUESTION, complete=True) > 0
+    answer, stats = _reply(ahead, QUESTION)
+    # Only the prompt's last token is left for the reply (its logits), and the reply is the one it
+    # would have been: the state read ahead is the state the reply reads.
+    assert stats.evaluated_tokens == 1
+    expected, plain_stats = _reply(plain, QUESTION)
+    assert answer == expected and stats.prompt_tokens == plain_stats.prompt_tokens
+    # On the hybrid model the next turn resumes from where that reply started, as it would have.
+    follow_up = [_reply(c, OTHER_QUESTION)[1] for c in (ahead, plain)]
+    assert follow_up[0].evaluated_tokens == follow_up[1].evaluated_tokens
+
+
+def test_a_pause_before_the_key_is_released_reads_the_whole_prompt_ahead() -> None:
+    engine = ScriptedEngine("Paris is the capital of France.")
+    heard = SilentTranscriber("Tell me about Paris")
+    mic = ArrayIn(np.concatenate([tone(1.0), np.zeros(8000, np.float32)]), 16000, realtime=True)
+    pipeline = VoicePipeline(
+        Conversation(engine), heard, ToneSynth(), mic, RecordingOut(), config=VoiceConfig(pause_s=2.0)
+    )
+    result = pipeline.run_turn()  # the key goes up half a second after the speech, before any pause commits it
+    # A tenth of a second into the silence the words were decoded and the reply's prompt read as if
+    # the message were whole; it was, so at release nothing was left to decode.
+    assert ("Tell me about Paris", True) in engine.prefills
+    assert result.transcript == "Tell me about Paris" and heard.calls == 1 and result.status == "complete"
+    assert result.timings.stt_tail_audio_s == 0.0
+
+
+def test_a_wrong_guess_on_the_hybrid_model_costs_only_what_it_read(tiny_qwen35: Path) -> None:
+    plain = _greedy(LlamaEngine(tiny_qwen35, n_ctx=1024))
+    ahead = _greedy(engine := LlamaEngine(tiny_qwen35, n_ctx=1024))
+    for convo in (plain, ahead):
+        _reply(convo, "Hello there.")
+    # While the user speaks: a partial transcript, then a guess that the message is over, which whisper's
+    # final pass turns out to contradict ("Italy", not "Fr...").
+    prefill_prompt(engine, ahead.context(), ahead.options, "What is the capital of")
+    prefill_prompt(engine, ahead.context(), ahead.options, "What is the capital of France", complete=True)
+    assert engine._state is not None and engine._state.anchors  # where each read ahead began
+    answer, stats = _reply(ahead, OTHER_QUESTION)
+    expected, plain_stats = _reply(plain, OTHER_QUESTION)
+    # The recurrent state cannot be cut back: without the anchors the reply would start again from
+    # the last turn's checkpoint and read the whole message; it reads only what follows "of".
+    assert stats.evaluated_tokens < plain_stats.evaluated_tokens - 3
+    assert answer == expected
+    assert engine._state.anchors == []  # (the turn is over: its checkpoint holds more)
 
 
 # -- streaming, thinking, code ------------------------------------------------------------------------
@@ -214,9 +278,14 @@ def test_random_text_has_its_first_chunk_cut_at_a_token_count() -> None:
     assert result.spoken == ["lorem ipsum dolor sit", "amet consectetur adipiscing elit sed do eiusmod"]
     first_audio = next(i for i, e in enumerate(result.events) if isinstance(e, Speaking))
     assert first_audio < next(i for i, e in enumerate(result.events) if isinstance(e, Done))
-    # The bench speaks an ordinary sentence in place of random text (see StandInSynthesizer).
-    synth = ToneSynth()
-    assert [c.text for c in StandInSynthesizer(synth).synthesize("ꙮ漢 random")] == [STAND_IN_SENTENCE]
+    # The bench speaks an ordinary sentence in place of random text (see StandInSynthesizer): a reply's
+    # first chunk as the pipeline would cut the sentence, then the whole sentence for each later one.
+    stand_in = StandInSynthesizer(ToneSynth(), VoiceConfig())
+    spoken = [c.text for text in ("ꙮ漢 random", "more ꙮ", "and more") for c in stand_in.synthesize(text)]
+    assert spoken == ["To list every file", STAND_IN_SENTENCE, STAND_IN_SENTENCE]
+    stand_in.new_reply()
+    assert [c.text for c in stand_in.synthesize("ꙮ漢")] == ["To list every file"]
+    assert STAND_IN_SENTENCE.startswith("To list every file in")  # (cut before the phrase "in a folder")
 
 
 def test_bench_stages_time_real_voice_turns(starter_gguf: Path) -> None:

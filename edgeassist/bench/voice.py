@@ -35,7 +35,8 @@ from edgeassist.speech.build import speech_models
 from edgeassist.speech.samples import WHISPER_RATE, resample
 from edgeassist.speech.tts import SpeechChunk, Synthesizer
 from edgeassist.voice import VoiceConfig, VoicePipeline, simulate_turn
-from edgeassist.voice.handsfree import simulate_conversation
+from edgeassist.voice.handsfree import HandsFreeState, StateChanged, simulate_conversation
+from edgeassist.voice.spoken import first_chunk_splitter
 
 
 @dataclass(frozen=True)
@@ -85,33 +86,46 @@ HANDS_FREE_HEADLINE = "hands_free_speech_end_to_first_audio_s"
 """The hands-free figure to show beside push-to-talk's `HEADLINE`."""
 Spoken = tuple[np.ndarray, int]
 """Speech samples and their rate."""
-RANDOM_TEXT_FIRST_CHUNK_TOKENS = 10
-"""With a random-weight model, the first spoken chunk is cut at this many tokens (a short first sentence)."""
+RANDOM_TEXT_FIRST_CHUNK_TOKENS = 8
+"""With a random-weight model, the first spoken chunk is cut at this many tokens: the median first chunk
+of real replies under the voice pipeline's rules (`scripts/first_chunk.py`: 7.5 tokens over 20 spoken
+questions on the starter model, where a first clause alone took 11)."""
 STAND_IN_SENTENCE = "To list every file in a folder, use this command."
-"""What is spoken for each chunk of a random-weight model's reply: an answer's first sentence of the usual length."""
+"""What is spoken for a random-weight model's reply: an answer's first sentence of the usual length."""
 
 
 class StandInSynthesizer:
-    """Speaks `STAND_IN_SENTENCE` for every chunk it is given.
+    """Speaks `STAND_IN_SENTENCE` for the chunks it is given: its first chunk first, as the voice
+    pipeline would cut it (`first_chunk_splitter`), then the whole sentence for each later one.
 
     A random-weight model's text is noise (long runs of rare tokens, other scripts), which piper
     would take far longer to speak than an answer's words; the bench times the model on that text
-    and piper on an ordinary sentence in its place.
+    and piper on an ordinary sentence in its place. Call `new_reply()` before each reply.
     """
 
-    def __init__(self, inner: Synthesizer, sentence: str = STAND_IN_SENTENCE) -> None:
-        """Wrap the real synthesizer."""
+    def __init__(self, inner: Synthesizer, config: VoiceConfig, sentence: str = STAND_IN_SENTENCE) -> None:
+        """Wrap the real synthesizer; `config` says how a reply's first chunk is cut."""
         self.inner = inner
         self.sentence = sentence
+        splitter = first_chunk_splitter(config)
+        chunks = [c for word in sentence.split(" ") for c in splitter.feed(word + " ")] + splitter.flush()
+        self.first_chunk = chunks[0]
+        """What is spoken for a reply's first chunk."""
+        self._first = True
 
     @property
     def sample_rate(self) -> int:
         """The wrapped voice's rate."""
         return self.inner.sample_rate
 
+    def new_reply(self) -> None:
+        """The next chunk is a reply's first."""
+        self._first = True
+
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
-        """The stand-in sentence, spoken by the wrapped voice."""
-        return self.inner.synthesize(self.sentence)
+        """The stand-in's first chunk or whole sentence, spoken by the wrapped voice."""
+        spoken, self._first = (self.first_chunk if self._first else self.sentence), False
+        return self.inner.synthesize(spoken)
 
 
 def simulation_pipeline(
@@ -154,7 +168,7 @@ def _bench_pipeline(settings: Settings, target: VoiceTarget) -> Iterator[tuple[V
     tts = pipeline.synthesizer
     assert tts is not None
     if target.random_text:
-        pipeline.synthesizer = StandInSynthesizer(tts)
+        pipeline.synthesizer = StandInSynthesizer(tts, config)
     try:
         pipeline.warm_up()
         spoken = []
@@ -206,6 +220,7 @@ def _push_to_talk_turns(pipeline: VoicePipeline, spoken: list[Spoken], n: int) -
     out: VoiceStages = {name: [] for name in BENCH_STAGES}
     for i in range(n):
         samples, rate = spoken[i % len(spoken)]
+        _new_reply(pipeline)
         timings = simulate_turn(pipeline, samples, rate).timings
         for name in BENCH_STAGES:
             value = getattr(timings, name)
@@ -218,7 +233,12 @@ def _hands_free_turns(pipeline: VoicePipeline, spoken: list[Spoken], n: int) -> 
     """A hands-free conversation of one unmeasured question, then `n` measured ones: `HANDS_FREE_STAGES`."""
     questions = [resample(samples, rate, WHISPER_RATE) for samples, rate in spoken]
     asked = [questions[-1], *(questions[i % len(questions)] for i in range(n))]
-    turns = simulate_conversation(pipeline, asked)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, StateChanged) and event.state is HandsFreeState.HEARING:
+            _new_reply(pipeline)
+
+    turns = simulate_conversation(pipeline, asked, on_event=on_event)
     out: VoiceStages = {name: [] for name in HANDS_FREE_STAGES}
     for done in turns[1:]:
         t = done.timings
@@ -226,6 +246,12 @@ def _hands_free_turns(pipeline: VoicePipeline, spoken: list[Spoken], n: int) -> 
             out["hands_free_end_of_turn_s"].append(float(t.release_lag_s))
             out["hands_free_speech_end_to_first_audio_s"].append(float(t.speech_end_to_first_audio_s))
     return out
+
+
+def _new_reply(pipeline: VoicePipeline) -> None:
+    """A stand-in voice's next chunk is a reply's first (a new turn is starting)."""
+    if isinstance(pipeline.synthesizer, StandInSynthesizer):
+        pipeline.synthesizer.new_reply()
 
 
 def find_voice_hook() -> VoiceHook:

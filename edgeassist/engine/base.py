@@ -347,13 +347,15 @@ class ChatEngine(Protocol):
         *,
         state_path: Path | None = None,
         tools: Sequence[ToolSpec] = (),
+        complete: bool = False,
     ) -> int:
         """Start on a coming prompt while its last message is still being written; return tokens evaluated.
 
         Speculative: the next `stream()` reuses the work when its prompt begins the same way, and
         nothing is lost when it does not. `state_path` is the conversation's kept state and
-        `tools` the tools the reply will offer (as in `GenerationOptions`). Engines that cannot
-        start early return 0.
+        `tools` the tools the reply will offer (as in `GenerationOptions`). With `complete`, the
+        last message is guessed finished and the whole prompt of a reply to it is read, so such a
+        reply starts at its first token. Engines that cannot start early return 0.
         """
         ...
 

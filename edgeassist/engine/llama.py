@@ -456,16 +456,20 @@ class LlamaEngine:
         *,
         state_path: Path | None = None,
         tools: Sequence[ToolSpec] = (),
+        complete: bool = False,
     ) -> int:
         """Evaluate the start of a coming prompt ahead of time; return the tokens evaluated.
 
         The last of `messages` is a message still being written (the user's words so far, say); the
-        prompt is cut where the rest of it would go (`PromptEncoder.cut`), so the context always
-        holds a prefix of the final prompt and the next `stream()` reuses it. On a hybrid model,
-        whose state cannot be rolled back, this is the only safe way to start early. A state kept
-        at `state_path` (the conversation's) is started from, as `stream()` would.
+        prompt is cut where the rest of it would go (`PromptEncoder.cut`), so the context holds a
+        prefix of the final prompt when those words stand, and the next `stream()` reuses it. With
+        `complete`, the message is taken as finished (a guess: the speaker has paused) and the whole
+        prompt of a reply to it is read but its last token, so that such a reply starts at its first
+        token. A hybrid model's state cannot be rolled back: the state before each read ahead is kept
+        (`ContextState.anchors`), so a guess that turns out wrong costs only what it read. A state
+        kept at `state_path` (the conversation's) is started from, as `stream()` would.
         """
-        return MODEL_THREAD.call(self._prefill, messages, think, cancel, state_path, tools, stop=cancel)
+        return MODEL_THREAD.call(self._prefill, messages, think, cancel, state_path, tools, complete, stop=cancel)
 
     def _prefill(
         self,
@@ -474,12 +478,26 @@ class LlamaEngine:
         cancel: threading.Event | None,
         state_path: Path | None,
         tools: Sequence[ToolSpec],
+        complete: bool,
     ) -> int:
         with self._lock:
             self._load()
             assert self._encoder is not None and self._state is not None
             tools = tools if self._call_token is not None else ()
-            tokens = self._encoder.cut(messages, think and self.supports_thinking, tools)
+            think = think and self.supports_thinking
+            stops: list[int] = []  # where a hybrid model's state is kept on the way (anchors)
+            cut = self._encoder.cut(messages, think, tools)
+            if complete:
+                encoded = self._encoder.encode(messages, think, tools)
+                tokens = encoded.tokens[:-1]  # (the last is the reply's to read, for its logits)
+                if len(encoded.tokens) >= self._n_ctx:
+                    return 0  # (the reply will say so)
+                # The end of the message (a longer one may follow: the next guess goes on from
+                # here), and where the reply starts: its checkpoint, which the reply that finds
+                # the prompt read makes its own (see `_stream`).
+                stops = [len(cut) if tokens[: len(cut)] == cut else 0, encoded.split]
+            else:
+                tokens = cut
             state = self._state
             if not tokens or state.holds(tokens):
                 return 0
@@ -487,8 +505,14 @@ class LlamaEngine:
             if start >= len(tokens):
                 return 0
             self.reply_threads.begin(self._ctx, self._offloaded)
-            state.decode(tokens[start:], cancel)
-            return len(tokens) - start
+            if self.recurrent:
+                state.save_anchor()  # (where this guess began: a wrong one goes back here)
+                for stop in sorted(x for x in stops if start < x < len(tokens)):
+                    if not state.decode(tokens[len(state.tokens) : stop], cancel):
+                        return len(state.tokens) - start
+                    state.save_anchor()
+            state.decode(tokens[len(state.tokens) :], cancel)
+            return len(state.tokens) - start
 
     # -- states kept on disk ---------------------------------------------------------------------
 
@@ -505,6 +529,7 @@ class LlamaEngine:
             if self._state is not None:
                 self._state.reset()
                 self._state.checkpoint = self._state.prefix = self._state.turn = None
+                self._state.anchors = []
             self._kept_last = {}
 
     def fingerprint(self) -> dict[str, object]:
@@ -646,6 +671,12 @@ class LlamaEngine:
                 yield Notice(f"{note}: reading the prompt again ({len(prompt) - start} tokens)")
         stats.reused_tokens = start
         stats.evaluated_tokens = len(prompt) - start
+        if self.recurrent and start >= split:
+            # The prompt was read ahead (voice, while the user spoke): the checkpoint is the anchor
+            # kept where this reply starts, since no pass here will take one.
+            anchor = state.anchor_at(prompt[:split])
+            if anchor is not None:
+                state.checkpoint = anchor
         if start < system_end <= split:
             if not self._keep_system_prompt(prompt[:system_end], cancel):
                 stats.finish_reason = "cancelled"
@@ -739,6 +770,7 @@ class LlamaEngine:
         if self.recurrent and messages and messages[-1]["role"] == "user":
             cp = state.checkpoint
             state.turn = cp if cp is not None and cp.tokens == prompt[:split] else None
+            state.anchors = []  # (the turn's reads ahead are behind it: its checkpoint holds more)
         if options.state_path is not None:
             # What the next turn resumes from: where this reply started (a hybrid model), else all of it.
             cp = state.checkpoint if self.recurrent else state.snapshot()

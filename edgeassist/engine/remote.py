@@ -219,6 +219,7 @@ class RemoteEngine:
         *,
         state_path: Path | None = None,
         tools: Sequence[ToolSpec] = (),
+        complete: bool = False,
     ) -> int:
         """A server cannot be asked to start on a prompt early: 0."""
         return 0

@@ -7,6 +7,10 @@ whole history every turn. Instead the state is saved where the assistant's reply
 next turn restores it and evaluates only the previous reply (as history renders it) and the
 new message. A transformer's cache is simply cut back to the common prefix.
 
+Voice reads a prompt ahead while the user speaks, from transcripts that can still change; a
+hybrid model keeps the state from before each such read (`anchors`), so a guess that turns out
+wrong costs only the tokens after the last anchor that still holds.
+
 A picture sits in the token list as a run of one negative id (the engine's, from the picture's
 content), as long as the projector's tokens; it takes fewer positions than tokens under M-RoPE,
 so positions are counted apart from cells (`shift`), and text after a picture is evaluated at
@@ -27,6 +31,8 @@ from edgeassist.errors import EdgeAssistError
 
 DISK_MARGIN = 16
 """Tokens a state on disk must save beyond the best in memory to be read (a read of tens of MB is not free)."""
+ANCHORS = 4
+"""Anchors a context keeps (each a copy of the state: tens of MB on the 0.8B)."""
 
 
 @dataclass
@@ -96,6 +102,12 @@ class ContextState:
         from here instead of reading the history again."""
         self.fresh = False
         """The context's logits are those of its last token (nothing was restored since it was evaluated)."""
+        self.anchors: list[Checkpoint] = []
+        """States saved where a prompt read ahead began (a hybrid model's), newest last, at most `ANCHORS`.
+
+        Voice reads the prompt while the user is still speaking, from transcripts that may change:
+        when the final message turns out otherwise, the reply resumes from the longest anchor it
+        begins with, instead of from the last turn's checkpoint."""
 
     def decode(self, tokens: Sequence[int], cancel: threading.Event | None = None, *, last: int = 1) -> bool:
         """Evaluate `tokens` after what the context holds, in batches; False if cancelled.
@@ -206,6 +218,15 @@ class ContextState:
         self.prefix = self.snapshot()
         return self.prefix
 
+    def save_anchor(self) -> None:
+        """Keep the state as it is now as an anchor (see `anchors`); the oldest goes past `ANCHORS`."""
+        if self.tokens and not any(a.tokens == self.tokens for a in self.anchors):
+            self.anchors = [*self.anchors[-(ANCHORS - 1) :], self.snapshot()]
+
+    def anchor_at(self, tokens: Sequence[int]) -> Checkpoint | None:
+        """The anchor holding exactly `tokens`, if one does."""
+        return next((a for a in self.anchors if a.tokens == list(tokens)), None)
+
     def snapshot(self) -> Checkpoint:
         """A copy of the state as it is now, with the tokens it holds."""
         return Checkpoint(list(self.tokens), self._data())
@@ -271,7 +292,7 @@ class ContextState:
         else:
             held = _whole(prompt, min(common, last)) if not self.recurrent else -1
         memory = max(
-            (c for c in (self.checkpoint, self.prefix, self.turn) if c is not None),
+            (c for c in (self.checkpoint, self.prefix, self.turn, *self.anchors) if c is not None),
             key=lambda c: self.reusable(c.tokens, prompt),
             default=None,
         )

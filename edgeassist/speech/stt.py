@@ -11,7 +11,10 @@ and 4.9 % with the full one, single questions going either way. 30 turns the sho
 
 `IncrementalTranscriber` transcribes while audio is still arriving: each pause in the speech
 commits the text before it, so when the key is released only the stretch after the last pause is
-left to decode, and when the speaker paused before releasing, nothing is.
+left to decode, and when the speaker paused before releasing, nothing is. A shorter silence
+(`settle_s`, a tenth of a second) starts a pass over everything not yet committed: if no speech
+follows, that pass is the final text, ready about when the key comes up, and the pipeline reads the
+reply's prompt from it in the meantime (`on_guess`).
 """
 
 from __future__ import annotations
@@ -307,6 +310,15 @@ class _Job:
     commit: bool
 
 
+@dataclass(frozen=True)
+class _Tail:
+    """The latest pass over the uncommitted audio `start:end` (a partial or a settle pass) and its text."""
+
+    start: int
+    end: int
+    text: str
+
+
 @dataclass
 class StreamStats:
     """What the incremental transcriber did for one recording."""
@@ -318,7 +330,10 @@ class StreamStats:
     committed_s: float = 0.0
     """Seconds of audio committed before the key was released."""
     tail_s: float = 0.0
-    """Seconds of audio left to decode at release (0 when the speaker paused before releasing)."""
+    """Seconds of audio left to decode at release (0 when the speaker paused before releasing, or
+    a pass that no speech followed already covered it)."""
+    reused: int = 0
+    """Passes whose text became final without decoding its audio again (no speech followed them)."""
     final_s: float = 0.0
     """Seconds from `finish()` to the final transcript (waiting for a running pass, then the tail)."""
     passes_log: list[tuple[float, float, bool]] = field(default_factory=list)
@@ -329,9 +344,13 @@ class IncrementalTranscriber:
     """Transcribes a recording while it grows: each pause commits the text before it.
 
     `feed` (from the capture thread) appends audio; a worker runs whisper on the uncommitted
-    stretch when a pause of `pause_s` follows speech (a commit: that text is final) and, with
-    `partials`, every `interval_s` of new speech (a partial, shown but not kept). `finish` waits
-    for a running pass, decodes what is left after the last commit, and returns the whole text.
+    stretch when a pause of `pause_s` follows speech (a commit: that text is final), when a
+    silence of `settle_s` follows speech no pass has covered yet (a settle pass) and, with
+    `partials`, every `interval_s` of new speech (a partial, shown but not kept). A pass over all
+    the uncommitted audio that no speech has followed since is as good as a commit's: it is taken
+    as the commit, or as the final text, without running whisper again. `finish` waits for a
+    running pass, decodes what is left after the last commit (nothing, when such a pass covers
+    it), and returns the whole text.
     """
 
     def __init__(
@@ -340,18 +359,26 @@ class IncrementalTranscriber:
         *,
         interval_s: float = 1.0,
         pause_s: float = 0.3,
+        settle_s: float = 0.1,
         partials: bool = True,
         on_text: Callable[[str, bool], None] | None = None,
         on_commit: Callable[[str], None] | None = None,
+        on_guess: Callable[[str, bool], None] | None = None,
     ) -> None:
-        """`on_text(text, final)` gets each new partial or committed transcript; `on_commit(text)` each commit."""
+        """`on_text(text, final)` gets each new partial or committed transcript; `on_commit(text)` each
+        commit; `on_guess(text, settled)` the whole text after each pass that is not a commit, with
+        `settled` true when no speech has followed it (the speaker may have finished). `settle_s`
+        0: no settle passes."""
         self.transcriber = transcriber
         self.rate = transcriber.sample_rate
         self.interval = int(interval_s * self.rate)
         self.pause_frames = max(1, int(round(pause_s / FRAME_S)))
+        self.settle_frames = max(1, int(round(settle_s / FRAME_S))) if settle_s > 0 else None
         self.partials = partials
         self.on_text = on_text
         self.on_commit = on_commit
+        self.on_guess = on_guess
+        self._tail: _Tail | None = None  # the latest pass over uncommitted audio that was not a commit
         self.stats = StreamStats()
         """Passes and timings for this recording."""
         self._frame = int(self.rate * FRAME_S)
@@ -418,9 +445,21 @@ class IncrementalTranscriber:
             i = int(inner[-1])
             cut = (int(voiced[i]) + 1 + int(gaps[i]) // 2) * self._frame
             return _Job(self._commit, cut, True)
+        speech_end = (int(voiced[-1]) + 1) * self._frame
+        tail = self._tail
+        covered = tail is not None and tail.start == self._commit and tail.end >= speech_end
+        if self.settle_frames is not None and trailing >= self.settle_frames and not covered:
+            return _Job(self._commit, self._n, False)  # a settle pass: the speaker may have finished
         if self.partials and self._n - max(self._partial_end, self._commit) >= self.interval:
             return _Job(self._commit, self._n, False)
         return None
+
+    def _settled_tail(self) -> _Tail | None:
+        """The latest pass, when it covers all the uncommitted audio that holds speech (none has come since)."""
+        tail = self._tail
+        if tail is None or tail.start != self._commit:
+            return None
+        return tail if len(self._voiced(tail.end // self._frame)) == 0 else None
 
     def _work(self) -> None:
         while True:
@@ -433,9 +472,18 @@ class IncrementalTranscriber:
                     self._cond.wait()
                 if job is None:
                     return
-                self._busy = True
-                audio = self._audio[job.start : job.end].copy()
-                prompt = self._committed
+                settled = self._settled_tail() if job.commit and job.end == self._n else None
+                if settled is not None:  # (no speech since the last pass: its text is the commit's)
+                    self._take_commit(settled.text, job.end)
+                    self.stats.reused += 1
+                    text = self._committed
+                else:
+                    self._busy = True
+                    audio = self._audio[job.start : job.end].copy()
+                    prompt = self._committed
+            if settled is not None:
+                self._announce(True, text)
+                continue
             try:
                 result = self.transcriber.transcribe(audio, prompt=prompt or None)
             except BaseException:
@@ -449,19 +497,43 @@ class IncrementalTranscriber:
                 self.stats.passes += 1
                 self.stats.busy_s += result.elapsed_s
                 self.stats.passes_log.append((len(audio) / self.rate, result.elapsed_s, job.commit))
+                guess: bool | None = None
                 if job.commit and job.start == self._commit:
-                    self._committed = join_text(self._committed, result.text)
-                    self._commit = job.end
-                    self.stats.committed_s = job.end / self.rate
+                    self._take_commit(result.text, job.end)
                     text = self._committed
                 else:
                     self._partial_end = job.end
                     text = join_text(self._committed, result.text)
+                    if job.start == self._commit:
+                        self._tail = _Tail(job.start, job.end, result.text)
+                        guess = self._settled_tail() is not None
                 self._cond.notify_all()
-            if job.commit and self.on_commit is not None:
-                self.on_commit(self._committed)
-            if self.on_text is not None and text:
-                self.on_text(text, False)
+            self._announce(job.commit, text)
+            if guess is not None and self.on_guess is not None and text:
+                self.on_guess(text, guess)
+
+    def _take_commit(self, text: str, end: int) -> None:
+        """Commit `text` as the transcript of the audio up to `end` (under the lock)."""
+        self._committed = join_text(self._committed, text)
+        self._commit = end
+        self._tail = None
+        self.stats.committed_s = end / self.rate
+
+    def _announce(self, commit: bool, text: str) -> None:
+        """Tell the callbacks of a pass's text (outside the lock)."""
+        if commit and self.on_commit is not None:
+            self.on_commit(self._committed)
+        if self.on_text is not None and text:
+            self.on_text(text, False)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every pass the audio fed so far calls for is done; False on timeout.
+
+        Fed a block at a time with this between, a recording is transcribed as if whisper took no
+        time: each pass happens exactly where the audio calls for it (`scripts/speech_wer.py --streamed`).
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stopping or (not self._busy and self._next_job() is None), timeout)
 
     def finish(self) -> Transcript:
         """The recording has ended: decode what is left and return the whole transcript."""
@@ -475,9 +547,13 @@ class IncrementalTranscriber:
             first = -(-self._commit // self._frame)
             has_speech = len(self._voiced(first)) > 0
             committed = self._committed
+            settled = self._settled_tail() if has_speech else None
         text = committed
         result: Transcript | None = None
-        if has_speech:
+        if settled is not None:  # a pass no speech followed already covers the rest
+            text = join_text(committed, settled.text)
+            self.stats.reused += 1
+        elif has_speech:
             self.stats.tail_s = len(tail) / self.rate
             result = self.transcriber.transcribe(tail, prompt=committed or None)
             self.stats.busy_s += result.elapsed_s

@@ -24,6 +24,13 @@ ABBREVIATIONS = frozenset(
 
 _TERMINATOR = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
 _CLAUSE = re.compile(r"[,;:\u2014](?=\s)")
+_WORD = re.compile(r"\S+(?=\s)")
+PHRASE_WORDS = frozenset(
+    "about after and as at because before but by for from if in into like of on or since so than that "
+    "then to until when where which while who with without".split()
+)
+"""Words a phrase starts with: the first chunk may end before one (`SentenceSplitter`), where a
+speaker could pause."""
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+")
 _PARTIAL_MARKER = re.compile(r"^\s*(?:[-*+\u2022#>]|\d{1,3}[.)]?|#{1,6})?$")
@@ -98,21 +105,26 @@ class SentenceSplitter:
 
     `feed` returns the sentences completed by a piece; `flush` returns the rest at the end. A
     sentence ends at `.`, `!`, `?` or `…` followed by white space (so `3.14` and `e.g.` do not end
-    one), or at the end of a line. With `eager_first`, the first chunk may end at a clause (`,` `;`
-    `:`) once it has `first_min_words` words, so the first audio starts sooner.
+    one), or at the end of a line. With `eager_first`, the first chunk is short, so the first
+    audio starts sooner: once it has `first_min_words` words it ends at a clause (`,` `;` `:`) or
+    before a word that starts a phrase (`PHRASE_WORDS`: "in", "and", "because"...), and with
+    `first_max_words` it ends after that many words whatever comes (0: no such limit). The rest of
+    the reply is cut at sentences.
     """
 
     def __init__(
         self,
         *,
         eager_first: bool = False,
-        first_min_words: int = 4,
+        first_min_words: int = 3,
+        first_max_words: int = 0,
         max_chars: int = 280,
         code_placeholder: str = CODE_PLACEHOLDER,
     ) -> None:
         """Start with an empty buffer at the start of a line, outside any code block."""
         self.eager_first = eager_first
         self.first_min_words = first_min_words
+        self.first_max_words = first_max_words
         self.max_chars = max_chars
         self.code_placeholder = code_placeholder
         self._buf = ""
@@ -199,11 +211,8 @@ class SentenceSplitter:
                 continue
             self._cut(end, out)
             return True
-        if self.eager_first and self._emitted == 0:
-            for m in _CLAUSE.finditer(line):
-                if len(line[: m.start()].split()) >= self.first_min_words:
-                    self._cut(m.end(), out)
-                    return True
+        if self.eager_first and self._emitted == 0 and self._take_first(line, out):
+            return True
         if len(line) > self.max_chars:
             cut = line.rfind(" ", 0, self.max_chars)
             self._cut(cut if cut > 0 else self.max_chars, out)
@@ -217,6 +226,22 @@ class SentenceSplitter:
             self._emit(line, out)
             self._buf = ""
             return True
+        return False
+
+    def _take_first(self, line: str, out: list[str]) -> bool:
+        """Emit a short first chunk from the start of `line` if one is complete (see the class); False to wait."""
+        for m in _CLAUSE.finditer(line):
+            if len(line[: m.start()].split()) >= self.first_min_words:
+                self._cut(m.end(), out)
+                return True
+        words = list(_WORD.finditer(line))  # (words followed by a space: complete)
+        for i, word in enumerate(words):
+            if i >= self.first_min_words and word.group().lower() in PHRASE_WORDS:
+                self._cut(words[i - 1].end(), out)
+                return True
+            if self.first_max_words and i + 1 >= self.first_max_words:
+                self._cut(word.end(), out)
+                return True
         return False
 
     def _cut(self, end: int, out: list[str]) -> None:

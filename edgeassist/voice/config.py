@@ -19,8 +19,14 @@ class VoiceConfig:
     """While recording, show a partial transcript every this many seconds of speech; 0: only at pauses."""
     pause_s: float = 0.3
     """A silence this long while recording commits the words before it."""
+    settle_s: float = 0.1
+    """A silence this long after speech starts a pass over the words not yet committed, and the reply's
+    prompt is read from it while the key is still held (0: wait for the key or `pause_s`)."""
     eager_first_clause: bool = True
-    """Let the first spoken chunk end at a clause (`,` `;` `:`) so the first audio comes sooner."""
+    """Let the first spoken chunk end at a clause (`,` `;` `:`) or before a phrase ("in", "and"...) so the
+    first audio comes sooner (`speech.text.SentenceSplitter`)."""
+    first_chunk_max_words: int = 10
+    """With `eager_first_clause`, the first chunk ends after this many words whatever comes (0: no limit)."""
     prefill: bool = True
     """Evaluate the conversation's prompt in the model while the user is still speaking."""
     end_silence_s: float | None = None
@@ -55,7 +61,9 @@ class VoiceConfig:
             "speak": s.speak_replies,
             "partial_interval_s": s.partial_interval_s,
             "pause_s": s.pause_s,
+            "settle_s": s.settle_s,
             "eager_first_clause": s.eager_first_clause,
+            "first_chunk_max_words": s.first_chunk_max_words,
             "prefill": s.prefill,
             "end_silence_s": s.end_silence_s,
             "end_of_turn_s": s.end_of_turn_s,

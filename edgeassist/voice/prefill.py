@@ -24,23 +24,26 @@ def prefill_prompt(
     cancel: threading.Event | None = None,
     state_path: Path | None = None,
     tools: Sequence[ToolSpec] = (),
+    complete: bool = False,
 ) -> int:
     """Evaluate the next turn's prompt ahead of time, up to the user's words so far; return tokens evaluated.
 
     The engine renders the conversation with a user message that starts with `user_prefix`, cut
     where the rest of the message would begin, and evaluates the part of it that no continuation
-    can change, which the reply then reuses; it starts from the chat's kept state at `state_path`
-    when there is one. Engines that cannot start early return 0.
+    can change, which the reply then reuses; with `complete`, `user_prefix` is guessed to be the
+    whole message and the reply's whole prompt is read. It starts from the chat's kept state at
+    `state_path` when there is one. Engines that cannot start early return 0.
     """
     think = options.think and engine.capabilities.thinking
     message: Message = {"role": "user", "content": user_prefix}
-    return engine.prefill([*messages, message], think, cancel, state_path=state_path, tools=tools)
+    return engine.prefill([*messages, message], think, cancel, state_path=state_path, tools=tools, complete=complete)
 
 
 class TurnScheduler:
     """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
 
-    A newer prefill request replaces one still waiting, and the reply (its whole loop, from sending
+    A newer prefill request replaces one still waiting, a guess that the message is complete
+    included (see `prefill_prompt`), and the reply (its whole loop, from sending
     the message to the last event) runs on this thread after the last prefill, never beside it. It
     starts after the previous turn's has exited and exits itself when the turn is over.
     """
@@ -53,18 +56,19 @@ class TurnScheduler:
         """Prompt tokens evaluated ahead by this thread."""
         self._previous = previous
         self._cond = threading.Condition()
-        self._want: str | None = None
+        self._want: tuple[str, bool] | None = None  # (user prefix, complete)
         self._job: Callable[[], None] | None = None
         self._busy = False
         self._done = False
         self._thread = threading.Thread(target=self._run, name="voice-turn", daemon=True)
         self._thread.start()
 
-    def prefill(self, user_prefix: str) -> None:
-        """Evaluate the prompt up to `user_prefix` of the coming message (a newer request replaces a waiting one)."""
+    def prefill(self, user_prefix: str, *, complete: bool = False) -> None:
+        """Evaluate the prompt up to `user_prefix` of the coming message, or with `complete` the whole prompt
+        of a reply to it (a newer request replaces a waiting one)."""
         with self._cond:
             if not self._done and self._job is None:
-                self._want = user_prefix
+                self._want = (user_prefix, complete)
                 self._cond.notify_all()
 
     def discard(self) -> None:
@@ -106,13 +110,17 @@ class TurnScheduler:
                 if self._job is not None or self._done:
                     job, self._done = self._job, True
                     break
-                prefix, self._want = self._want, None
+                want, self._want = self._want, None
+                assert want is not None  # (the wait above)
+                prefix, complete = want
                 self._busy = True
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
                 convo = self.conversation
                 kept, tools = convo.state_path, convo.offered_tools(self.options)
-                n = prefill_prompt(engine, context, self.options, prefix or "", state_path=kept, tools=tools)
+                n = prefill_prompt(
+                    engine, context, self.options, prefix, state_path=kept, tools=tools, complete=complete
+                )
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:

@@ -18,8 +18,11 @@ from edgeassist.voice.prefill import TurnScheduler
 class Recording:
     """One press of the key: audio from `audio_in` to the transcriber on a thread of its own.
 
-    Words the transcriber commits at a pause are handed to the turn's `scheduler` to prefill (when
-    `config.prefill`), while the key is still held.
+    While the key is still held, the turn's `scheduler` reads the reply's prompt ahead (when
+    `config.prefill`): up to the words the transcriber commits at a pause, up to a partial
+    transcript (without the stop whisper ends it with), and the whole prompt of a reply
+    to the text of a pass that no speech has followed (the speaker may have finished: if so, the
+    reply starts at its first token).
     """
 
     def __init__(
@@ -54,9 +57,11 @@ class Recording:
             transcriber,
             interval_s=config.partial_interval_s if config.partial_interval_s > 0 else 1e9,
             pause_s=config.pause_s,
+            settle_s=config.settle_s,
             partials=config.partial_interval_s > 0,
             on_text=on_text,
             on_commit=self._committed,
+            on_guess=self._guessed,
         )
         self.thread = threading.Thread(target=self._run, name="voice-record", daemon=True)
 
@@ -73,6 +78,17 @@ class Recording:
     def _committed(self, text: str) -> None:
         if self.config.prefill and text and not self.ended.is_set():
             self.scheduler.prefill(text)
+
+    def _guessed(self, text: str, settled: bool) -> None:
+        if not self.config.prefill or not text:
+            return  # (once the reply has started, the scheduler takes no more)
+        if settled:
+            self.scheduler.prefill(text, complete=True)
+        elif not self.ended.is_set():
+            # A partial ends where the audio did, often mid-sentence: without the full stop or
+            # question mark whisper puts there. A wrong last word costs only what was read after
+            # the last anchor (`ContextState.anchors`).
+            self.scheduler.prefill(text.rstrip(" .?!…,;:"))
 
     def _run(self) -> None:
         try:

@@ -53,6 +53,11 @@ class _Marks:
     first_chunk: threading.Event = field(default_factory=threading.Event)  # the first audio is synthesized
 
 
+def first_chunk_splitter(config: VoiceConfig) -> SentenceSplitter:
+    """The splitter a spoken reply is cut with: a short first chunk as `config` says, then sentences."""
+    return SentenceSplitter(eager_first=config.eager_first_clause, first_max_words=config.first_chunk_max_words)
+
+
 class SpokenReply:
     """The reply to one transcript: streamed, and (with a synthesizer and a speaker) spoken as it comes.
 
@@ -170,7 +175,7 @@ class SpokenReply:
         """The scheduler's thread: stream the reply, cut the answer (never the thinking) into sentences."""
         cancel, events, marks = self.cancel, self._events, self.marks
         sentences = self._sentences if self.speech is not None else None
-        splitter = SentenceSplitter(eager_first=self.config.eager_first_clause)
+        splitter = first_chunk_splitter(self.config)
 
         def dispatch(parts: list[str]) -> None:
             if sentences is None:
