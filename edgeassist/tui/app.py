@@ -10,6 +10,7 @@ its rooms, each in its own module, which the app builds and wires together:
   (`edgeassist.reply`): started, streamed through an outbox, stopped, ended; its tool calls
   shown as blocks, and asked about in a dialog (`tui.tools`);
 - `tui.talk.TalkRoom`: push-to-talk over `edgeassist.voice.VoicePipeline`;
+- `tui.handsfree.HandsFreeRoom`: hands-free (F7) over the same pipeline, `edgeassist.voice.HandsFree`;
 - `tui.attach.AttachRoom`: the pictures attached to the next message (the attach key's dialog, a
   pasted path), shown in a row above the input until the message takes them.
 
@@ -41,8 +42,14 @@ from edgeassist.tui import pictures
 from edgeassist.tui.attach import AttachRoom
 from edgeassist.tui.chats import ChatRoom
 from edgeassist.tui.commands import ModelCommands, PullCommands, action_commands, key_rows
+from edgeassist.tui.handsfree import HandsFreeRoom
 from edgeassist.tui.logs import LogScreen, capture_python, record_notice
 from edgeassist.tui.messages import (
+    HandsFreeChanged,
+    HandsFreeEnded,
+    HandsFreeFailed,
+    HandsFreeSpeaking,
+    HandsFreeTurnDone,
     ModelFailed,
     ModelLoading,
     ModelReady,
@@ -111,6 +118,13 @@ class EdgeAssistApp(App[None]):
         Binding("escape", "stop", "Stop", tooltip="stop the reply or voice turn (text is kept)"),
         Binding("escape", "cancel_edit", "Cancel edit", tooltip="give up editing the last message"),
         Binding("ctrl+space,ctrl+@,f5", "talk", "Talk", tooltip="push to talk; press again to send"),
+        Binding(  # priority: over the message box's own F7 (select all), as F6 is over its select line
+            "f7",
+            "hands_free",
+            "Hands-free",
+            priority=True,
+            tooltip="hands-free voice on or off: just speak, no key to hold",
+        ),
         Binding("ctrl+t", "toggle_thinking", "Think", tooltip="thinking on/off for the next message"),
         Binding("ctrl+r", "regenerate", "Regen", tooltip="write the last reply again"),
         Binding("ctrl+l", "edit_last", "Edit", tooltip="edit and resend your last message"),
@@ -180,6 +194,7 @@ class EdgeAssistApp(App[None]):
         self.chats = ChatRoom(self, self.session, self.models, stop_replies=self.stop_and_wait)
         self.replies = ReplyController(self, self.session, self.models, self.chats, on_busy=self._set_generating)
         self.talk = TalkRoom(self, self.session, self.models, self.chats, self.replies, make_voice)
+        self.handsfree = HandsFreeRoom(self, self.session, self.models, self.chats, self.replies, self.talk)
         self.pulls = PullRoom(self, self.session)
         self.attach = AttachRoom(self, self.session, self.models)
         self._uncapture: Callable[[], None] = lambda: None  # ends the capture of Python's warnings
@@ -297,7 +312,7 @@ class EdgeAssistApp(App[None]):
     async def action_quit(self) -> None:
         """Quit; a reply being written is stopped and its part saved first."""
         self.session.quitting = True
-        await self.stop_and_wait(timeout=10)
+        await self.stop_and_wait(timeout=10)  # (hands-free too: nothing listens once the devices go)
         await self.talk.close()  # releases the microphone and the speaker
         await asyncio.to_thread(self.toolbox.close)  # the MCP servers (after the replies: none is calling them)
         self.exit(return_code=self._exit_code)
@@ -307,6 +322,7 @@ class EdgeAssistApp(App[None]):
         sys.setswitchinterval(self._switch_interval)
         self._signals.restore()
         self._uncapture()
+        self.handsfree.abandon()  # (stopped already when the app quit by ctrl+q)
         self.toolbox.close()  # (done already when the app quit by ctrl+q; the other ways out end here)
 
     def _tool_notice(self, text: str) -> None:
@@ -400,8 +416,13 @@ class EdgeAssistApp(App[None]):
         return self.replies.wait_idle(timeout)
 
     async def stop_and_wait(self, timeout: float = 30.0) -> None:
-        """Stop the voice turn and every reply, and wait until each reply is saved and shown as stopped."""
+        """Stop the voice turn, hands-free and every reply, and wait until each reply is saved and shown as stopped.
+
+        Everything that changes the chat or the model comes here first; hands-free, which answers
+        into one conversation, turns off (F7 turns it on again in the chat then in view).
+        """
         self.talk.interrupt()  # a reply that is done being written may still be speaking
+        await self.handsfree.stop(notice="Hands-free is off for the change of chat: F7 turns it on again.")
         await self.replies.stop_and_wait(timeout)
 
     def _set_generating(self, busy: bool) -> None:
@@ -452,20 +473,24 @@ class EdgeAssistApp(App[None]):
         await self.replies.on_tool_called(message)
 
     async def on_voice_ready(self, message: VoiceReady) -> None:
-        """To the push-to-talk room."""
+        """To the push-to-talk room (it keeps the pipeline); to the hands-free room when its key asked."""
         await self.talk.on_ready(message)
+        if message.hands_free:
+            await self.handsfree.on_ready()
 
     def on_voice_unavailable(self, message: VoiceUnavailable) -> None:
-        """To the push-to-talk room."""
+        """To the push-to-talk room (it says why) and the hands-free room."""
         self.talk.on_unavailable(message)
+        self.handsfree.on_unavailable()
 
     def on_voice_level(self, message: VoiceLevel) -> None:
         """To the push-to-talk room."""
         self.talk.on_level(message)
 
     def on_voice_partial(self, message: VoicePartial) -> None:
-        """To the push-to-talk room."""
+        """To the push-to-talk room and the hands-free room (each shows its own turn's)."""
         self.talk.on_partial(message)
+        self.handsfree.on_partial(message)
 
     async def on_voice_heard(self, message: VoiceHeard) -> None:
         """To the push-to-talk room."""
@@ -478,6 +503,26 @@ class EdgeAssistApp(App[None]):
     async def on_voice_turn_done(self, message: VoiceTurnDone) -> None:
         """To the push-to-talk room."""
         await self.talk.on_turn_done(message)
+
+    async def on_hands_free_changed(self, message: HandsFreeChanged) -> None:
+        """To the hands-free room."""
+        await self.handsfree.on_changed(message)
+
+    def on_hands_free_speaking(self, message: HandsFreeSpeaking) -> None:
+        """To the hands-free room."""
+        self.handsfree.on_speaking(message)
+
+    async def on_hands_free_turn_done(self, message: HandsFreeTurnDone) -> None:
+        """To the hands-free room."""
+        await self.handsfree.on_turn_done(message)
+
+    def on_hands_free_failed(self, message: HandsFreeFailed) -> None:
+        """To the hands-free room."""
+        self.handsfree.on_failed(message)
+
+    def on_hands_free_ended(self, message: HandsFreeEnded) -> None:
+        """To the hands-free room."""
+        self.handsfree.on_ended(message)
 
     def on_copy_clicked(self, message: CopyClicked) -> None:
         """A message or a code block was clicked: copy it (OSC 52 works over SSH)."""
@@ -509,6 +554,7 @@ class EdgeAssistApp(App[None]):
             return
         event.input.clear()
         self.talk.interrupt()  # typing over a spoken reply stops it, like talking over it
+        self.handsfree.interrupt()  # (hands-free's too; it listens on)
         event.input.set_editing(False)
         self.chats.ensure_quietly(text)
         chat_view = self.query_one(ChatView)
@@ -558,7 +604,7 @@ class EdgeAssistApp(App[None]):
             return True  # (Tab and shift+Tab are the app's bindings: they move between a dialog's fields too)
         if self.screen is not self.screen_stack[0]:
             return False  # a dialog or the model error screen is up
-        running = self.generating or bool(self.talk.turns)
+        running = self.generating or bool(self.talk.turns) or self.handsfree.busy
         if action == "stop":
             return running
         if action == "cancel_edit":
@@ -566,8 +612,8 @@ class EdgeAssistApp(App[None]):
         return True
 
     def action_stop(self) -> None:
-        """Esc: stop the reply (or the voice turn: recording, speaking)."""
-        if self.talk.interrupt():
+        """Esc: stop the reply (or the voice turn: recording, speaking; hands-free listens on)."""
+        if self.talk.interrupt() or self.handsfree.interrupt():
             self.replies.stop()
             return
         if not self.replies.stop():
@@ -581,8 +627,18 @@ class EdgeAssistApp(App[None]):
             box.clear()
 
     async def action_talk(self) -> None:
-        """Push to talk: start recording; again: send what was said; while a reply speaks: talk over it."""
+        """Push to talk: start recording; again: send what was said; while a reply speaks: talk over it.
+
+        While hands-free is on, it says so instead: both would read the one microphone.
+        """
+        if self.handsfree.on:
+            self.notify("Hands-free is on: just speak, or F7 turns it off for push-to-talk.", severity="warning")
+            return
         await self.talk.press()
+
+    async def action_hands_free(self) -> None:
+        """Hands-free voice on or off: each turn begins when you speak and ends when you stop."""
+        await self.handsfree.toggle()
 
     def action_attach_image(self) -> None:
         """Attach a picture to the next message: a dialog asks for its path (a model that cannot see says so)."""
@@ -618,6 +674,9 @@ class EdgeAssistApp(App[None]):
     def action_edit_last(self) -> None:
         """Put the last message back in the input; Enter resends it (replacing it and its reply)."""
         if self.generating or self.conversation is None:
+            return
+        if self.handsfree.on:  # a turn heard meanwhile would become the last message, the one replaced
+            self.notify("Hands-free is on: F7 turns it off to edit your last message.", severity="warning")
             return
         text = self.conversation.last_user_text()
         if text is None:

@@ -142,6 +142,8 @@ class VoiceReady(Message):
 
     pipeline: Any
     """The `edgeassist.voice.VoicePipeline` (not imported here: the app starts without the speech extra)."""
+    hands_free: bool = False
+    """The hands-free key asked for it: no push-to-talk recording starts."""
 
 
 @dataclass
@@ -200,3 +202,55 @@ class VoiceTurnDone(Message):
     """The voice turn's reply."""
     status: str
     """complete, cancelled (barge-in, Esc), or empty (nothing heard)."""
+
+
+@dataclass
+class HandsFreeChanged(Message):
+    """A hands-free session moved to another state (`edgeassist.voice.handsfree.StateChanged`)."""
+
+    live: Any
+    """The session as the app holds it (`tui.handsfree.Live`); a session that has ended is ignored."""
+    state: Any
+    """The `HandsFreeState` it is in now (not imported here: the app starts without the speech extra)."""
+    reason: str
+    """Why, in a few words (speech, end of turn, played, interrupted...)."""
+
+
+@dataclass
+class HandsFreeSpeaking(Message):
+    """A sentence of a hands-free reply started to play."""
+
+    live: Any
+    """The session as the app holds it."""
+    text: str
+    """The sentence as spoken."""
+
+
+@dataclass
+class HandsFreeTurnDone(Message):
+    """A hands-free turn that showed a message is over, its audio too: its reply ends (stopped, if it got no Done)."""
+
+    reply_id: int
+    """The turn's reply."""
+    status: str
+    """complete or cancelled (Esc, a typed message, hands-free turned off)."""
+
+
+@dataclass
+class HandsFreeFailed(Message):
+    """A hands-free session could not start (no microphone, no speech extra); chat goes on."""
+
+    live: Any
+    """The session as the app holds it."""
+    error: str
+    """One line: what is missing and what to do."""
+
+
+@dataclass
+class HandsFreeEnded(Message):
+    """A hands-free session's events have ended: it was turned off, or it stopped by itself (`error`)."""
+
+    live: Any
+    """The session as the app holds it."""
+    error: str | None
+    """What stopped it, when something failed (a microphone unplugged); None when it was turned off."""

@@ -112,16 +112,22 @@ class TalkRoom(Room):
         if self.loading:
             return
         if self.pipeline is None:
-            self.loading = True
-            self.app.query_one(VoiceBar).show("loading")
-            setup = partial(self._setup, self.session.settings, self.chats.conversation)
-            self.app.run_worker(setup, name="voice-setup", group="voice-setup", exclusive=True, thread=True)
+            self.build(self.chats.conversation)
             return
         if self.pipeline.state == "recording":
             self.pipeline.stop_recording()
             self.app.query_one(VoiceBar).show("transcribing")
             return
         await self._start()
+
+    def build(self, conversation: Conversation, *, hands_free: bool = False) -> None:
+        """Build the pipeline on `conversation` in a worker (whisper, piper, the devices); `VoiceReady` says
+        when, and for which key. `hands_free`: the hands-free key asked (`tui.handsfree`): no recording starts.
+        """
+        self.loading = True
+        self.app.query_one(VoiceBar).show("loading")
+        setup = partial(self._setup, self.session.settings, conversation, hands_free)
+        self.app.run_worker(setup, name="voice-setup", group="voice-setup", exclusive=True, thread=True)
 
     def interrupt(self) -> bool:
         """Stop what the voice turns are doing (recording, speaking) at once; False when there are none."""
@@ -137,8 +143,8 @@ class TalkRoom(Room):
 
     # -- the pipeline -----------------------------------------------------------------------------
 
-    def _setup(self, settings: Settings, conversation: Conversation) -> None:
-        """Build the voice pipeline and load whisper and piper (blocking, in a thread), then start recording."""
+    def _setup(self, settings: Settings, conversation: Conversation, hands_free: bool = False) -> None:
+        """Build the voice pipeline and load whisper and piper (blocking, in a thread), then say it is ready."""
         post = self.app.post_message
 
         def on_level(level: float) -> None:
@@ -157,15 +163,15 @@ class TalkRoom(Room):
         except Exception as e:  # noqa: BLE001 - a broken speech setup must not take the chat down
             post(VoiceUnavailable(f"voice could not start: {e}"))
             return
-        post(VoiceReady(pipeline))
+        post(VoiceReady(pipeline, hands_free=hands_free))
 
     async def on_ready(self, message: VoiceReady) -> None:
-        """Speech models loaded: start the recording the key asked for."""
+        """Speech models loaded: start the recording the talk key asked for (hands-free starts its own session)."""
         self.loading = False
         self.pipeline = message.pipeline
         for note in message.pipeline.notes:
             self.app.notify(note, title="Voice", severity="warning", timeout=10)
-        if self.session.quitting:
+        if self.session.quitting or message.hands_free:
             return
         await self._start()
 

@@ -818,7 +818,16 @@ class KeyFooter(Footer):
     F1 and Esc stay: F1 lists them all, and the palette runs them.
     """
 
-    DROP_ORDER = ("copy_reply", "attach_image", "edit_last", "regenerate", "new_chat", "toggle_thinking", "talk")
+    DROP_ORDER = (
+        "copy_reply",
+        "attach_image",
+        "edit_last",
+        "hands_free",
+        "regenerate",
+        "new_chat",
+        "toggle_thinking",
+        "talk",
+    )
 
     async def recompose(self) -> None:
         """Build the keys, then fit them."""
@@ -854,7 +863,8 @@ class KeyFooter(Footer):
 
 
 class VoiceBar(Static):
-    """Push-to-talk's line above the input: the microphone level while recording, then what voice is doing."""
+    """Voice's line above the input: push-to-talk's level while recording, then what voice is doing;
+    hands-free's state while it is on."""
 
     METER_WIDTH = 16
     _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -864,9 +874,12 @@ class VoiceBar(Static):
         super().__init__("", id=id, markup=False)
         self.display = False
         self.mode = "off"
-        """off, loading, recording, transcribing, replying or speaking."""
+        """off, loading, recording, transcribing, replying, speaking, or hands-free."""
         self.level = 0.0
         self.keys = "ctrl+space"
+        self.hands_free_key = "F7"
+        self.hands_free = "off"
+        """Hands-free's state as shown (a `HandsFreeState` label, or starting, stopping); off in the other modes."""
 
     @classmethod
     def meter(cls, level: float, width: int = METER_WIDTH) -> str:
@@ -879,6 +892,7 @@ class VoiceBar(Static):
     def show(self, mode: str, text: str = "") -> None:
         """Switch to `mode` with an optional text (the sentence being spoken, an error)."""
         self.mode = mode
+        self.hands_free = "off"
         self.display = mode != "off"
         if mode == "recording":
             self._recording()
@@ -890,6 +904,26 @@ class VoiceBar(Static):
             "speaking": f"🔊 {text} ({self.keys} to talk again, Esc to stop)",
         }
         self.update(lines.get(mode, text))
+
+    def show_hands_free(self, state: str, text: str = "") -> None:
+        """Hands-free's line: its state (`HandsFreeState.label`, or starting, stopping) and, while it hears
+        you or speaks, what it heard so far or the sentence it is saying."""
+        self.mode = "hands-free"
+        self.hands_free = state
+        self.display = True
+        self.update(self.hands_free_line(state, text))
+
+    def hands_free_line(self, state: str, text: str = "") -> str:
+        """`🎧 hands-free · listening (F7 to stop)`, `… · speaking: <sentence> (Esc to stop it, F7 to end)`."""
+        said = f": {text}" if text and state in ("hearing you", "speaking") else ""
+        if state in ("thinking", "speaking"):
+            keys = f"Esc to stop it, {self.hands_free_key} to end"
+        elif state in ("starting", "stopping"):
+            keys = ""
+        else:
+            keys = f"{self.hands_free_key} to stop"
+        ending = f" ({keys})" if keys else "…"
+        return f"🎧 hands-free · {state}{said}{ending}"
 
     def set_level(self, level: float) -> None:
         """Update the meter (only while recording)."""
