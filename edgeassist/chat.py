@@ -225,6 +225,18 @@ class Conversation:
             msgs.append(msg)
         return msgs
 
+    def request(self, text: str, options: GenerationOptions | None = None) -> tuple[list[Message], GenerationOptions]:
+        """The messages and options `send(text, options=options)` would stream the engine with, as things
+        stand (a send that must first trim the history sends fewer): for a reply begun ahead (voice)."""
+        message: Message = {"role": "user", "content": text}  # (as `context` renders a message without pictures)
+        return [*self.context(), message], self._engine_options(options or self.options)
+
+    def _engine_options(self, options: GenerationOptions) -> GenerationOptions:
+        """`options` as a reply hands them to the engine: with the chat's kept state, when it has one."""
+        if options.state_path is None and self.state_path is not None:
+            return replace(options, state_path=self.state_path)
+        return options
+
     def _calls_tools(self, i: int) -> bool:
         """Whether turn `i` (a reply) made tool calls: tool turns follow it."""
         return i + 1 < len(self.turns) and self.turns[i + 1].role == "tool"
@@ -490,8 +502,7 @@ class Conversation:
         answer: list[str] = [prior.content] if prior is not None else []
         thinking: list[str] = [prior.thinking] if prior is not None else []
         saved = False
-        if options.state_path is None and self.state_path is not None:
-            options = replace(options, state_path=self.state_path)
+        options = self._engine_options(options)
         try:
             for event in self.engine.stream(self.context(), options, cancel):
                 if isinstance(event, Text):

@@ -232,6 +232,8 @@ class SpeechSettings(Section):
     """A silence this long while the key is held commits the words before it, so less is left to decode at release."""
     settle_s: float = Field(0.1, ge=0, le=5)
     """A silence this long after speech starts transcribing it and reading the reply's prompt ahead; 0: off."""
+    draft_tokens: int = Field(16, ge=0, le=1024)
+    """Then the reply is begun too, up to this many tokens, and taken over if those were your words; 0: off."""
     eager_first_clause: bool = True
     """Speak the reply's first phrase once complete: a clause, or 3+ words before "in", "and"... (sooner audio)."""
     first_chunk_max_words: int = Field(10, ge=0, le=100)

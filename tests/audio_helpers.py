@@ -137,6 +137,8 @@ class ScriptedEngine:
         self.calls: list[list[Message]] = []
         self.prefills: list[tuple[str, bool]] = []
         """(the user's words so far, whether guessed whole) for each prompt read ahead."""
+        self.drafts: list[str] = []
+        """The message guessed for each reply begun ahead."""
 
     @property
     def n_ctx(self) -> int:
@@ -155,6 +157,10 @@ class ScriptedEngine:
         self, messages: Sequence[Message], think: bool, cancel: threading.Event | None = None, **kw: Any
     ) -> int:
         self.prefills.append((messages[-1]["content"], bool(kw.get("complete"))))
+        return 0
+
+    def draft(self, messages: Sequence[Message], options: GenerationOptions, cancel: Any = None, **_: Any) -> int:
+        self.drafts.append(messages[-1]["content"])
         return 0
 
     def held(self) -> AbstractContextManager[None]:

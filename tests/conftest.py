@@ -184,6 +184,9 @@ class FakeChatEngine:
     ) -> int:
         return 0
 
+    def draft(self, messages: Any, options: Any, cancel: Any = None, *, tokens: int = 16) -> int:
+        return 0
+
     def held(self) -> Any:
         from contextlib import nullcontext
 

@@ -4,6 +4,7 @@ device path through ALSA, and the bench's figure."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,23 @@ def test_nothing_heard_goes_back_to_listening_quietly() -> None:
         "Heard",
         "TurnDone",
     ]
+
+
+def test_stopped_while_the_vad_loads_it_never_starts_listening() -> None:
+    pipeline = fake_pipeline(ScriptedEngine("Never said."), ArrayIn(tone(0.5), RATE), None)
+    config = pipeline.config
+    box: list[HandsFree] = []
+
+    class SlowToLoad(LevelDetector):
+        def load(self) -> None:
+            threading.Thread(target=box[0].stop).start()  # the user turns it off meanwhile
+            time.sleep(0.3)
+
+    box.append(session := HandsFree(pipeline, detector=SlowToLoad()))
+    session.start()
+    assert session.wait(10) and session.state is S.STOPPED
+    assert pipeline.config is config and pipeline.state == "idle"  # nothing was lent, nothing listens
+    assert states(list(session.events())) == []
 
 
 def test_its_own_voice_is_not_taken_for_the_user() -> None:

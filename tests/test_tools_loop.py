@@ -61,6 +61,9 @@ class ScriptedEngine:
     def prefill(self, *args: Any, **kw: Any) -> int:
         return 0
 
+    def draft(self, *args: Any, **kw: Any) -> int:
+        return 0
+
     def held(self) -> Any:
         return nullcontext()
 

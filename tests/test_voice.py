@@ -134,6 +134,49 @@ def test_a_message_guessed_whole_is_answered_from_its_first_token(model: str, re
     assert follow_up[0].evaluated_tokens == follow_up[1].evaluated_tokens
 
 
+@pytest.mark.parametrize("model", ["starter_gguf", "tiny_qwen35"])
+def test_a_reply_begun_ahead_is_taken_over_by_the_reply_to_those_words(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue(model)
+    plain, ahead = _greedy(LlamaEngine(path, n_ctx=1024)), _greedy(engine := LlamaEngine(path, n_ctx=1024))
+    for convo in (plain, ahead):
+        _reply(convo, "Hello there.")
+    messages, options = ahead.request(QUESTION)
+    assert 3 <= engine.draft(messages, options, tokens=3) < 6  # written while the user is silent
+    events = list(ahead.send(QUESTION))
+    expected = list(plain.send(QUESTION))
+    # The reply is the one it would have been, event for event; it read no prompt of its own.
+    assert [e.text for e in events if isinstance(e, Text)] == [e.text for e in expected if isinstance(e, Text)]
+    stats = next(e for e in events if isinstance(e, Done)).stats
+    assert (
+        stats.generated_tokens == 6
+        and stats.prompt_tokens == next(e for e in expected if isinstance(e, Done)).stats.prompt_tokens
+    )
+    assert (ahead.turns[-1].content, ahead.turns[-1].status) == (plain.turns[-1].content, plain.turns[-1].status)
+    follow_up = [_reply(c, OTHER_QUESTION)[1] for c in (ahead, plain)]  # the checkpoint is where it should be
+    assert follow_up[0].evaluated_tokens == follow_up[1].evaluated_tokens
+
+
+def test_a_reply_begun_for_other_words_is_dropped(tiny_qwen35: Path) -> None:
+    plain, ahead = (
+        _greedy(LlamaEngine(tiny_qwen35, n_ctx=1024)),
+        _greedy(engine := LlamaEngine(tiny_qwen35, n_ctx=1024)),
+    )
+    for convo in (plain, ahead):
+        _reply(convo, "Hello there.")
+    messages, options = ahead.request("What is the capital of France")  # whisper's guess, without the end
+    assert engine.draft(messages, options, tokens=4) >= 4
+    answer, stats = _reply(ahead, QUESTION)
+    expected, plain_stats = _reply(plain, QUESTION)
+    assert answer == expected and stats.generated_tokens == plain_stats.generated_tokens
+    assert stats.evaluated_tokens < plain_stats.evaluated_tokens  # (from the anchor at the guess's words)
+    # Stopped at once: what was written stays for the reply, nothing more is written.
+    stop = threading.Event()
+    stop.set()
+    assert engine.draft(*ahead.request(OTHER_QUESTION), stop, tokens=8) == 0
+
+
 def test_a_pause_before_the_key_is_released_reads_the_whole_prompt_ahead() -> None:
     engine = ScriptedEngine("Paris is the capital of France.")
     heard = SilentTranscriber("Tell me about Paris")
@@ -142,9 +185,9 @@ def test_a_pause_before_the_key_is_released_reads_the_whole_prompt_ahead() -> No
         Conversation(engine), heard, ToneSynth(), mic, RecordingOut(), config=VoiceConfig(pause_s=2.0)
     )
     result = pipeline.run_turn()  # the key goes up half a second after the speech, before any pause commits it
-    # A tenth of a second into the silence the words were decoded and the reply's prompt read as if
-    # the message were whole; it was, so at release nothing was left to decode.
-    assert ("Tell me about Paris", True) in engine.prefills
+    # A tenth of a second into the silence the words were decoded and the reply begun as if the message
+    # were whole; it was, so at release nothing was left to decode.
+    assert engine.drafts == ["Tell me about Paris"]
     assert result.transcript == "Tell me about Paris" and heard.calls == 1 and result.status == "complete"
     assert result.timings.stt_tail_audio_s == 0.0
 

@@ -359,6 +359,23 @@ class ChatEngine(Protocol):
         """
         ...
 
+    def draft(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+        *,
+        tokens: int = 16,
+    ) -> int:
+        """Begin the reply to `messages` (whose last is a guess) ahead of time, up to `tokens` tokens; return
+        how many were written.
+
+        Speculative, like `prefill`: the next `stream()` of exactly these messages and options
+        goes on from the reply begun (its first events come at once); anything else drops it.
+        `cancel` stops the drafting. Engines that cannot begin early return 0.
+        """
+        ...
+
     def held(self) -> AbstractContextManager[None]:
         """While this block runs, a reply in progress computes no further tokens.
 

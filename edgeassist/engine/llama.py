@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -136,6 +136,7 @@ class LlamaEngine:
         self.state_files = state_files
         self._fingerprint: dict[str, object] | None = None  # what a kept state must have been saved under
         self._kept_last: dict[Path, object] = {}  # the state last handed to the writer, per file
+        self._drafted: _Draft | None = None  # a reply begun ahead of its message (see `draft`)
         self.projector = Path(projector) if projector is not None else None
         self._vision = (
             Vision(projector, image_tokens=image_tokens, n_threads=self.n_threads, use_gpu=False, n_batch=n_batch)
@@ -345,6 +346,7 @@ class LlamaEngine:
     def close(self) -> None:
         """Free the context and the model."""
         with self._lock:
+            self._drop_draft()
             if self._ctx is None:
                 return
             import llama_cpp
@@ -482,6 +484,7 @@ class LlamaEngine:
     ) -> int:
         with self._lock:
             self._load()
+            self._drop_draft()
             assert self._encoder is not None and self._state is not None
             tools = tools if self._call_token is not None else ()
             think = think and self.supports_thinking
@@ -514,6 +517,71 @@ class LlamaEngine:
             state.decode(tokens[len(state.tokens) :], cancel)
             return len(state.tokens) - start
 
+    def draft(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+        *,
+        tokens: int = 16,
+    ) -> int:
+        """Begin the reply to `messages` ahead of time: read the prompt and write up to `tokens` tokens; return
+        how many were written.
+
+        The last message is a guess (the speaker has paused, and may have finished); the reply is
+        kept as it stands, and the next `stream()` of exactly these messages and options goes on
+        from it: its first events are these tokens, at once. Anything else the model is asked
+        first drops it. `cancel` stops the drafting (what was written is kept). A reply that offers
+        tools is not begun (its grammar belongs to the reply that runs).
+        """
+        return MODEL_THREAD.call(self._draft, messages, options, cancel, tokens, stop=cancel)
+
+    def _draft(
+        self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None, tokens: int
+    ) -> int:
+        with self._lock:
+            self._load()
+            self._drop_draft()
+            if options.tools and self._call_token is not None:
+                return 0
+            # The prompt first, as a guess (anchors at the message's end and at the reply's start:
+            # a guess that turns out wrong costs only what follows its words).
+            self._prefill(messages, options.think, cancel, options.state_path, (), complete=True)
+            if cancel is not None and cancel.is_set():
+                return 0
+            stop = _Relay()
+            reply = self._stream(messages, options, stop)
+            events: list[Event] = []
+            written = 0
+            try:
+                while written < tokens and not (cancel is not None and cancel.is_set()):
+                    event = next(reply, None)
+                    if event is None:
+                        break
+                    events.append(event)
+                    if isinstance(event, Text | Thinking):
+                        written += event.tokens
+            except BaseException:
+                reply.close()
+                raise
+            self._drafted = _Draft(list(messages), options, events, reply, stop, written, time.perf_counter())
+            return written
+
+    def _take_draft(self, messages: Sequence[Message], options: GenerationOptions) -> _Draft | None:
+        """The reply begun for exactly these messages and options, taken; any other is dropped."""
+        drafted, self._drafted = self._drafted, None
+        if drafted is not None and drafted.messages == list(messages) and drafted.options == options:
+            return drafted
+        if drafted is not None:
+            drafted.reply.close()
+        return None
+
+    def _drop_draft(self) -> None:
+        """Forget a reply begun ahead (the model is about to be asked something else)."""
+        drafted, self._drafted = self._drafted, None
+        if drafted is not None:
+            drafted.reply.close()
+
     # -- states kept on disk ---------------------------------------------------------------------
 
     def forget(self) -> None:
@@ -526,6 +594,7 @@ class LlamaEngine:
 
     def _forget(self) -> None:
         with self._lock:
+            self._drop_draft()
             if self._state is not None:
                 self._state.reset()
                 self._state.checkpoint = self._state.prefix = self._state.turn = None
@@ -624,7 +693,13 @@ class LlamaEngine:
     ) -> Iterator[Event]:
         with self._lock:
             self._load()
+            drafted = self._take_draft(messages, options)
             try:
+                if drafted is not None:  # begun ahead, for these very messages: go on from there
+                    drafted.stop.follow(cancel)
+                    yield from drafted.events
+                    yield from _waited_out(drafted.reply, drafted.written, time.perf_counter() - drafted.at)
+                    return
                 yield from self._stream(messages, options, cancel)
             except (GeneratorExit, EdgeAssistError):
                 raise
@@ -636,7 +711,7 @@ class LlamaEngine:
 
     def _stream(
         self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         import llama_cpp
 
         t0 = time.perf_counter()
@@ -783,6 +858,49 @@ class LlamaEngine:
         stats.generated_tokens = len(stats.token_times)
         stats.context_used = len(state.tokens)
         yield Done(stats)
+
+
+class _Relay(threading.Event):
+    """A reply's stop flag that, once the reply is adopted, also reads the adopting caller's (`follow`)."""
+
+    def __init__(self) -> None:
+        """Unset, following nothing."""
+        super().__init__()
+        self._outer: threading.Event | None = None
+
+    def follow(self, outer: threading.Event) -> None:
+        """From now on, read as set when `outer` is."""
+        self._outer = outer
+
+    def is_set(self) -> bool:
+        """Whether this flag or the one it follows is set."""
+        return super().is_set() or (self._outer is not None and self._outer.is_set())
+
+
+@dataclass
+class _Draft:
+    """A reply begun ahead of its message (`LlamaEngine.draft`): what it was for, what it wrote, and the
+    reply itself, suspended between two tokens."""
+
+    messages: list[Message]
+    options: GenerationOptions
+    events: list[Event]
+    reply: Generator[Event, None, None]
+    stop: _Relay
+    written: int
+    """Tokens written ahead."""
+    at: float
+    """When it stopped to wait (perf_counter)."""
+
+
+def _waited_out(reply: Iterator[Event], written: int, waited_s: float) -> Iterator[Event]:
+    """The rest of a reply begun ahead, its token times without the `waited_s` it spent waiting to be taken
+    over after its first `written` tokens (the speed shown is the model's, not the user's pause)."""
+    for event in reply:
+        if isinstance(event, Done):
+            times = event.stats.token_times
+            times[written:] = [t - waited_s for t in times[written:]]
+        yield event
 
 
 class _Plain:

@@ -224,6 +224,17 @@ class RemoteEngine:
         """A server cannot be asked to start on a prompt early: 0."""
         return 0
 
+    def draft(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+        *,
+        tokens: int = 16,
+    ) -> int:
+        """A server's reply starts when it is asked for: 0."""
+        return 0
+
     def held(self) -> AbstractContextManager[None]:
         """Nothing to lend: the model computes elsewhere."""
         return nullcontext()

@@ -42,6 +42,10 @@ SPEECH_FLOOR_DB = -50.0
 """Frames quieter than this are never speech."""
 SPEECH_RANGE_DB = 35.0
 """Frames more than this below the loudest frame so far are not speech."""
+SPEECH_PAD_S = 0.2
+"""Silence kept on each side of the speech in a clip whisper transcribes; after it, made up with zeros
+where the audio stops sooner (a pass a tenth of a second into a silence otherwise often loses its last
+word: 7 of 60 clips read differently, against 2 with the silence made up)."""
 
 
 # -- voice activity --------------------------------------------------------------------------------
@@ -65,7 +69,7 @@ def speech_threshold(levels: np.ndarray) -> float:
     return max(SPEECH_FLOOR_DB, peak - SPEECH_RANGE_DB)
 
 
-def speech_bounds(audio: np.ndarray, sample_rate: int = WHISPER_RATE, pad_s: float = 0.2) -> tuple[int, int]:
+def speech_bounds(audio: np.ndarray, sample_rate: int = WHISPER_RATE, pad_s: float = SPEECH_PAD_S) -> tuple[int, int]:
     """Sample range holding the speech, with `pad_s` of margin; (0, 0) when there is none."""
     levels = frame_levels(audio, sample_rate)
     voiced = np.flatnonzero(levels > speech_threshold(levels))
@@ -231,6 +235,9 @@ class WhisperTranscriber:
         t0 = time.perf_counter()
         audio = to_float32(audio)
         audio_s = len(audio) / WHISPER_RATE
+        # The margin trimming keeps after the speech, made up where the audio stops sooner (before it,
+        # made-up silence cost piper's voice 3 points of word error rate: scripts/speech_wer.py).
+        audio = np.concatenate([audio, np.zeros(int(SPEECH_PAD_S * WHISPER_RATE), dtype=np.float32)])
         start, end = speech_bounds(audio)
         if end <= start:
             return Transcript("", audio_s, time.perf_counter() - t0)
@@ -477,6 +484,7 @@ class IncrementalTranscriber:
                     self._take_commit(settled.text, job.end)
                     self.stats.reused += 1
                     text = self._committed
+                    self._cond.notify_all()
                 else:
                     self._busy = True
                     audio = self._audio[job.start : job.end].copy()

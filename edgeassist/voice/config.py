@@ -22,6 +22,10 @@ class VoiceConfig:
     settle_s: float = 0.1
     """A silence this long after speech starts a pass over the words not yet committed, and the reply's
     prompt is read from it while the key is still held (0: wait for the key or `pause_s`)."""
+    draft_tokens: int = 16
+    """With `prefill`, the reply to the words a `settle_s` pass heard is begun while the key is still held (or
+    the hands-free turn not yet over), up to this many tokens; the reply takes it over when those were the
+    words (0: only read its prompt)."""
     eager_first_clause: bool = True
     """Let the first spoken chunk end at a clause (`,` `;` `:`) or before a phrase ("in", "and"...) so the
     first audio comes sooner (`speech.text.SentenceSplitter`)."""
@@ -62,6 +66,7 @@ class VoiceConfig:
             "partial_interval_s": s.partial_interval_s,
             "pause_s": s.pause_s,
             "settle_s": s.settle_s,
+            "draft_tokens": s.draft_tokens,
             "eager_first_clause": s.eager_first_clause,
             "first_chunk_max_words": s.first_chunk_max_words,
             "prefill": s.prefill,

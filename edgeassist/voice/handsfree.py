@@ -329,17 +329,20 @@ class HandsFree:
                 raise UsageError("this hands-free session has already been started")
             self._started = True
         self.detector.load()  # a missing speech extra shows now, as one line
-        self._saved_config = self.pipeline.config
-        self.pipeline.config = hands_free_config(self.pipeline.config)  # restored by stop()
-        out = self.pipeline.audio_out
-        if self.gate is not None and out is not None:
-            self._saved_out = out
-            self.pipeline.audio_out = EchoTap(out, self.gate)
-        self._move(HandsFreeState.LISTENING, "started")
-        for target, name in ((self._capture, "handsfree-listen"), (self._respond_loop, "handsfree-reply")):
-            th = threading.Thread(target=target, name=name, daemon=True)
-            self._threads.append(th)
-            th.start()
+        with self._lock:
+            if self._closing:
+                return  # stopped while the VAD loaded: nothing was lent, nothing listens
+            self._saved_config = self.pipeline.config
+            self.pipeline.config = hands_free_config(self.pipeline.config)  # restored by stop()
+            out = self.pipeline.audio_out
+            if self.gate is not None and out is not None:
+                self._saved_out = out
+                self.pipeline.audio_out = EchoTap(out, self.gate)
+            self._move(HandsFreeState.LISTENING, "started")
+            for target, name in ((self._capture, "handsfree-listen"), (self._respond_loop, "handsfree-reply")):
+                th = threading.Thread(target=target, name=name, daemon=True)
+                self._threads.append(th)
+                th.start()
 
     def interrupt(self) -> None:
         """Stop the reply now (or drop the turn being heard) and listen again."""

@@ -127,7 +127,9 @@ class VoicePipeline:
             if len(audio):
                 self.transcriber.transcribe(Resampler(chunks[0].sample_rate, WHISPER_RATE).process(audio, final=True))
         with self._lock:
-            scheduler = self._scheduler = TurnScheduler(self.conversation, self.options, self._scheduler)
+            scheduler = self._scheduler = TurnScheduler(
+                self.conversation, self.options, self._scheduler, draft_tokens=self.config.draft_tokens
+            )
         if self.config.prefill:
             scheduler.prefill("")
             scheduler.wait_idle(timeout=120)
@@ -151,7 +153,9 @@ class VoicePipeline:
                 rec.consumed = True
                 rec.stt.cancel()
                 rec.scheduler.finish()
-            scheduler = self._scheduler = TurnScheduler(self.conversation, self.options, self._scheduler)
+            scheduler = self._scheduler = TurnScheduler(
+                self.conversation, self.options, self._scheduler, draft_tokens=self.config.draft_tokens
+            )
             self._recording = Recording(
                 source, self.transcriber, self.config, scheduler, on_level=self._level, on_text=self._partial_text
             )

@@ -43,23 +43,36 @@ class TurnScheduler:
     """The thread that orders a turn's model work: prefills while the user speaks, then the reply.
 
     A newer prefill request replaces one still waiting, a guess that the message is complete
-    included (see `prefill_prompt`), and the reply (its whole loop, from sending
+    included (see `prefill_prompt`; with `draft_tokens`, the reply to the guess is begun, and
+    stopped by a newer request or the reply), and the reply (its whole loop, from sending
     the message to the last event) runs on this thread after the last prefill, never beside it. It
     starts after the previous turn's has exited and exits itself when the turn is over.
     """
 
-    def __init__(self, conversation: Conversation, options: GenerationOptions, previous: TurnScheduler | None) -> None:
-        """Start the thread; it waits for `previous` (the last turn's scheduler) to exit before any work."""
+    def __init__(
+        self,
+        conversation: Conversation,
+        options: GenerationOptions,
+        previous: TurnScheduler | None,
+        *,
+        draft_tokens: int = 0,
+    ) -> None:
+        """Start the thread; it waits for `previous` (the last turn's scheduler) to exit before any work.
+        `draft_tokens`: at a guess that the message is whole, begin the reply, up to that many tokens."""
         self.conversation = conversation
         self.options = options
+        self.draft_tokens = draft_tokens
         self.tokens = 0
         """Prompt tokens evaluated ahead by this thread."""
+        self.drafted = 0
+        """Reply tokens written ahead by this thread (on guesses, right or wrong)."""
         self._previous = previous
         self._cond = threading.Condition()
         self._want: tuple[str, bool] | None = None  # (user prefix, complete)
         self._job: Callable[[], None] | None = None
         self._busy = False
         self._done = False
+        self._stop = threading.Event()  # stops the reply begun ahead, once a newer request or the reply comes
         self._thread = threading.Thread(target=self._run, name="voice-turn", daemon=True)
         self._thread.start()
 
@@ -69,6 +82,7 @@ class TurnScheduler:
         with self._cond:
             if not self._done and self._job is None:
                 self._want = (user_prefix, complete)
+                self._stop.set()
                 self._cond.notify_all()
 
     def discard(self) -> None:
@@ -86,6 +100,7 @@ class TurnScheduler:
         with self._cond:
             self._want = None
             self._job = job
+            self._stop.set()  # (the reply goes on from what was begun, when it was for these words)
             self._cond.notify_all()
 
     def finish(self) -> None:
@@ -93,6 +108,7 @@ class TurnScheduler:
         with self._cond:
             self._want = None
             self._done = True
+            self._stop.set()
             self._cond.notify_all()
 
     def join(self, timeout: float | None = None) -> None:
@@ -114,13 +130,23 @@ class TurnScheduler:
                 assert want is not None  # (the wait above)
                 prefix, complete = want
                 self._busy = True
+                stop = self._stop = threading.Event()
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
                 convo = self.conversation
                 kept, tools = convo.state_path, convo.offered_tools(self.options)
-                n = prefill_prompt(
-                    engine, context, self.options, prefix, state_path=kept, tools=tools, complete=complete
-                )
+                if complete and self.draft_tokens and not tools:
+                    # The speaker may have finished: begin the reply itself, which the reply to these
+                    # very words takes over (`ChatEngine.draft`); a newer request stops it.
+                    messages, options = convo.request(prefix, self.options)
+                    drafted = engine.draft(messages, options, stop, tokens=self.draft_tokens)
+                    with self._cond:
+                        self.drafted += drafted
+                    n = 0
+                else:
+                    n = prefill_prompt(
+                        engine, context, self.options, prefix, state_path=kept, tools=tools, complete=complete
+                    )
             except Exception:  # noqa: BLE001 - prefill is only a head start; the reply does the work anyway
                 n = 0
             with self._cond:
