@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,27 @@ def test_holding_pauses_streams_between_items() -> None:
         assert waiter.is_alive() and len(made) <= before + 1
     waiter.join()
     assert got == list(range(1, before + 4)) and list(stream) == list(range(before + 4, 50))
+
+
+def test_a_hold_begins_once_the_item_being_made_is_done() -> None:
+    mt = ModelThread()
+    making, made = threading.Event(), threading.Event()
+
+    def produce() -> Iterator[int]:
+        yield 0
+        making.set()
+        time.sleep(0.3)  # a token being computed when the hold is asked for
+        made.set()
+        yield 1
+
+    stream = mt.stream(produce, Cancel())
+    assert next(stream) == 0
+    assert making.wait(5)
+    with mt.held():
+        # The block runs only once that token is done: what it starts (the first sentence's speech)
+        # does not run beside it.
+        assert made.is_set()
+    assert list(stream) == [1]
 
 
 def test_a_stream_raises_the_producers_error_in_the_consumer() -> None:

@@ -61,6 +61,10 @@ AHEAD = 2
 never holds the model back, few enough that a stalled one stops it (and Esc is never far behind)."""
 
 
+HOLD_WAIT_S = 0.5
+"""Longest `held()` waits for the token being computed to be done before its block runs."""
+
+
 @dataclass
 class _Raised:
     error: BaseException
@@ -77,6 +81,7 @@ class ModelThread:
         self._start_lock = threading.Lock()
         self._hold = threading.Condition()
         self._holders = 0
+        self._computing = False  # a stream's producer is computing its next item
 
     def on_it(self) -> bool:
         """Whether the calling thread is the model thread (work is then run in place)."""
@@ -99,10 +104,14 @@ class ModelThread:
 
         On a small board the model and the voice compete for the same cores; voice holds the model
         while the first sentence is synthesized, so the first audio comes sooner (the model catches
-        up while it plays). A token being computed when the block starts is finished first.
+        up while it plays). A token being computed when the block is entered is finished first,
+        before the block runs (for at most `HOLD_WAIT_S`): two programs that each spin-wait across
+        both cores slow each other far beyond their sum (piper's first chunk took 257 ms beside
+        the end of one 45 ms token, 94 ms after it).
         """
         with self._hold:
             self._holders += 1
+            self._hold.wait_for(lambda: not self._computing, HOLD_WAIT_S)
         try:
             yield
         finally:
@@ -114,6 +123,12 @@ class ModelThread:
         with self._hold:
             while self._holders and not stop.is_set():
                 self._hold.wait(0.05)  # (a stop from the consumer is not notified here: poll it)
+            self._computing = True
+
+    def _computed(self) -> None:
+        with self._hold:
+            self._computing = False
+            self._hold.notify_all()
 
     def call(self, fn: Callable[..., T], *args: Any, stop: threading.Event | None = None) -> T:
         """Run `fn(*args)` on the model thread and return its result (or raise its exception).
@@ -159,10 +174,13 @@ class ModelThread:
                         item = next(items)
                     except StopIteration:
                         break
+                    finally:
+                        self._computed()
                     out.put(item)
             except BaseException as e:  # noqa: BLE001 - raised again in the consumer's thread
                 out.put(_Raised(e))
             finally:
+                self._computed()
                 out.put(_END)
 
         self._submit(_Job(produce))

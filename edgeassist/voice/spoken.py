@@ -181,18 +181,20 @@ class SpokenReply:
             if sentences is None:
                 return
             for s in parts:
-                first = marks.first_sentence is None
-                if first:
-                    marks.first_sentence = time.perf_counter()
-                sentences.put(s)
-                if first:
-                    # On a small board the model and the voice compete for the same cores: the first
-                    # audio gets them to itself. The model catches up while that sentence plays.
-                    deadline = time.perf_counter() + FIRST_CHUNK_WAIT_S
-                    with self.conversation.engine.held():
-                        while not marks.first_chunk.wait(0.02) and not cancel.is_set():
-                            if time.perf_counter() > deadline:
-                                break
+                if marks.first_sentence is not None:
+                    sentences.put(s)
+                    continue
+                marks.first_sentence = time.perf_counter()
+                # On a small board the model and the voice compete for the same cores: the first
+                # audio gets them to itself (piper starts once the token being computed is done:
+                # the two side by side would slow each other down far more). The model catches up
+                # while that sentence plays.
+                deadline = time.perf_counter() + FIRST_CHUNK_WAIT_S
+                with self.conversation.engine.held():
+                    sentences.put(s)
+                    while not marks.first_chunk.wait(0.02) and not cancel.is_set():
+                        if time.perf_counter() > deadline:
+                            break
 
         cut_at = self.config.first_chunk_tokens
         tokens = 0
