@@ -45,6 +45,7 @@ from edgeassist.voice import (
     prefill_prompt,
     simulate_turn,
 )
+from edgeassist.voice.prefill import TurnScheduler
 
 QUESTION = "What is the capital of France?"
 OTHER_QUESTION = "What is the capital of Italy?"
@@ -190,6 +191,27 @@ def test_a_pause_before_the_key_is_released_reads_the_whole_prompt_ahead() -> No
     assert engine.drafts == ["Tell me about Paris"]
     assert result.transcript == "Tell me about Paris" and heard.calls == 1 and result.status == "complete"
     assert result.timings.stt_tail_audio_s == 0.0
+
+
+def test_a_commit_of_the_words_guessed_whole_does_not_replace_the_guess() -> None:
+    class Waiting:  # the last turn's scheduler, still busy: requests wait
+        go = threading.Event()
+
+        def join(self, timeout: float | None = None) -> None:
+            self.go.wait(timeout)
+
+    engine, previous = ScriptedEngine("Paris."), Waiting()
+    scheduler = TurnScheduler(Conversation(engine), GenerationOptions(), previous, draft_tokens=8)  # type: ignore[arg-type]
+    scheduler.prefill("Tell me about Paris", complete=True)  # a settle pass: the message guessed whole
+    scheduler.prefill("Tell me about Paris")  # the pause commit of the same words, just after
+    previous.go.set()
+    assert scheduler.wait_idle(10)
+    assert engine.drafts == ["Tell me about Paris"] and engine.prefills == []  # the reply was begun
+    scheduler.prefill("Tell me about Paris and Rome")  # the speaker went on: that replaces the guess
+    assert scheduler.wait_idle(10)
+    scheduler.finish()
+    scheduler.join(10)
+    assert engine.prefills == [("Tell me about Paris and Rome", False)]
 
 
 def test_a_wrong_guess_on_the_hybrid_model_costs_only_what_it_read(tiny_qwen35: Path) -> None:

@@ -73,6 +73,7 @@ class TurnScheduler:
         self._busy = False
         self._done = False
         self._stop = threading.Event()  # stops the reply begun ahead, once a newer request or the reply comes
+        self._running: tuple[str, bool] | None = None  # the request being worked on
         self._thread = threading.Thread(target=self._run, name="voice-turn", daemon=True)
         self._thread.start()
 
@@ -80,10 +81,14 @@ class TurnScheduler:
         """Evaluate the prompt up to `user_prefix` of the coming message, or with `complete` the whole prompt
         of a reply to it (a newer request replaces a waiting one)."""
         with self._cond:
-            if not self._done and self._job is None:
-                self._want = (user_prefix, complete)
-                self._stop.set()
-                self._cond.notify_all()
+            if self._done or self._job is not None:
+                return
+            ahead = self._want or self._running
+            if not complete and ahead is not None and ahead[1] and ahead[0].startswith(user_prefix):
+                return  # (the whole message is guessed already: these words add nothing to it)
+            self._want = (user_prefix, complete)
+            self._stop.set()
+            self._cond.notify_all()
 
     def discard(self) -> None:
         """Forget a prefill request that has not started."""
@@ -130,6 +135,7 @@ class TurnScheduler:
                 assert want is not None  # (the wait above)
                 prefix, complete = want
                 self._busy = True
+                self._running = want
                 stop = self._stop = threading.Event()
             try:
                 engine, context = self.conversation.engine, self.conversation.context()
@@ -152,6 +158,7 @@ class TurnScheduler:
             with self._cond:
                 self.tokens += n
                 self._busy = False
+                self._running = None
                 self._cond.notify_all()
         if job is not None:
             job()
