@@ -20,9 +20,9 @@ class Recording:
 
     While the key is still held, the turn's `scheduler` reads the reply's prompt ahead (when
     `config.prefill`): up to the words the transcriber commits at a pause, up to a partial
-    transcript (without the stop whisper ends it with), and the whole prompt of a reply
-    to the text of a pass that no speech has followed (the speaker may have finished: if so, the
-    reply starts at its first token).
+    transcript (without the stop whisper ends it with), and, for the text of a pass that no speech
+    has followed (the speaker may have finished), the reply itself is begun (`TurnScheduler`): the
+    reply to those very words takes it over. Once the reply has started, the scheduler takes no more.
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class Recording:
 
     def _guessed(self, text: str, settled: bool) -> None:
         if not self.config.prefill or not text:
-            return  # (once the reply has started, the scheduler takes no more)
+            return
         if settled:
             self.scheduler.prefill(text, complete=True)
         elif not self.ended.is_set():
