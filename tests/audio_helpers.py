@@ -267,6 +267,26 @@ class SilentTranscriber:
         return Transcript(text, len(audio) / WHISPER_RATE, 0.0)
 
 
+def silence(seconds: float, rate: int = WHISPER_RATE) -> np.ndarray:
+    """Digital silence."""
+    return np.zeros(int(seconds * rate), np.float32)
+
+
+def noise_burst(seconds: float = 0.6, level: float = 0.1, seed: int = 2, rate: int = WHISPER_RATE) -> np.ndarray:
+    """White noise with 5 ms ramps."""
+    n = int(seconds * rate)
+    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.005 * rate))
+    return (level * np.random.default_rng(seed).standard_normal(n) * ramp).astype(np.float32)
+
+
+def cough(seconds: float = 0.4, level: float = 0.3, seed: int = 1, rate: int = WHISPER_RATE) -> np.ndarray:
+    """A cough-like burst: broadband noise, a 5 ms attack, a 100 ms decay."""
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    noise = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    return (level * noise * np.minimum(1.0, t / 0.005) * np.exp(-t / 0.1)).astype(np.float32)
+
+
 def tone(seconds: float, rate: int = WHISPER_RATE, freq: float = 300.0, level: float = 0.3) -> np.ndarray:
     """A tone: enough 'sound' for voice-activity detection."""
     t = np.arange(int(seconds * rate)) / rate

@@ -4,7 +4,6 @@ device path through ALSA, and the bench's figure."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,9 @@ from audio_helpers import (
     ScriptedEngine,
     SilentTranscriber,
     ToneSynth,
+    cough,
+    noise_burst,
+    silence,
     speak_16k,
     tone,
     transcribe_any,
@@ -44,25 +46,6 @@ S = HandsFreeState
 RATE = WHISPER_RATE
 QUESTION = "What is the capital of France?"
 OTHER_QUESTION = "What is the capital of Italy?"
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.float32)
-
-
-def cough(seconds: float = 0.4, level: float = 0.3, seed: int = 1) -> np.ndarray:
-    """A cough-like burst: broadband noise, a 5 ms attack, a 100 ms decay."""
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    noise = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
-    return (level * noise * np.minimum(1.0, t / 0.005) * np.exp(-t / 0.1)).astype(np.float32)
-
-
-def noise_burst(seconds: float = 0.6, level: float = 0.1, seed: int = 2) -> np.ndarray:
-    """White noise with 5 ms ramps."""
-    n = int(seconds * RATE)
-    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.005 * RATE))
-    return (level * np.random.default_rng(seed).standard_normal(n) * ramp).astype(np.float32)
 
 
 def clicks(seconds: float = 1.0) -> np.ndarray:
@@ -235,8 +218,9 @@ def test_stopped_while_the_vad_loads_it_never_starts_listening() -> None:
 
     class SlowToLoad(LevelDetector):
         def load(self) -> None:
-            threading.Thread(target=box[0].stop).start()  # the user turns it off meanwhile
-            time.sleep(0.3)
+            stopper = threading.Thread(target=box[0].stop)  # the user turns it off meanwhile
+            stopper.start()
+            stopper.join(10)
 
     box.append(session := HandsFree(pipeline, detector=SlowToLoad()))
     session.start()

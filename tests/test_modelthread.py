@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,22 +73,32 @@ def test_holding_pauses_streams_between_items() -> None:
 
 def test_a_hold_begins_once_the_item_being_made_is_done() -> None:
     mt = ModelThread()
-    making, made = threading.Event(), threading.Event()
+    making, finish, made = threading.Event(), threading.Event(), threading.Event()
 
     def produce() -> Iterator[int]:
         yield 0
         making.set()
-        time.sleep(0.3)  # a token being computed when the hold is asked for
+        finish.wait(10)  # a token being computed when the hold is asked for
         made.set()
         yield 1
 
     stream = mt.stream(produce, Cancel())
     assert next(stream) == 0
     assert making.wait(5)
-    with mt.held():
-        # The block runs only once that token is done: what it starts (the first sentence's speech)
-        # does not run beside it.
-        assert made.is_set()
+    entered: list[bool] = []
+
+    def hold() -> None:
+        with mt.held():
+            entered.append(made.is_set())
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holder.join(0.2)  # (without the wait, the block would have run by now, before the token was done)
+    finish.set()
+    holder.join(10)
+    # The block ran only once that token was done: what it starts (the first sentence's speech) does
+    # not run beside it.
+    assert entered == [True]
     assert list(stream) == [1]
 
 

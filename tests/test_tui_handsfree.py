@@ -4,43 +4,25 @@ VAD, whisper tiny, piper, the starter model), Esc while it speaks, and a voice t
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from audio_helpers import cough, noise_burst, silence
 from test_tui import _isolated, make_settings, ready, replies, send, wait_until  # noqa: F401 - _isolated: autouse
 
 from edgeassist.config import Settings
 from edgeassist.tui import EdgeAssistApp, create_app
 from edgeassist.tui.widgets import UserMessage, VoiceBar
 from edgeassist.voice import HandsFreeState
+from edgeassist.voice.handsfree import PoliteUser
 
 RATE = 16000
 S = HandsFreeState
 QUESTION = "What is the capital of France?"
 OTHER_QUESTION = "What is the capital of Italy?"
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.float32)
-
-
-def noise_burst(seconds: float = 0.6, level: float = 0.1, seed: int = 2) -> np.ndarray:
-    """White noise with 5 ms ramps."""
-    n = int(seconds * RATE)
-    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.005 * RATE))
-    return (level * np.random.default_rng(seed).standard_normal(n) * ramp).astype(np.float32)
-
-
-def cough(seconds: float = 0.4, level: float = 0.4, seed: int = 1) -> np.ndarray:
-    """A cough-like burst: broadband noise, a 5 ms attack, a 100 ms decay."""
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    noise = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
-    return (level * noise * np.minimum(1.0, t / 0.005) * np.exp(-t / 0.1)).astype(np.float32)
 
 
 def session_state(app: EdgeAssistApp) -> HandsFreeState:
@@ -49,41 +31,13 @@ def session_state(app: EdgeAssistApp) -> HandsFreeState:
     return live.session.state if live is not None else S.STOPPED
 
 
-class PoliteMic:
-    """A microphone (`AudioIn`) at real-time pace playing a recorded conversation, part by part: each part
-    once the session listens again, as a person waits for the answer; silence between and after them."""
-
-    sample_rate = RATE
-    realtime = True
-
-    def __init__(self, parts: Sequence[np.ndarray], state: Callable[[], HandsFreeState], block: int = 512) -> None:
-        self.parts = [np.asarray(p, dtype=np.float32) for p in parts]
-        self.state = state
-        self.block = block
-        self.played = threading.Event()
-        """Every part has gone into the microphone."""
-
-    def record(self, on_chunk: Callable[[np.ndarray], None], stop: threading.Event) -> None:
-        pending = list(self.parts)
-        playing = np.zeros(0, np.float32)
-        t0, sent = time.perf_counter(), 0
-        while not stop.is_set():
-            if not len(playing) and pending and self.state() is S.LISTENING:
-                playing = pending.pop(0)
-            if len(playing):
-                chunk, playing = playing[: self.block], playing[self.block :]
-            else:
-                chunk = np.zeros(self.block, np.float32)
-            sent += len(chunk)
-            wait = t0 + sent / RATE - time.perf_counter()
-            if wait > 0 and stop.wait(wait):
-                return
-            on_chunk(chunk)
-            if not pending and not len(playing):
-                self.played.set()
+def polite_mic(parts: Sequence[np.ndarray], state: Callable[[], HandsFreeState]) -> PoliteUser:
+    """A microphone at real-time pace playing a recorded conversation, part by part: each part once the
+    session listens again, as a person waits for the answer; silence between and after them."""
+    return PoliteUser(state, parts, lead_s=0.0, tail_s=0.0, block=512, keep_open=True)
 
 
-def recorded_voice(mic: PoliteMic, reply_wav: Path) -> Any:
+def recorded_voice(mic: PoliteUser, reply_wav: Path) -> Any:
     """A `make_voice` for the app: the real pipeline (whisper, piper, the app's model) with `mic` as the
     microphone, and the spoken replies written to `reply_wav` where a speaker would play them."""
 
@@ -101,7 +55,7 @@ def recorded_voice(mic: PoliteMic, reply_wav: Path) -> Any:
     return make
 
 
-def scripted_voice(heard: str, mic: PoliteMic, out: Any) -> Any:
+def scripted_voice(heard: str, mic: PoliteUser, out: Any) -> Any:
     """A `make_voice` of scripted parts around the real VAD: a transcriber that 'hears' `heard` in any
     sound, a tone per spoken sentence, played to `out`."""
     from audio_helpers import SilentTranscriber, ToneSynth
@@ -149,7 +103,7 @@ async def test_a_recorded_conversation_gives_two_turns_in_the_chat_and_the_noise
         np.concatenate([silence(0.5), speak_16k(OTHER_QUESTION), silence(1.5)]),
         np.concatenate([silence(0.5), noise_burst(0.6, 0.1), silence(0.4), cough(0.4, 0.4), silence(1.5)]),
     ]
-    mic = PoliteMic(conversation, lambda: session_state(app) if app is not None else S.STOPPED)
+    mic = polite_mic(conversation, lambda: session_state(app) if app is not None else S.STOPPED)
     settings = make_settings(tmp_path, str(starter_gguf), max_tokens=24)
     app = create_app(settings, new_chat=True, make_voice=recorded_voice(mic, tmp_path / "replies.wav"))
     async with app.run_test() as pilot:
@@ -210,7 +164,7 @@ async def test_esc_while_it_speaks_stops_the_reply_and_it_listens_again(
         gate.set()
     out = RecordingOut(hold=True)  # each sentence plays until it is stopped
     ask = np.concatenate([silence(0.3), speak_16k("Tell me a long story."), silence(1.2)])
-    mic = PoliteMic([ask], lambda: session_state(app) if app is not None else S.STOPPED)
+    mic = polite_mic([ask], lambda: session_state(app) if app is not None else S.STOPPED)
     make = scripted_voice("Tell me a long story", mic, out)
     app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True, make_voice=make)
     async with app.run_test() as pilot:
@@ -277,7 +231,7 @@ async def test_a_voice_that_cannot_start_says_so_once_and_chat_goes_on(
         said = "no microphone found"
     else:  # the pipeline is built, but the VAD's package is missing when the session starts
         monkeypatch.setattr(speech, "missing_speech_packages", lambda *modules: list(modules))
-        mic = PoliteMic([], lambda: S.STOPPED)
+        mic = polite_mic([], lambda: S.STOPPED)
         make = scripted_voice("never heard", mic, RecordingOut())
         said = "hands-free listening needs the speech extra"
 
@@ -300,7 +254,7 @@ async def test_another_chat_turns_it_off_and_quitting_stops_it_and_releases_the_
     from audio_helpers import RecordingOut
 
     out = RecordingOut()
-    mic = PoliteMic([], lambda: S.STOPPED)  # a quiet room
+    mic = polite_mic([], lambda: S.STOPPED)  # a quiet room
     make = scripted_voice("never heard", mic, out)
     app = create_app(make_settings(tmp_path), open_model=fake_engine().opener(), new_chat=True, make_voice=make)
     async with app.run_test() as pilot:

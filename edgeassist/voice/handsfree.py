@@ -563,7 +563,8 @@ class HandsFree:
 class PoliteUser:
     """An `AudioIn` that says each of its questions once the conversation is listening again, like a
     person waiting for the answer; silence otherwise, paced like a microphone (`realtime`) or not.
-    It ends after the last question has been answered. For the bench and the tests."""
+    It ends after the last question has been answered, or with `keep_open` goes on with silence
+    until stopped (a microphone in a quiet room). For the bench and the tests."""
 
     def __init__(
         self,
@@ -574,6 +575,7 @@ class PoliteUser:
         lead_s: float = 0.3,
         tail_s: float = 1.5,
         block: int = FRAME,
+        keep_open: bool = False,
     ) -> None:
         """`session_state` reads the conversation's state; each question (16 kHz) is preceded by
         `lead_s` of silence and followed by `tail_s` (more than the end-of-turn silence)."""
@@ -584,6 +586,9 @@ class PoliteUser:
         self.lead = int(lead_s * VAD_RATE)
         self.tail = int(tail_s * VAD_RATE)
         self.block = block
+        self.keep_open = keep_open
+        self.played = threading.Event()
+        """Every question has gone into the microphone."""
 
     def record(self, on_chunk: Callable[[np.ndarray], None], stop: threading.Event) -> None:
         """Silence until listening, then the next question; ends once all have been asked and answered."""
@@ -594,11 +599,11 @@ class PoliteUser:
         sent = 0
         while not stop.is_set():
             state = self.state()
-            if not len(speech) and state is HandsFreeState.LISTENING:
-                if not pending:
-                    return
+            if not len(speech) and state is HandsFreeState.LISTENING and pending:
                 q = pending.pop(0)
                 speech = np.concatenate([np.zeros(self.lead, np.float32), q, np.zeros(self.tail, np.float32)])
+            elif not len(speech) and state is HandsFreeState.LISTENING and not self.keep_open:
+                return
             if len(speech):
                 chunk, speech = speech[: self.block], speech[self.block :]
             else:
@@ -608,9 +613,11 @@ class PoliteUser:
                 wait = t0 + sent / VAD_RATE - time.perf_counter()
                 if wait > 0 and stop.wait(wait):
                     return
-            elif not len(speech) and state is not HandsFreeState.LISTENING:
-                time.sleep(0.002)  # not paced: wait for the answer without spinning
+            elif not len(speech) and state is not HandsFreeState.LISTENING and stop.wait(0.002):
+                return  # (not paced: the answer is awaited in short waits, no state change announces it)
             on_chunk(chunk)
+            if not pending and not len(speech):
+                self.played.set()
 
 
 def simulate_conversation(
