@@ -267,6 +267,34 @@ class SilentTranscriber:
         return Transcript(text, len(audio) / WHISPER_RATE, 0.0)
 
 
+HELD = {"pause_s": 10.0, "settle_s": 0.0, "partial_interval_s": 0.0}
+"""A `VoiceConfig`'s settings for no whisper pass while recording: a recording's only pass is its last."""
+
+
+class HeldTranscriber(SilentTranscriber):
+    """A `Transcriber` that hears `texts` in turn (the last one ever after) in any sound, each pass
+    once `go` is set; `holding` says a pass waits. With `HELD`, what it holds is a recording's last pass.
+    `warm_up`: the first pass is `VoicePipeline.warm_up`'s (the chat app's), neither held nor counted."""
+
+    def __init__(self, *texts: str, warm_up: bool = False) -> None:
+        super().__init__(texts[0])
+        self.texts = texts
+        self.warm_up = warm_up
+        self.go = threading.Event()
+        self.holding = threading.Event()
+
+    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Any:
+        if self.warm_up:
+            self.warm_up = False
+            from edgeassist.speech.stt import Transcript
+
+            return Transcript("", len(audio) / WHISPER_RATE, 0.0)
+        self.holding.set()
+        assert self.go.wait(WAIT_S), "the test never let the pass go"
+        self.text = self.texts[min(self.calls, len(self.texts) - 1)]
+        return super().transcribe(audio, prompt=prompt)
+
+
 def silence(seconds: float, rate: int = WHISPER_RATE) -> np.ndarray:
     """Digital silence."""
     return np.zeros(int(seconds * rate), np.float32)

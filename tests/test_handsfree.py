@@ -4,13 +4,17 @@ device path through ALSA, and the bench's figure."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from audio_helpers import (
+    HELD,
+    WAIT_S,
     AlsaRoom,
     EchoRoom,
+    HeldTranscriber,
     LevelDetector,
     RecordingOut,
     ScriptedEngine,
@@ -28,10 +32,11 @@ from audio_helpers import (
 
 from edgeassist.chat import Conversation
 from edgeassist.cli import main
+from edgeassist.engine.base import Text
 from edgeassist.reply import IllegalTransition
 from edgeassist.speech.audio import ArrayIn, read_wav, write_wav
 from edgeassist.speech.samples import WHISPER_RATE
-from edgeassist.voice import TurnDone, VoiceConfig, VoicePipeline
+from edgeassist.voice import Heard, Speaking, TurnDone, VoiceConfig, VoicePipeline
 from edgeassist.voice.handsfree import (
     TRANSITIONS,
     HandsFree,
@@ -300,6 +305,115 @@ def test_with_a_headset_its_own_echo_alone_does_not_interrupt() -> None:
     changes, engine, room = _barge_in_session(echo_gain=1.0, user_level=0.0)  # loud echo, nobody speaks
     assert room.played_s > 1.5 and not any(c.reason == "barge-in" for c in changes)
     assert [c.state for c in changes][:4] == [S.LISTENING, S.HEARING, S.THINKING, S.SPEAKING]
+
+
+class Watch:
+    """A session's `on_event`: every event kept, and a wait for what they show."""
+
+    def __init__(self, on_heard: Callable[[], None] | None = None) -> None:
+        self.events: list[HandsFreeEvent] = []
+        self.on_heard = on_heard  # called as the words are handed on (the front end shows them)
+        self._cond = threading.Condition()
+
+    def __call__(self, event: HandsFreeEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+        if isinstance(event, Heard) and self.on_heard is not None:
+            self.on_heard()
+
+    def wait_for(self, predicate: Callable[[list[HandsFreeEvent]], bool], what: str) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: predicate(self.events), WAIT_S), (what, self.events)
+
+    def changes(self) -> list[tuple[HandsFreeState, str]]:
+        with self._cond:
+            return [(e.state, e.reason) for e in self.events if isinstance(e, StateChanged)]
+
+
+def listening_again(events: list[HandsFreeEvent]) -> bool:
+    return [e.state for e in events if isinstance(e, StateChanged)].count(S.LISTENING) >= 2
+
+
+@pytest.mark.parametrize("moment", ["last pass", "heard"])
+def test_esc_while_it_thinks_stops_the_turn_and_it_listens_again(moment: str) -> None:
+    """Esc after the turn has ended, before its reply has begun (whisper's last pass, or the words just
+    shown): no reply comes. Words not shown yet are dropped; words shown are kept, their reply stopped."""
+    room = EchoRoom()
+    engine = ScriptedEngine("Never said.")
+    out = RecordingOut()
+    pipeline = fake_pipeline(engine, room, out, **HELD)
+    pipeline.transcriber = transcriber = HeldTranscriber("Tell me about Paris")
+    box: list[HandsFree] = []
+    watch = Watch(on_heard=(lambda: box[0].interrupt()) if moment == "heard" else None)
+    box.append(session := HandsFree(pipeline, detector=LevelDetector(), on_event=watch))
+    session.start()
+    try:
+        room.say(np.concatenate([silence(0.2), tone(0.6)]))
+        assert transcriber.holding.wait(WAIT_S)  # the turn ended; whisper's last pass runs
+        assert session.state is S.THINKING
+        if moment == "last pass":
+            session.interrupt()  # Esc
+        transcriber.go.set()
+        watch.wait_for(listening_again, "listening again")
+    finally:
+        session.stop()
+    assert watch.changes() == [
+        (S.LISTENING, "started"),
+        (S.HEARING, "speech"),
+        (S.THINKING, "end of turn"),
+        (S.LISTENING, "stopped"),
+        (S.STOPPED, "stopped"),
+    ]
+    done = [e for e in watch.events if isinstance(e, TurnDone)]
+    assert len(done) == 1 and done[0].status == "cancelled" and done[0].reply == ""
+    assert not any(isinstance(e, Text | Speaking) for e in watch.events) and out.played == []
+    if moment == "heard":
+        assert [(t.role, t.content) for t in pipeline.conversation.turns] == [("user", "Tell me about Paris")]
+    else:
+        assert not any(isinstance(e, Heard) for e in watch.events)
+        assert engine.calls == [] and pipeline.conversation.turns == []
+
+
+def test_with_a_headset_a_barge_in_while_the_last_words_are_decoded_keeps_them() -> None:
+    """The user pauses long enough to end the turn, then goes on while whisper still decodes the first
+    words: those words are sent (their reply stopped before it began), and the reply to the new turn
+    reads them too."""
+    room = EchoRoom(echo_gain=0.03)
+    engine = ScriptedEngine("Paris, then Rome.")
+    pipeline = fake_pipeline(engine, room, room.speaker(), barge_in="headset", **HELD)
+    pipeline.transcriber = transcriber = HeldTranscriber("What is the capital of France", "and of Italy")
+    watch = Watch()
+    session = HandsFree(pipeline, detector=LevelDetector(floor_db=-45.0), on_event=watch)
+    session.start()
+    try:
+        room.say(np.concatenate([silence(0.2), tone(0.6)]))
+        assert transcriber.holding.wait(WAIT_S)  # the turn ended; whisper's last pass runs
+        room.say(tone(0.6))  # and the user goes on
+        watch.wait_for(lambda _: any(r == "barge-in" for _, r in watch.changes()), "the barge-in")
+        transcriber.go.set()
+        watch.wait_for(listening_again, "the answer, and listening again")
+    finally:
+        session.stop()
+    assert [s for s, _ in watch.changes()] == [
+        *(S.LISTENING, S.HEARING, S.THINKING, S.HEARING),
+        *(S.THINKING, S.SPEAKING, S.LISTENING, S.STOPPED),
+    ]
+    done = [e for e in watch.events if isinstance(e, TurnDone)]
+    assert [(d.transcript, d.status) for d in done] == [
+        ("What is the capital of France", "cancelled"),
+        ("and of Italy", "complete"),
+    ]
+    assert session.turns == done
+    assert [(t.role, t.content) for t in pipeline.conversation.turns] == [
+        ("user", "What is the capital of France"),
+        ("user", "and of Italy"),
+        ("assistant", "Paris, then Rome."),
+    ]
+    assert [m["content"] for m in engine.calls[-1] if m["role"] == "user"] == [
+        "What is the capital of France",
+        "and of Italy",
+    ]  # the reply read both
 
 
 def test_simulate_conversation_asks_each_question_once_it_listens() -> None:

@@ -212,6 +212,101 @@ async def test_esc_while_it_speaks_stops_the_reply_and_it_listens_again(
         assert app.handsfree.state is S.STOPPED and not app.query_one(VoiceBar).display
 
 
+def held_voice(transcriber: Any, room: Any, **config: Any) -> Any:
+    """A `make_voice` around the real VAD: `room` (an `audio_helpers.EchoRoom`) as microphone and speaker, and
+    a transcriber whose passes a test holds (`audio_helpers.HeldTranscriber`: with `HELD`, a turn's last pass)."""
+    from audio_helpers import HELD, ToneSynth
+
+    from edgeassist.voice import VoiceConfig, VoicePipeline
+
+    def make(settings: Settings, convo: Any, on_level: Any, on_transcript: Any) -> Any:
+        return VoicePipeline(
+            convo, transcriber, ToneSynth(), room, room.speaker(),
+            config=VoiceConfig(prefill=False, **HELD, **config), on_level=on_level, on_transcript=on_transcript,
+        )  # fmt: skip
+
+    return make
+
+
+async def test_esc_while_it_thinks_drops_the_turn_and_no_reply_comes(tmp_path: Path, fake_engine: Any) -> None:
+    """Esc once the turn has ended, while its words are still decoded (nothing shown yet): no message, no
+    reply, nothing saved; it listens again."""
+    from audio_helpers import EchoRoom, HeldTranscriber, speak_16k
+
+    room = EchoRoom()
+    transcriber = HeldTranscriber("Tell me a long story", warm_up=True)
+    engine = fake_engine("Once upon a time.")
+    make = held_voice(transcriber, room)
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True, make_voice=make)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        shown = record_bar(app)
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: session_state(app) is S.LISTENING, timeout=60, what="hands-free to listen")
+        room.say(np.concatenate([silence(0.3), speak_16k("Tell me a long story.")]))
+        await wait_until(pilot, transcriber.holding.is_set, what="the turn to end (its last pass runs)")
+        await wait_until(pilot, lambda: app.handsfree.state is S.THINKING, what="the bar to say it thinks")
+        assert app.check_action("stop", ())  # the footer offers Esc
+        await pilot.press("escape")
+        transcriber.go.set()
+        await wait_until(pilot, lambda: app.handsfree.state is S.LISTENING, what="hands-free to listen again")
+        assert shown == ["starting", "listening", "hearing you", "thinking", "listening"], shown
+        assert session_state(app) is S.LISTENING and not app.check_action("stop", ())
+        assert not app.query(UserMessage) and not replies(app) and engine.calls == []
+        assert app.chat is None  # nothing was said to save
+
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: app.handsfree.live is None, what="hands-free to stop")
+
+
+async def test_with_a_headset_a_barge_in_while_it_thinks_keeps_the_first_words(
+    tmp_path: Path, fake_engine: Any
+) -> None:
+    """The user pauses long enough to end the turn and goes on while its words are decoded: the first
+    words stay a message of the chat, saved (their reply stopped before it began), and the one reply,
+    to the words after them, reads them too."""
+    from audio_helpers import EchoRoom, HeldTranscriber, speak_16k
+
+    room = EchoRoom(echo_gain=0.03)
+    transcriber = HeldTranscriber("What is the capital of France", "and of Italy", warm_up=True)
+    engine = fake_engine("Paris, then Rome.")
+    make = held_voice(transcriber, room, barge_in="headset")
+    app = create_app(make_settings(tmp_path), open_model=engine.opener(), new_chat=True, make_voice=make)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: session_state(app) is S.LISTENING, timeout=60, what="hands-free to listen")
+        room.say(np.concatenate([silence(0.3), speak_16k("What is the capital of France?")]))
+        await wait_until(pilot, transcriber.holding.is_set, what="the turn to end (its last pass runs)")
+        room.say(speak_16k("And of Italy?"))  # the user goes on
+        await wait_until(pilot, lambda: session_state(app) is S.HEARING, what="the barge-in")
+        transcriber.go.set()
+        await wait_until(
+            pilot,
+            lambda: len(app.query(UserMessage)) == 2 and session_state(app) is S.LISTENING and not app.generating,
+            what="the answer, and listening again",
+        )
+        live = app.handsfree.live
+        assert live is not None
+        assert [t.status for t in live.session.turns] == ["cancelled", "complete"]
+        asked = [m.text for m in app.query(UserMessage)]
+        assert asked == ["What is the capital of France", "and of Italy"]
+        views = replies(app)
+        assert len(views) == 1 and views[0].status == "complete" and views[0].content == "Paris, then Rome."
+        assert app.chat is not None  # what the chat shows is what it keeps
+        saved = app.store.messages(app.chat.id)
+        assert [(m.role, m.content) for m in saved] == [
+            ("user", "What is the capital of France"),
+            ("user", "and of Italy"),
+            ("assistant", "Paris, then Rome."),
+        ]
+        sent = [m["content"] for m in engine.calls[-1][0] if m["role"] == "user"]
+        assert sent == asked  # the reply read both
+
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: app.handsfree.live is None, what="hands-free to stop")
+
+
 @pytest.mark.parametrize("missing", ["microphone", "vad"])
 async def test_a_voice_that_cannot_start_says_so_once_and_chat_goes_on(
     tmp_path: Path, fake_engine: Any, monkeypatch: pytest.MonkeyPatch, missing: str

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from audio_helpers import (
+    HELD,
+    WAIT_S,
+    HeldTranscriber,
     RecordingOut,
     ScriptedEngine,
     SilentTranscriber,
@@ -307,6 +311,97 @@ def test_esc_while_recording_discards_the_recording() -> None:
     events = list(pipeline.respond())
     assert len(events) == 1 and isinstance(events[0], TurnDone) and events[0].status == "cancelled"
     assert engine.calls == [] and pipeline.conversation.turns == []
+
+
+def _respond_stopped_at(
+    moment: str, pipeline: VoicePipeline, transcriber: HeldTranscriber, stop: Callable[[], None]
+) -> list[object]:
+    """The recorded turn's events, `stop` called at `moment`: once the recording has ended ("ended", before
+    `respond()` takes it), during whisper's last pass ("last pass") or once the words are heard ("heard",
+    before the reply begins)."""
+    rec = pipeline._recording
+    assert rec is not None and rec.ended.wait(WAIT_S)  # a file: the recording ends by itself
+    if moment == "ended":
+        stop()
+    events = pipeline.respond()
+    got: list[object] = []
+    if moment == "last pass":
+        reader = threading.Thread(target=lambda: got.extend(events))
+        reader.start()
+        assert transcriber.holding.wait(WAIT_S)
+        stop()
+        transcriber.go.set()
+        reader.join(WAIT_S)
+        assert not reader.is_alive()
+        return got
+    transcriber.go.set()
+    for event in events:
+        got.append(event)
+        if moment == "heard" and isinstance(event, Heard):
+            stop()  # the front end shows the words; the reply has not begun
+    return got
+
+
+@pytest.mark.parametrize("moment", ["ended", "last pass", "heard"])
+def test_esc_between_the_end_of_the_recording_and_the_reply_stops_the_turn(moment: str) -> None:
+    """Esc after the recording has ended and before the reply has begun stops the turn as it would a
+    moment later: words not yet shown are dropped, as while recording; words shown are kept (sent, the
+    reply stopped before its first token), so the chat holds what it showed."""
+    engine = ScriptedEngine("Never said.")
+    out = RecordingOut()
+    pipeline = fake_pipeline(engine, out, **HELD)
+    pipeline.transcriber = transcriber = HeldTranscriber("Tell me about Paris")
+    pipeline.start_recording()
+    events = _respond_stopped_at(moment, pipeline, transcriber, pipeline.interrupt)
+
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.status == "cancelled" and done.reply == ""
+    assert not any(isinstance(e, Text | Speaking) for e in events) and out.played == []
+    if moment == "heard":
+        assert done.transcript == "Tell me about Paris"
+        assert [(t.role, t.content) for t in pipeline.conversation.turns] == [("user", "Tell me about Paris")]
+    else:
+        assert not any(isinstance(e, Heard) for e in events)  # nothing was shown
+        assert engine.calls == [] and pipeline.conversation.turns == []
+    assert pipeline.state == "idle"
+    pipeline.close()
+
+
+@pytest.mark.parametrize("moment", ["last pass", "heard"])
+def test_a_barge_in_while_the_last_words_are_decoded_keeps_them(moment: str) -> None:
+    """Speaking again (the key, or hands-free barge-in) while the last words are still decoded: those words
+    are sent (their reply stopped before it began, as a barge-in a moment later stops it), and the reply
+    to the new words reads them too. Nothing the user said is lost."""
+    engine = ScriptedEngine("Paris is lovely.")
+    out = RecordingOut()
+    pipeline = fake_pipeline(engine, out, **HELD)
+    pipeline.transcriber = transcriber = HeldTranscriber("What is the capital of France", "and of Italy")
+    pipeline.start_recording()
+    events = _respond_stopped_at(
+        moment, pipeline, transcriber, lambda: pipeline.start_recording(ArrayIn(tone(0.5), 16000))
+    )
+
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.status == "cancelled" and done.reply == ""
+    assert done.transcript == "What is the capital of France"
+    assert [e.text for e in events if isinstance(e, Heard)] == ["What is the capital of France"]
+    assert not any(isinstance(e, Text | Speaking) for e in events) and out.played == []
+    assert [t.role for t in pipeline.conversation.turns] == ["user"]  # sent, not answered on its own
+
+    second = list(pipeline.respond())  # the barge-in's turn
+    last = second[-1]
+    assert isinstance(last, TurnDone) and last.status == "complete" and last.transcript == "and of Italy"
+    turns = pipeline.conversation.turns
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "What is the capital of France"),
+        ("user", "and of Italy"),
+        ("assistant", "Paris is lovely."),
+    ]
+    assert [m["content"] for m in engine.calls[-1] if m["role"] == "user"] == [
+        "What is the capital of France",
+        "and of Italy",
+    ]  # the reply read both
+    pipeline.close()
 
 
 def test_silence_is_not_sent_to_the_model() -> None:

@@ -15,7 +15,10 @@ before the pipeline saves the message into it, and the reply exists before its f
 
 While hands-free is on:
 
-- Esc stops the reply (or drops the turn being heard); hands-free listens again.
+- Esc stops the reply (or drops the turn being heard, or one whose words are not shown yet); hands-free
+  listens again. Words already shown stay a message, saved, whenever the stop comes.
+- With a headset, a barge-in while the last words are still decoded keeps them: they are shown and
+  saved, with no reply of their own, and the reply to what the user says next reads them.
 - The talk key says that hands-free is on and that F7 turns it off: both would read one microphone.
   So does the edit key: a turn heard meanwhile would become the last message, the one it replaces.
 - A typed message stops the spoken reply, as talking over it would; a turn that begins while a

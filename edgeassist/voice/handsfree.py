@@ -16,7 +16,10 @@ any state ─stop─► stopped
 that moves it, and `StateChanged` the event announcing each move. Its own voice is not taken for
 the user: while it thinks and speaks, and for `echo_tail_s` after the reply has played, the
 microphone is ignored, unless `barge_in = "headset"`, where speech that `EchoGate` finds louder
-than the reply's expected echo interrupts it.
+than the reply's expected echo interrupts it. A barge-in while the last turn's words are still
+decoded keeps them: they are sent, their reply stopped before it begins, and the next reply reads
+them. Esc while thinking drops the turn if its words have not been shown yet, else stops its reply
+(`VoicePipeline` says how a stop before the reply lands).
 
 The microphone is read by one thread for the whole session; each 32 ms frame goes through the
 Silero VAD (`vad.SileroDetector`) and the endpointing rules (`vad.Endpointer`). A turn's audio
@@ -345,7 +348,7 @@ class HandsFree:
                 th.start()
 
     def interrupt(self) -> None:
-        """Stop the reply now (or drop the turn being heard) and listen again."""
+        """Stop the reply now (or drop the turn being heard, or one whose words are still decoded) and listen again."""
         with self._lock:
             turn = self._turn
             if self._state is HandsFreeState.HEARING and turn is not None:

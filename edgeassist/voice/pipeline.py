@@ -9,6 +9,12 @@ reply is cut into sentences as it arrives, each one synthesized while the next i
 played while the one after is synthesized. Pressing the key again while it speaks (barge-in)
 stops playback and generation at once and starts the next recording.
 
+A stop may also come between the end of the recording and the reply (whisper's last pass, or
+while the front end shows the words): `interrupt()` (Esc) then drops the turn when its words have
+not been shown yet, as while recording; once they have been shown, Esc or a barge-in sends them
+with the reply stopped before its first token, as a stop a moment later would. What the user was
+shown is what the conversation keeps, and a barge-in never loses the words before it.
+
 Threads in a turn: the recording's (`recording.Recording`); one that orders the model's work, the
 prefill while recording, then the reply (`prefill.TurnScheduler`); piper synthesizes in another
 and the speaker plays in a third (`spoken.SpokenReply`); all post to one queue, which `respond()`
@@ -170,14 +176,18 @@ class VoicePipeline:
             rec.release()
 
     def interrupt(self) -> None:
-        """Stop everything now: playback, generation, and a recording in progress (it is discarded)."""
+        """Stop everything now: playback, generation, and the latest recording's turn (discarded while it
+        records or before its words are shown; once shown, they are sent and the reply stops at once)."""
         with self._lock:
             self._cancel.set()
             self._stop_play.set()
             rec = self._recording
-            if rec is not None and not rec.ended.is_set():
+            if rec is not None:
+                # `_respond` reads this until the reply begins: an Esc that comes after the recording
+                # ended, before the reply's own cancel event exists, must not be lost.
                 rec.abandoned = True
-                rec.release()
+                if not rec.ended.is_set():
+                    rec.release()
 
     def close(self) -> None:
         """Stop everything and release the devices."""
@@ -244,6 +254,10 @@ class VoicePipeline:
         heard = time.perf_counter()
         rec.scheduler.discard()  # no use evaluating part of the message now: the reply evaluates all of it
         self._fill_stt(timings, rec, transcript, release, heard)
+        if rec.abandoned:  # Esc during whisper's last pass: the words were never shown, so nothing is sent
+            rec.scheduler.finish()
+            yield TurnDone("", "", "cancelled", timings)
+            return
         if self.on_transcript is not None:
             self.on_transcript(transcript.text, True)
         yield Heard(transcript.text, True)
@@ -254,14 +268,18 @@ class VoicePipeline:
             timings.total_s = time.perf_counter() - release
             yield TurnDone("", "", "empty", timings)
             return
+        cancel, stop_play = threading.Event(), threading.Event()
         with self._lock:
-            if self._recording is not rec:  # barged in while the last words were decoded
-                rec.scheduler.finish()
-                yield TurnDone(transcript.text, "", "cancelled", timings)
-                return
-            cancel, stop_play = threading.Event(), threading.Event()
-            self._cancel, self._stop_play = cancel, stop_play
-            self._replying = True
+            # The words have been shown. A stop since (Esc, or a barge-in while they were decoded) stops
+            # the reply before its first token, and the words are sent all the same, as they would be
+            # had the stop come a moment later: the chat keeps what it showed, and the next reply reads it.
+            stopped = rec.abandoned or self._recording is not rec
+            if stopped:
+                cancel.set()
+                stop_play.set()
+            else:
+                self._cancel, self._stop_play = cancel, stop_play
+                self._replying = True
         try:
             reply = SpokenReply(self.conversation, self.options, self.config, self._speech(), cancel, stop_play, heard)
             yield from reply.events(transcript.text, rec.scheduler)
@@ -270,7 +288,8 @@ class VoicePipeline:
             reply.fill_timings(timings, release, rec.speech_end_at, time.perf_counter())
             yield TurnDone(transcript.text, reply.answer, status, timings)
         finally:
-            self._replying = False
+            if not stopped:
+                self._replying = False
 
     def _fill_stt(self, t: VoiceTurnTimings, rec: Recording, tr: Transcript, release: float, heard: float) -> None:
         s = rec.stt.stats
