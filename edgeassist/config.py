@@ -222,8 +222,8 @@ class SpeechSettings(Section):
     """Piper voice name or path to a `.onnx` voice."""
     speak_replies: bool = True
     """Speak replies aloud in voice mode."""
-    whisper_window_s: float = Field(15.0, ge=1, le=30)
-    """Whisper's encoder window for short clips, seconds (whisper's own is 30); 15 halves speech-to-text time."""
+    whisper_window_s: float = Field(10.0, ge=1, le=30)
+    """Whisper's encoder window for short clips, seconds (whisper's own is 30); 10: a third of 30's time."""
     length_scale: float | None = Field(None, gt=0)
     """Piper speaking pace: above 1 is slower, below 1 faster; empty: the voice's own."""
     partial_interval_s: float = Field(1.0, ge=0)

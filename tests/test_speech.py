@@ -374,7 +374,7 @@ def test_piper_speaks_and_whisper_hears_it() -> None:
     q = speak_16k("How many legs does a spider have?", lead_s=1.0, tail_s=1.5)
     fitted = whisper().transcribe(q)
     assert words(fitted.text) == ["how", "many", "legs", "does", "a", "spider", "have"]
-    assert fitted.window_s == 15.0 and fitted.speech_s < 3.5  # silence trimmed before decoding
+    assert fitted.window_s == 10.0 and fitted.speech_s < 3.5  # silence trimmed before decoding
     full = type(whisper())("tiny.en", models_dir=REPO / "models", window_s=30).transcribe(q)
     assert full.window_s == 30.0 and words(full.text) == words(fitted.text)
 

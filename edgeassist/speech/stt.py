@@ -3,11 +3,13 @@
 Whisper's encoder always sees a 30-second window: a 3-second question is padded with 27 seconds
 of silence, and on a small board that fixed cost (a third of a second with tiny.en on two cores)
 dominates. CTranslate2 accepts a shorter window, as whisper.cpp's `audio_ctx` does, so a short
-clip is encoded in a window fitted to it (`speech.whisper_window_s`, 15 s by default: half the
-time). Whisper was trained on 30-second windows, and a short one sometimes makes it repeat itself
-or lose confidence; such a result is decoded again in the full window. Other errors change little:
-over 235 piper-spoken clips of 0.5-5 s, tiny.en missed 5.4 % of the words with the 15 s window
-and 4.9 % with the full one, single questions going either way. 30 turns the shortcut off.
+clip is encoded in a window fitted to it (`speech.whisper_window_s`, 10 s by default, and always
+the clip plus a second). Whisper was trained on 30-second windows, and a short one sometimes makes
+it repeat itself or lose confidence; such a result is decoded again in the full window. Below
+10 s it loses words: over 240 clips of 0.5-5 s in four voices (`scripts/speech_wer.py`), tiny.en
+missed 10.3 % of the words with a 10 s window, 11.2 % with 12 s, 11.6 % with 15 s, but 12.5 %
+with 8 s and 15.0 % with 5 s. On the bench's 4-second questions a pass takes about 0.75 times as
+long at 10 s as at 15 s (the encoder 0.63 times). 30 turns the shortcut off.
 
 `IncrementalTranscriber` transcribes while audio is still arriving: each pause in the speech
 commits the text before it, so when the key is released only the stretch after the last pause is
@@ -183,7 +185,7 @@ class WhisperTranscriber:
         language: str | None = "en",
         compute_type: str = "int8",
         beam_size: int = 1,
-        window_s: float = 15.0,
+        window_s: float = 10.0,
         device: str = "cpu",
         cpu_threads: int = 0,
         fallback: bool = True,
