@@ -166,6 +166,9 @@ class ScriptedEngine:
     def held(self) -> AbstractContextManager[None]:
         return nullcontext()
 
+    def stepwise(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
     def stream(
         self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None = None
     ) -> Iterator[Any]:

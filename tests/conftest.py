@@ -192,6 +192,11 @@ class FakeChatEngine:
 
         return nullcontext()
 
+    def stepwise(self) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext()
+
     def count_tokens(self, messages: Any, options: Any) -> int:
         return 40 + sum(len(m["content"]) for m in messages) // 4
 

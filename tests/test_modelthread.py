@@ -102,6 +102,47 @@ def test_a_hold_begins_once_the_item_being_made_is_done() -> None:
     assert list(stream) == [1]
 
 
+def test_a_stepwise_stream_makes_an_item_only_when_its_consumer_asks() -> None:
+    mt = ModelThread()
+    made: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(8):
+            made.append(i)
+            yield i
+
+    with mt.stepwise():
+        stream = mt.stream(produce, Cancel())
+        for i in range(3):
+            assert next(stream) == i
+            # Nothing is being made while the consumer holds what it asked for (a hold begins at
+            # once), and nothing was made ahead of it.
+            with mt.held():
+                assert made == list(range(i + 1))
+    # Out of the block the producer runs ahead again, and the stream goes on where it was.
+    assert next(stream) == 3
+    assert list(stream) == [4, 5, 6, 7] and made == list(range(8))
+
+
+def test_a_stepwise_stream_still_stops_when_its_consumer_leaves() -> None:
+    mt = ModelThread()
+    stop = Cancel()
+    made: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(100):
+            if stop.is_set():
+                return
+            made.append(i)
+            yield i
+
+    with mt.stepwise():
+        for item in mt.stream(produce, stop):
+            if item == 2:
+                break  # the producer waits for an ask that never comes: the stop ends it
+    assert stop.is_set() and made == [0, 1, 2]
+
+
 def test_a_stream_raises_the_producers_error_in_the_consumer() -> None:
     def produce() -> Iterator[int]:
         yield 1

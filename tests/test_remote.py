@@ -98,7 +98,7 @@ def test_the_request_carries_sampling_and_the_thinking_switch() -> None:
     caps = engine.capabilities
     assert caps.thinking and not caps.local and engine.backend == "remote"
     assert engine.prefill(user("hi"), False) == 0
-    with engine.held():
+    with engine.held(), engine.stepwise():
         pass
 
 

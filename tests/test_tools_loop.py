@@ -67,6 +67,9 @@ class ScriptedEngine:
     def held(self) -> Any:
         return nullcontext()
 
+    def stepwise(self) -> Any:
+        return nullcontext()
+
     def stream(
         self, messages: Sequence[Message], options: GenerationOptions, cancel: threading.Event | None = None
     ) -> Iterator[Any]:

@@ -383,3 +383,11 @@ class ChatEngine(Protocol):
         runs elsewhere has nothing to lend and runs on.
         """
         ...
+
+    def stepwise(self) -> AbstractContextManager[None]:
+        """While this block runs, a reply in progress computes its next token only once its reader asks.
+
+        Voice reads a reply's first tokens this way, so that a `held()` at the end of its first
+        chunk finds no token in flight; an engine whose model runs elsewhere runs on.
+        """
+        ...

@@ -187,6 +187,10 @@ class LlamaEngine:
         """Hold a reply in progress between tokens (see `ModelThread.held`)."""
         return MODEL_THREAD.held()
 
+    def stepwise(self) -> AbstractContextManager[None]:
+        """Compute a reply's next token only when its reader asks (see `ModelThread.stepwise`)."""
+        return MODEL_THREAD.stepwise()
+
     # -- loading -------------------------------------------------------------------------------
 
     def load(self) -> float:

@@ -239,6 +239,10 @@ class RemoteEngine:
         """Nothing to lend: the model computes elsewhere."""
         return nullcontext()
 
+    def stepwise(self) -> AbstractContextManager[None]:
+        """The server computes at its own pace."""
+        return nullcontext()
+
     def stream(
         self,
         messages: Sequence[Message],

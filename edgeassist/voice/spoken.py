@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +178,13 @@ class SpokenReply:
         sentences = self._sentences if self.speech is not None else None
         splitter = first_chunk_splitter(self.config)
 
+        # Until the first chunk is complete the model computes a token only when this thread asks for
+        # it: the token that completes the chunk is not followed by one in flight, which the hold
+        # below would have to wait out before piper may start.
+        stepwise = ExitStack()
+        if sentences is not None:
+            stepwise.enter_context(self.conversation.engine.stepwise())
+
         def dispatch(parts: list[str]) -> None:
             if sentences is None:
                 return
@@ -187,10 +195,11 @@ class SpokenReply:
                 marks.first_sentence = time.perf_counter()
                 # On a small board the model and the voice compete for the same cores: the first
                 # audio gets them to itself (piper starts once the token being computed is done:
-                # the two side by side would slow each other down far more). The model catches up
-                # while that sentence plays.
+                # the two side by side would slow each other down far more; read stepwise, none
+                # is). The model catches up while that sentence plays.
                 deadline = time.perf_counter() + FIRST_CHUNK_WAIT_S
                 with self.conversation.engine.held():
+                    stepwise.close()
                     sentences.put(s)
                     while not marks.first_chunk.wait(0.02) and not cancel.is_set():
                         if time.perf_counter() > deadline:
@@ -222,6 +231,7 @@ class SpokenReply:
         except BaseException as e:  # noqa: BLE001 - re-raised by events() in the caller's thread
             events.put(_Failure(e))
         finally:
+            stepwise.close()
             if sentences is not None:
                 sentences.put(None)
             events.put(_LLM_END)
