@@ -140,10 +140,16 @@ class ModelThread:
                 self._stepwise -= 1
                 self._hold.notify_all()
 
-    def _wait_unheld(self, stop: threading.Event, asked: Callable[[], bool]) -> None:
-        """Wait until no hold is on and, in a `stepwise` block, until the consumer has `asked` for the next item."""
+    def _wait_unheld(self, stop: threading.Event, asked: Callable[[], bool], asks: queue.SimpleQueue[None]) -> None:
+        """Wait, in a `stepwise` block, until the consumer has `asked` for the next item (it says so on
+        `asks`), then until no hold is on."""
+        while self._stepwise and not asked() and not stop.is_set():
+            try:
+                asks.get(timeout=0.05)  # (a stop, or the block's end, is not said here: poll them)
+            except queue.Empty:
+                pass
         with self._hold:
-            while (self._holders or (self._stepwise and not asked())) and not stop.is_set():
+            while self._holders and not stop.is_set():
                 self._hold.wait(0.05)  # (a stop from the consumer is not notified here: poll it)
             self._computing = True
 
@@ -186,21 +192,24 @@ class ModelThread:
             yield from make()
             return
         out: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
-        count = [0, 0]  # items the consumer has asked for, items put (under self._hold)
+        # Items the consumer has asked for, items put: each written by one thread only. The consumer
+        # takes no lock to ask (it is often the main thread, and a Ctrl+C between a lock's acquire and
+        # the block would leave it held); `asks` wakes a producer that waits for an ask.
+        count = [0, 0]
+        asks: queue.SimpleQueue[None] = queue.SimpleQueue()
 
         def produce() -> None:
             try:
                 items = make()
                 while True:
-                    self._wait_unheld(stop, lambda: count[1] < count[0])
+                    self._wait_unheld(stop, lambda: count[1] < count[0], asks)
                     try:
                         item = next(items)
                     except StopIteration:
                         break
                     finally:
                         self._computed()
-                    with self._hold:
-                        count[1] += 1
+                    count[1] += 1
                     out.put(item)
             except BaseException as e:  # noqa: BLE001 - raised again in the consumer's thread
                 out.put(_Raised(e))
@@ -212,9 +221,9 @@ class ModelThread:
         finished = False
         try:
             while True:
-                with self._hold:
-                    count[0] += 1
-                    self._hold.notify_all()
+                count[0] += 1
+                if self._stepwise:
+                    asks.put(None)  # (a C-level put: no lock a signal could leave held)
                 item = out.get()
                 if item is _END:
                     finished = True
