@@ -30,8 +30,6 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeassist.bench.voice import (  # noqa: E402
@@ -39,10 +37,14 @@ from edgeassist.bench.voice import (  # noqa: E402
     RANDOM_TEXT_FIRST_CHUNK_TOKENS,
     TARGET_S,
     StandInSynthesizer,
+    VoiceTarget,
+    open_target,
+    speak_questions,
 )
 from edgeassist.config import load_settings  # noqa: E402
 from edgeassist.engine.base import Done, Message  # noqa: E402
-from edgeassist.engine.factory import generation_options, open_local_engine  # noqa: E402
+from edgeassist.engine.factory import generation_options  # noqa: E402
+from edgeassist.errors import EdgeAssistError  # noqa: E402
 from edgeassist.speech import require_speech  # noqa: E402
 from edgeassist.speech.build import speech_models  # noqa: E402
 from edgeassist.speech.samples import WHISPER_RATE, resample  # noqa: E402
@@ -72,10 +74,13 @@ def main() -> int:
 
     require_speech("faster_whisper", "piper")
     settings = load_settings()
-    model = settings.model.model_copy(
-        update={"name": str(args.model.resolve()), "n_threads": args.threads, "starter_fallback": False}
-    )
-    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
+    target = VoiceTarget(args.model.stem, args.model.resolve(), args.threads, random_text=True)
+    try:
+        engine = open_target(settings, target)
+        engine.load()
+    except EdgeAssistError as e:
+        print(f"voice_floor: {e}", file=sys.stderr)
+        return 1
     options = generation_options(settings, temperature=0.0, max_tokens=args.first_chunk_tokens + 4)
     config = VoiceConfig.from_settings(settings, speak=True, first_chunk_tokens=args.first_chunk_tokens)
     transcriber, synthesizer, _ = speech_models(settings)
@@ -84,11 +89,10 @@ def main() -> int:
     system: list[Message] = [{"role": "system", "content": settings.generation.system_prompt}]
 
     transcriber.load()
-    questions = []
-    for q in BENCH_QUESTIONS:
-        chunks = list(synthesizer.synthesize(q))
-        audio = np.concatenate([c.samples for c in chunks])
-        questions.append((q, resample(audio, chunks[0].sample_rate, WHISPER_RATE)))
+    questions = [
+        (q, resample(audio, rate, WHISPER_RATE))
+        for q, (audio, rate) in zip(BENCH_QUESTIONS, speak_questions(synthesizer), strict=True)
+    ]
 
     def model_steps(question: str) -> tuple[float, float, int, list[float]]:
         """(prompt end read, first chunk written, prompt-end tokens, token gaps) for one question, its

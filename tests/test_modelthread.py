@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,20 +28,25 @@ def test_calls_run_on_one_thread_whichever_thread_asks() -> None:
         mt.call(lambda: (_ for _ in ()).throw(ValueError("bad")))
 
 
-def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer() -> None:
-    mt = ModelThread()
-    made: list[int] = []
-    stop = Cancel()
+def counting(n: int, made: list[int], stop: threading.Event | None = None) -> Callable[[], Iterator[int]]:
+    """A producer of 0 to n-1 that notes each item in `made` as it makes it, and ends once `stop` is set."""
 
     def produce() -> Iterator[int]:
-        for i in range(100):
-            if stop.is_set():
+        for i in range(n):
+            if stop is not None and stop.is_set():
                 return
             made.append(i)
             yield i
 
+    return produce
+
+
+def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer() -> None:
+    mt = ModelThread()
+    made: list[int] = []
+    stop = Cancel()
     got = []
-    for item in mt.stream(produce, stop):
+    for item in mt.stream(counting(100, made, stop), stop):
         got.append(item)
         assert len(made) <= len(got) + AHEAD + 1  # (the one being put waits for room)
         if item == 4:
@@ -52,13 +57,7 @@ def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer() -> None:
 def test_holding_pauses_streams_between_items() -> None:
     mt = ModelThread()
     made: list[int] = []
-
-    def produce() -> Iterator[int]:
-        for i in range(50):
-            made.append(i)
-            yield i
-
-    stream = mt.stream(produce, Cancel())
+    stream = mt.stream(counting(50, made), Cancel())
     assert next(stream) == 0
     got: list[int] = []
     with mt.held():
@@ -105,14 +104,8 @@ def test_a_hold_begins_once_the_item_being_made_is_done() -> None:
 def test_a_stepwise_stream_makes_an_item_only_when_its_consumer_asks() -> None:
     mt = ModelThread()
     made: list[int] = []
-
-    def produce() -> Iterator[int]:
-        for i in range(8):
-            made.append(i)
-            yield i
-
     with mt.stepwise():
-        stream = mt.stream(produce, Cancel())
+        stream = mt.stream(counting(8, made), Cancel())
         for i in range(3):
             assert next(stream) == i
             # Nothing is being made while the consumer holds what it asked for (a hold begins at
@@ -128,16 +121,8 @@ def test_a_stepwise_stream_still_stops_when_its_consumer_leaves() -> None:
     mt = ModelThread()
     stop = Cancel()
     made: list[int] = []
-
-    def produce() -> Iterator[int]:
-        for i in range(100):
-            if stop.is_set():
-                return
-            made.append(i)
-            yield i
-
     with mt.stepwise():
-        for item in mt.stream(produce, stop):
+        for item in mt.stream(counting(100, made, stop), stop):
             if item == 2:
                 break  # the producer waits for an ask that never comes: the stop ends it
     assert stop.is_set() and made == [0, 1, 2]

@@ -28,6 +28,7 @@ from edgeassist.chat import Conversation
 from edgeassist.config import Settings
 from edgeassist.engine.base import GenerationOptions
 from edgeassist.engine.factory import generation_options, open_local_engine
+from edgeassist.engine.llama import LlamaEngine
 from edgeassist.errors import EdgeAssistError
 from edgeassist.speech import require_speech
 from edgeassist.speech.audio import NullOut
@@ -145,6 +146,26 @@ def simulation_pipeline(
     )
 
 
+def open_target(settings: Settings, target: VoiceTarget) -> LlamaEngine:
+    """The engine for `target`, opened as the front ends open it (no starter in its place, the user's kept
+    states left alone), named as the report names it."""
+    model = settings.model.model_copy(
+        update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
+    )
+    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
+    engine.name = target.name
+    return engine
+
+
+def speak_questions(synthesizer: Synthesizer) -> list[Spoken]:
+    """`BENCH_QUESTIONS` spoken by `synthesizer`: samples and rate for each."""
+    spoken = []
+    for question in BENCH_QUESTIONS:
+        chunks = list(synthesizer.synthesize(question))
+        spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
+    return spoken
+
+
 @contextmanager
 def _bench_pipeline(settings: Settings, target: VoiceTarget) -> Iterator[tuple[VoicePipeline, list[Spoken]]]:
     """The voice pipeline the bench times on `target`, warmed up, and `BENCH_QUESTIONS` spoken by its voice.
@@ -154,11 +175,7 @@ def _bench_pipeline(settings: Settings, target: VoiceTarget) -> Iterator[tuple[V
     the first chunk is cut at a fixed token count and piper speaks an ordinary sentence in place of
     each chunk (`StandInSynthesizer`).
     """
-    model = settings.model.model_copy(
-        update={"name": str(target.path), "n_threads": target.threads, "starter_fallback": False}
-    )
-    engine = open_local_engine(settings.model_copy(update={"model": model}), explicit=True, keep_states=False)
-    engine.name = target.name
+    engine = open_target(settings, target)
     # Greedy, and short: the first audio does not depend on how long the reply goes on.
     options = generation_options(settings, temperature=0.0, max_tokens=48)
     first_chunk = RANDOM_TEXT_FIRST_CHUNK_TOKENS if target.random_text else None
@@ -171,11 +188,7 @@ def _bench_pipeline(settings: Settings, target: VoiceTarget) -> Iterator[tuple[V
         pipeline.synthesizer = StandInSynthesizer(tts, config)
     try:
         pipeline.warm_up()
-        spoken = []
-        for question in BENCH_QUESTIONS:
-            chunks = list(tts.synthesize(question))
-            spoken.append((np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate))
-        yield pipeline, spoken
+        yield pipeline, speak_questions(tts)
     finally:
         pipeline.close()
         engine.close()

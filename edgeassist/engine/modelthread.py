@@ -138,7 +138,6 @@ class ModelThread:
         finally:
             with self._hold:
                 self._stepwise -= 1
-                self._hold.notify_all()
 
     def _wait_unheld(self, stop: threading.Event, asked: Callable[[], bool], asks: queue.SimpleQueue[None]) -> None:
         """Wait, in a `stepwise` block, until the consumer has `asked` for the next item (it says so on
