@@ -59,8 +59,12 @@ def test_saved_chat_continues_with_its_history(engine: LlamaEngine, store: Store
     assert len(store.messages(again.chat.id)) == 4
 
 
+LONG = GenerationOptions(max_tokens=200, seed=1)
+"""A reply to be stopped: sampled, seeded (an unseeded draw may end the reply before the stop)."""
+
+
 def test_cancelled_reply_is_saved_marked_cancelled(engine: LlamaEngine, store: Store) -> None:
-    convo = Conversation.open(engine, store, "stop", system_prompt=SYSTEM, options=GenerationOptions(max_tokens=200))
+    convo = Conversation.open(engine, store, "stop", system_prompt=SYSTEM, options=LONG)
     cancel = threading.Event()
     seen = 0
     for ev in convo.send("Tell me a long story about a dragon.", cancel):
@@ -76,7 +80,7 @@ def test_cancelled_reply_is_saved_marked_cancelled(engine: LlamaEngine, store: S
 
 def test_abandoned_stream_keeps_the_partial_reply(engine: LlamaEngine, store: Store) -> None:
     """What Ctrl+C does: the stream stops mid-reply; the partial reply is saved, not as complete."""
-    convo = Conversation.open(engine, store, "ctrlc", system_prompt=SYSTEM, options=GenerationOptions(max_tokens=200))
+    convo = Conversation.open(engine, store, "ctrlc", system_prompt=SYSTEM, options=LONG)
     stream = convo.send("Describe the sea in detail.")
     texts = 0
     for ev in stream:
