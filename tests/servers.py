@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from edgeassist.engine.base import Done, Event, Message, Text, Thinking
+from edgeassist.engine.build import repacking_safe
 
 REMOTE_MODEL = "smollm2-135m"
 """The name the test servers give the starter model (its `/v1/models` id)."""
@@ -60,10 +61,27 @@ def free_port() -> int:
 # -- the two servers' command lines -----------------------------------------------------------------
 
 
+_WITHOUT_EXTRA_BUFFERS = """
+import runpy, llama_cpp.llama_cpp as api
+default = api.llama_model_default_params
+def params():
+    p = default()
+    p.use_extra_bufts = False
+    return p
+api.llama_model_default_params = params
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""`python -m llama_cpp.server` loading its model as edgeassist does in an AMX build (it has no option for it)."""
+
+
 def llama_cpp_python_command(gguf: Path, model: str, port: int) -> list[str]:
-    """llama-cpp-python's server (`llama-cpp-python[server]`, in the dev extra) for `gguf`, named `model`."""
+    """llama-cpp-python's server (`llama-cpp-python[server]`, in the dev extra) for `gguf`, named `model`.
+
+    In a llama.cpp built with AMX its weights stay out of the AMX buffer, whose kernels crash
+    (`edgeassist.engine.build.repacking_safe`)."""
+    main = ["-m", "llama_cpp.server"] if repacking_safe() else ["-c", _WITHOUT_EXTRA_BUFFERS]
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
+        sys.executable, *main, "--model", str(gguf), "--model_alias", model,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
     ]  # fmt: skip
 
@@ -85,11 +103,12 @@ def llama_server_command(gguf: Path, model: str, port: int, *extra: str) -> list
 
     One slot (`--parallel 1`), so the whole context is one reply's (newer builds split it among
     several by default); `--jinja` renders the chat template the model ships, as for a real model.
+    `--no-repack` in an AMX build, as edgeassist loads its models there (`repacking_safe`).
     """
     return [
         str(llama_server_binary()), "--model", str(gguf), "--alias", model,
         "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "2048", "--parallel", "1",
-        "--threads", "2", "--jinja", "--no-webui", *extra,
+        "--threads", "2", "--jinja", "--no-webui", *([] if repacking_safe() else ["--no-repack"]), *extra,
     ]  # fmt: skip
 
 

@@ -70,6 +70,25 @@ def test_threads_default_to_physical_cores(starter_gguf: Path) -> None:
     assert LlamaEngine(starter_gguf).n_threads == physical_cores()
 
 
+@pytest.mark.parametrize(
+    ("features", "extra_buffers"), [("AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1", False), ("AVX2 = 1 | REPACK = 1", True)]
+)
+def test_an_amx_build_loads_weights_without_extra_buffers(
+    monkeypatch: pytest.MonkeyPatch, features: str, extra_buffers: bool
+) -> None:
+    """llama.cpp's AMX kernels die with SIGSEGV (seen on this workplace's Sapphire Rapids machines): in a build
+    with them, weights stay in plain CPU buffers; elsewhere llama.cpp repacks them as it would."""
+    from edgeassist.engine import build
+
+    monkeypatch.setattr(build, "system_info", lambda: f"CPU : SSE3 = 1 | {features} | ")
+    build.repacking_safe.cache_clear()
+    try:
+        assert build.model_params().use_extra_bufts is extra_buffers  # type: ignore[attr-defined]
+        assert build.model_params(-1).n_gpu_layers == -1  # type: ignore[attr-defined]
+    finally:
+        build.repacking_safe.cache_clear()
+
+
 def test_max_tokens_stops_with_length(smol: LlamaEngine) -> None:
     # Greedy: a sampled reply may draw its end-of-turn token within five (CI once saw a 4-token reply).
     count: list[Message] = [{"role": "user", "content": "Count from one to fifty."}]

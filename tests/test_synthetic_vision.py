@@ -13,7 +13,7 @@ from typing import IO, Any
 import numpy as np
 import pytest
 
-from edgeassist.engine.build import init_backend
+from edgeassist.engine.build import init_backend, model_params
 from edgeassist.engine.modelthread import MODEL_THREAD
 from edgeassist.errors import EdgeAssistError
 from edgeassist.synthetic import (
@@ -209,9 +209,7 @@ def _look(model_path: Path, projector: Path, pictures: list[tuple[int, int, bool
     import llama_cpp.mtmd_cpp as mtmd
 
     init_backend()
-    mparams = llama_cpp.llama_model_default_params()
-    mparams.n_gpu_layers = 0
-    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), mparams)
+    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params())
     assert model
     ctx = mtmd.mtmd_init_from_file(str(projector).encode(), model, _context_params())
     assert ctx, "mtmd refused the projector"
@@ -279,9 +277,7 @@ def _accepted(model_path: Path, projector: Path) -> bool:
     import llama_cpp.mtmd_cpp as mtmd
 
     init_backend()
-    mparams = llama_cpp.llama_model_default_params()
-    mparams.n_gpu_layers = 0
-    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), mparams)
+    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params())
     assert model
     try:
         ctx = mtmd.mtmd_init_from_file(str(projector).encode(), model, _context_params())

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edgeassist.engine.base import GenerationOptions, Message, Notice, Text, ToolCall, ToolSpec
-from edgeassist.engine.build import init_backend
+from edgeassist.engine.build import init_backend, model_params
 from edgeassist.engine.sampling import GrammarSampler, sampler_chain
 from edgeassist.engine.template import ChatTemplate
 from edgeassist.engine.toolcalls import CLOSE, OPEN, CallSplitter, call_grammar, parse_call
@@ -95,9 +95,7 @@ def qwen(tiny_qwen35: Path) -> Iterator[Model]:
     import llama_cpp
 
     init_backend()
-    mparams = llama_cpp.llama_model_default_params()
-    mparams.n_gpu_layers = 0
-    model = llama_cpp.llama_model_load_from_file(str(tiny_qwen35).encode(), mparams)
+    model = llama_cpp.llama_model_load_from_file(str(tiny_qwen35).encode(), model_params())
     assert model
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = 1024

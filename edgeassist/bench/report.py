@@ -89,11 +89,12 @@ def system_lines(s: SystemReport) -> list[tuple[str, str]]:
         lb = s.llama
         ggml = f" · ggml {lb.ggml_version}" if lb.ggml_version else ""
         devices = f" · {', '.join(lb.devices)}" if lb.devices else ""
+        repack = "" if lb.repacking else " · weights not repacked (AMX build: its kernels crash)"
         rows.append(
             (
                 "llama.cpp",
                 f"llama-cpp-python {lb.llama_cpp_python} · llama.cpp {lb.llama_version}{ggml}"
-                f" · backend {lb.backend}{devices}",
+                f" · backend {lb.backend}{devices}{repack}",
             )
         )
     note = s.thread_note()

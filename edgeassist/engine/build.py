@@ -37,13 +37,43 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def system_info() -> str:
+    """llama.cpp's `llama_print_system_info`: its backends and the CPU features it was compiled for."""
+    import llama_cpp
+
+    return str(llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+
+
+@cache
+def repacking_safe() -> bool:
+    """Whether llama.cpp may put weights in its CPU's extra buffers (`use_extra_bufts`: AMX, repacked).
+
+    Not in a build with AMX (`AMX_INT8 = 1`, built on Sapphire Rapids or later): there, the weights go
+    to the AMX buffer and the first matrix multiply dies with SIGSEGV at `ldtilecfg` (seen here with
+    llama-cpp-python 0.3.36 and with llama.cpp b11434; upstream, ggml-org/llama.cpp#20824 and the
+    fix not yet merged, #26954). Without extra buffers the plain CPU kernels run, AVX-512 included.
+    """
+    return "AMX_INT8 = 1" not in system_info()
+
+
+def model_params(n_gpu_layers: int = 0) -> object:
+    """llama.cpp's model parameters as edgeassist loads every model: `n_gpu_layers` offloaded, and the
+    CPU's extra buffers only where they are safe (`repacking_safe`)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    params.use_extra_bufts = repacking_safe()
+    return params
+
+
 def llama_backend_name() -> str:
     """The accelerator llama.cpp was built with: cuda, metal, vulkan, or cpu."""
     import llama_cpp
 
     if not llama_cpp.llama_supports_gpu_offload():
         return "cpu"
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").upper()
+    info = system_info().upper()
     for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
         if name in info:
             return name.lower()
@@ -104,6 +134,8 @@ class LlamaBuild:
     """Compute devices ggml sees, `name: description` (the GPU name appears here)."""
     features: str
     """llama.cpp's compiled-in CPU features (`llama_print_system_info`)."""
+    repacking: bool = True
+    """Whether weights go to the CPU's extra buffers (`repacking_safe`)."""
 
 
 def llama_build() -> LlamaBuild | None:
@@ -113,7 +145,7 @@ def llama_build() -> LlamaBuild | None:
     except ImportError:
         return None
     init_backend()
-    features = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip().rstrip("|").strip()
+    features = system_info().strip().rstrip("|").strip()
     ggml_version, devices = "", []
     try:
         from llama_cpp import _ctypes_extensions, _ggml
@@ -141,4 +173,5 @@ def llama_build() -> LlamaBuild | None:
         backend=llama_backend_name(),
         devices=devices,
         features=features,
+        repacking=repacking_safe(),
     )

@@ -38,7 +38,7 @@ from edgeassist.engine.base import (
 from edgeassist.engine.build import init_backend as _init_backend
 from edgeassist.engine.build import llama_backend_name as llama_backend_name
 from edgeassist.engine.build import log_tail as _log_tail
-from edgeassist.engine.build import physical_cores
+from edgeassist.engine.build import model_params, physical_cores
 from edgeassist.engine.encoder import Prompt, PromptEncoder
 from edgeassist.engine.log import LOG as _LOG
 from edgeassist.engine.log import first_error
@@ -209,9 +209,8 @@ class LlamaEngine:
 
             t0 = time.perf_counter()
             gpu = llama_cpp.llama_supports_gpu_offload()
-            mparams = llama_cpp.llama_model_default_params()
             layers = self._n_gpu_layers if self._n_gpu_layers is not None else (-1 if gpu else 0)
-            mparams.n_gpu_layers = layers if gpu else 0
+            mparams = model_params(layers if gpu else 0)
             _log_tail.clear()
             mark = _LOG.count  # llama.cpp's first error after this says why a load failed
             model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
