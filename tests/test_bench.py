@@ -44,6 +44,7 @@ IMAGE_KEYS |= {"image_prompt_tokens", "image_encode_s", "image_prompt_eval_s", "
 IMAGE_KEYS |= {"images_encoded", "image_followup_ttft_s", "image_followup_prompt_tokens"}
 IMAGE_KEYS |= {"image_followup_evaluated_tokens", "image_followup_read_again"}
 ADDED_IN_2 |= IMAGE_KEYS
+ADDED_IN_2 |= {"repacking"}
 """The keys schema 2 added (some later, within 2), each with a default: a schema 1 file read again gains them."""
 
 
