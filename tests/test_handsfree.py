@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -414,6 +415,82 @@ def test_with_a_headset_a_barge_in_while_the_last_words_are_decoded_keeps_them()
         "What is the capital of France",
         "and of Italy",
     ]  # the reply read both
+
+
+class ByLength(SilentTranscriber):
+    """A `Transcriber` that names a turn by how long its tone lasted: under 0.75 s, to 1.4 s, longer (a barge-in's
+    recording misses about 0.3 s of its onset)."""
+
+    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Any:
+        from edgeassist.speech.stt import Transcript
+
+        self.calls += 1
+        frames = np.asarray(audio, dtype=np.float32)[: len(audio) // FRAME * FRAME].reshape(-1, FRAME)
+        loud_s = int(np.count_nonzero(np.sqrt(np.mean(frames * frames, axis=1)) > 0.1)) * FRAME / RATE
+        text = "" if loud_s == 0 else "first" if loud_s < 0.75 else "second" if loud_s < 1.4 else "third"
+        return Transcript(text, len(audio) / RATE, 0.0)
+
+
+def _three_turns(watch: Watch) -> tuple[HandsFree, VoicePipeline, ScriptedEngine, threading.Event]:
+    """A reply whose model is slow to stop (until the event is set), interrupted by a second turn, and a
+    third begun after the second has ended, all before that reply has stopped."""
+    room = EchoRoom()
+    slow_stop = threading.Event()
+    engine = ScriptedEngine("Paris is lovely. It really is.", wait_before={3: slow_stop})
+    pipeline = fake_pipeline(engine, room, room.speaker(), barge_in="headset", **HELD)
+    pipeline.transcriber = ByLength("")
+    session = HandsFree(pipeline, detector=LevelDetector(floor_db=-45.0), on_event=watch)
+    session.start()
+    room.say(np.concatenate([silence(0.2), tone(0.6)]))
+    watch.wait_for(lambda _: any(s is S.SPEAKING for s, _ in watch.changes()), "the first reply to speak")
+    room.say(tone(1.2))  # the second turn: a barge-in, its reply's model still busy
+    watch.wait_for(lambda _: [r for _, r in watch.changes()].count("end of turn") == 2, "the second turn's end")
+    room.say(tone(1.8))  # the third, before the first reply has stopped
+    watch.wait_for(lambda _: [r for _, r in watch.changes()].count("barge-in") == 2, "the third turn")
+    return session, pipeline, engine, slow_stop
+
+
+def test_with_a_headset_a_turn_heard_while_the_last_reply_still_stops_is_kept() -> None:
+    """The user interrupts a reply whose model is slow to stop, pauses long enough to end that turn, and
+    goes on before the reply has stopped: the second turn's words are not lost. They are sent with their
+    reply stopped before it began, and the third turn's reply reads them."""
+    watch = Watch()
+    session, pipeline, engine, slow_stop = _three_turns(watch)
+    try:
+        slow_stop.set()
+        watch.wait_for(listening_again, "the answer, and listening again")
+    finally:
+        slow_stop.set()
+        session.stop()
+    done = [(d.transcript, d.status) for d in watch.events if isinstance(d, TurnDone)]
+    assert done == [("first", "cancelled"), ("second", "cancelled"), ("third", "complete")]
+    assert [t.content for t in pipeline.conversation.turns if t.role == "user"] == ["first", "second", "third"]
+    assert [m["content"] for m in engine.calls[-1] if m["role"] == "user"] == ["first", "second", "third"]
+
+
+def test_stopped_with_turns_not_answered_yet_it_sends_none_and_push_to_talk_still_answers() -> None:
+    """Hands-free turned off while two turns wait for a reply still stopping: neither is sent, and the
+    next push-to-talk turn on the same pipeline (the chat app's key) is answered, not left waiting."""
+    watch = Watch()
+    session, pipeline, engine, slow_stop = _three_turns(watch)
+    stopper = threading.Thread(target=session.stop)
+    try:
+        stopper.start()
+        while not session._closing:
+            threading.Event().wait(0.01)
+        slow_stop.set()  # the first reply stops now, after the session has begun stopping
+        stopper.join(WAIT_S)
+    finally:
+        slow_stop.set()
+    assert session.state is S.STOPPED
+    done = [(d.transcript, d.status) for d in watch.events if isinstance(d, TurnDone)]
+    assert done == [("first", "cancelled")]
+    box: list[object] = []
+    key = threading.Thread(target=lambda: box.append(pipeline.run_turn(ArrayIn(tone(0.6), RATE))), daemon=True)
+    key.start()
+    key.join(WAIT_S)
+    assert box, "the push-to-talk turn was never answered"
+    assert [t.content for t in pipeline.conversation.turns if t.role == "user"] == ["first", "first"]
 
 
 def test_simulate_conversation_asks_each_question_once_it_listens() -> None:

@@ -17,16 +17,18 @@ that moves it, and `StateChanged` the event announcing each move. Its own voice 
 the user: while it thinks and speaks, and for `echo_tail_s` after the reply has played, the
 microphone is ignored, unless `barge_in = "headset"`, where speech that `EchoGate` finds louder
 than the reply's expected echo interrupts it. A barge-in while the last turn's words are still
-decoded keeps them: they are sent, their reply stopped before it begins, and the next reply reads
-them. Esc while thinking drops the turn if its words have not been shown yet, else stops its reply
-(`VoicePipeline` says how a stop before the reply lands).
+decoded, or while that turn still waits for the reply before it to stop, keeps them: they are
+sent, their reply stopped before it begins, and the next reply reads them. Turns not answered
+when the session stops are dropped, unsent. Esc while thinking drops the turn if its words have
+not been shown yet, else stops its reply (`VoicePipeline` says how a stop before the reply lands).
 
 The microphone is read by one thread for the whole session; each 32 ms frame goes through the
 Silero VAD (`vad.SileroDetector`) and the endpointing rules (`vad.Endpointer`). A turn's audio
 (with 0.3 s from before the speech started) is pushed into the pipeline as a recording
 (`PushIn`), so the turn is transcribed, prefilled and answered by the same `VoicePipeline` as a
-push-to-talk turn: `start_recording` at the onset, `stop_recording` at the end of the turn, and
-`respond()` in a second thread for the events. A file as the microphone (`--input-wav`) is
+push-to-talk turn: `start_recording` and `respond()` at the onset (the turn is taken at once, so
+the next one's recording never drops it), `stop_recording` at the end of the turn, and a second
+thread reads each turn's events in order. A file as the microphone (`--input-wav`) is
 paused while the assistant replies; a real microphone goes on and its frames are dropped. While
 the session runs it lends the pipeline its own config (no level-meter auto-stop: the VAD ends
 turns) and, with barge-in, an `EchoTap` around the speaker; `stop()` gives both back.
@@ -58,7 +60,7 @@ from edgeassist.speech.audio import AudioIn, AudioOut
 from edgeassist.speech.samples import Resampler, rms_dbfs
 from edgeassist.voice.config import VoiceConfig
 from edgeassist.voice.events import Speaking, TurnDone, VoiceEvent
-from edgeassist.voice.pipeline import VoicePipeline
+from edgeassist.voice.pipeline import TurnEvents, VoicePipeline
 from edgeassist.voice.vad import (
     FRAME,
     FRAME_S,
@@ -283,7 +285,7 @@ class HandsFree:
         self._state = HandsFreeState.STOPPED
         self._epoch = 0  # counts entries to LISTENING: the capture thread starts afresh on each
         self._turn: _Turn | None = None  # the turn being heard or answered
-        self._pending: _Turn | None = None  # a turn whose recording respond() has not taken yet
+        self._pending: collections.deque[tuple[_Turn, TurnEvents]] = collections.deque()  # turns not answered yet
         self._input_ended = False
         self._closing = False
         self._started = False
@@ -376,6 +378,11 @@ class HandsFree:
         for th in self._threads:
             if th is not threading.current_thread():
                 th.join(timeout)
+        with self._lock:
+            unanswered = list(self._pending)
+            self._pending.clear()
+        for _, events in unanswered:
+            events.drop()
         if self._saved_out is not None:
             self.pipeline.audio_out = self._saved_out
         if self._saved_config is not None:
@@ -471,7 +478,10 @@ class HandsFree:
             if self._closing or self._state not in _CAN_HEAR:
                 return  # the state moved while this frame was rated
             self.pipeline.start_recording(audio)  # while it replies: barge-in, the reply stops at once
-            self._turn = self._pending = turn
+            # Taken now, not when the replies' thread is free: a turn still waiting for it (the last reply
+            # slow to stop) is not dropped by the next one's recording; its words are kept.
+            self._pending.append((turn, self.pipeline.respond(empty_notice=None)))
+            self._turn = turn
             self._move(HandsFreeState.HEARING, "barge-in" if barge_in else "speech")
 
     def _end_turn(self, turn: _Turn, end: EndOfTurn) -> None:
@@ -504,12 +514,10 @@ class HandsFree:
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._pending is not None or self._closing or self._idle_end())
-                    turn = self._pending
-                    if turn is None or self._closing:
+                    self._cond.wait_for(lambda: bool(self._pending) or self._closing or self._idle_end())
+                    if not self._pending or self._closing:
                         break
-                    self._pending = None
-                    events = self.pipeline.respond(empty_notice=None)
+                    turn, events = self._pending.popleft()
                 self._answer(turn, events)
         except BaseException as e:  # noqa: BLE001 - raised by events() once stopped
             self._fail(e)
@@ -519,7 +527,7 @@ class HandsFree:
 
     def _idle_end(self) -> bool:
         """The input has ended and no turn is being heard or answered."""
-        return self._input_ended and self._pending is None and self._state is not HandsFreeState.HEARING
+        return self._input_ended and not self._pending and self._state is not HandsFreeState.HEARING
 
     def _answer(self, turn: _Turn, events: Iterator[VoiceEvent]) -> None:
         """Forward one turn's events, moving the state as the reply goes."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -157,8 +157,7 @@ class VoicePipeline:
                 return  # already recording
             if rec is not None and not rec.consumed:  # recorded, never answered: drop it
                 rec.consumed = True
-                rec.stt.cancel()
-                rec.scheduler.finish()
+                rec.drop()
             scheduler = self._scheduler = TurnScheduler(
                 self.conversation, self.options, self._scheduler, draft_tokens=self.config.draft_tokens
             )
@@ -215,21 +214,22 @@ class VoicePipeline:
 
     # -- the turn ------------------------------------------------------------------------------
 
-    def respond(self, *, empty_notice: str | None = EMPTY_NOTICE) -> Iterator[VoiceEvent]:
+    def respond(self, *, empty_notice: str | None = EMPTY_NOTICE) -> TurnEvents:
         """The turn of the latest recording: wait for it to end, then yield its events; `TurnDone` is always last.
 
         The recording is taken at once (a `UsageError` now when there is none new), its events come
         as the returned iterator is read. Blocking: read it in a worker thread. Closing it early stops
         the reply. `empty_notice` is the `Notice` shown when nothing was heard (None: none).
+        A recording once taken is never dropped by the next `start_recording()`: its words are kept.
         """
         with self._lock:
             rec = self._recording
             if rec is None or rec.consumed:
                 raise UsageError("nothing new was recorded: call start_recording() first")
             rec.consumed = True
-        return self._respond(rec, empty_notice)
+        return TurnEvents(rec, self._respond(rec, empty_notice))
 
-    def _respond(self, rec: Recording, empty_notice: str | None) -> Iterator[VoiceEvent]:
+    def _respond(self, rec: Recording, empty_notice: str | None) -> Generator[VoiceEvent, None, None]:
         """`respond`'s events for the recording it took."""
         rec.ended.wait()
         timings = VoiceTurnTimings()
@@ -316,6 +316,32 @@ class VoicePipeline:
         assert isinstance(done, TurnDone)
         spoken = [e.text for e in events if isinstance(e, Speaking)]
         return VoiceTurnResult(done.transcript, done.reply, spoken, done.status, done.timings, events)
+
+
+class TurnEvents(Iterator[VoiceEvent]):
+    """The events of a turn `VoicePipeline.respond()` took, as they are read; `drop()`, before the first
+    read, answers nothing (a session stopping with turns not yet answered)."""
+
+    def __init__(self, recording: Recording, events: Generator[VoiceEvent, None, None]) -> None:
+        """The recording taken, and `_respond`'s events for it."""
+        self._recording = recording
+        self._events = events
+        self._read = False
+
+    def __next__(self) -> VoiceEvent:
+        """The next event (the first waits for the recording to end)."""
+        self._read = True
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop reading: a reply under way stops."""
+        self._events.close()
+
+    def drop(self) -> None:
+        """Never answer the turn, if its events have not been read (else, as `close`)."""
+        if not self._read:
+            self._recording.drop()
+        self._events.close()
 
 
 def simulate_turn(

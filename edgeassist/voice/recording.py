@@ -75,6 +75,12 @@ class Recording:
             self.release_at = time.perf_counter()
         self.stop.set()
 
+    def drop(self) -> None:
+        """No reply will take it: stop its transcription and what its scheduler reads ahead."""
+        self.abandoned = True
+        self.stt.cancel()
+        self.scheduler.finish()
+
     def _committed(self, text: str) -> None:
         if self.config.prefill and text and not self.ended.is_set():
             self.scheduler.prefill(text)
