@@ -75,11 +75,14 @@ class Recording:
             self.release_at = time.perf_counter()
         self.stop.set()
 
-    def drop(self) -> None:
-        """No reply will take it: stop its transcription and what its scheduler reads ahead."""
+    def drop(self, timeout: float = 5.0) -> None:
+        """No reply will take it: stop capturing, its transcription and what its scheduler reads ahead;
+        return once its thread has let go of the input (at most `timeout`), so a new one may start."""
         self.abandoned = True
+        self.release()
         self.stt.cancel()
         self.scheduler.finish()
+        self.ended.wait(timeout)
 
     def _committed(self, text: str) -> None:
         if self.config.prefill and text and not self.ended.is_set():
