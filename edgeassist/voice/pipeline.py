@@ -242,8 +242,7 @@ class VoicePipeline:
         if rec.speech_end_at is not None:
             timings.release_lag_s = max(0.0, release - rec.speech_end_at)
         if rec.abandoned:
-            rec.stt.cancel()
-            rec.scheduler.finish()
+            rec.drop()
             yield TurnDone("", "", "cancelled", timings)
             return
         try:
